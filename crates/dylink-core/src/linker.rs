@@ -1,0 +1,3011 @@
+//! The linker state and its planner.
+//!
+//! [`Linker`] owns every decision. Planning borrows it immutably and collects the changes a
+//! plan would make in a private [`Delta`]; [`Linker::commit`] applies the delta, and
+//! [`Linker::abort`] drops it. So an aborted plan leaves the linker exactly as it was, by
+//! construction rather than by undo code.
+
+use core::fmt;
+
+use smallvec::SmallVec;
+
+use crate::config::*;
+use crate::error::{Diagnostic, Error, SymbolKind};
+use crate::index::*;
+use crate::layout::{PAGE, RegionAlloc, align_up};
+use crate::module::*;
+use crate::path::{Requester, normalize};
+use crate::plan::*;
+use crate::prelude::*;
+use crate::trampoline;
+
+/// A definition: a module and the index of one of its exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Def {
+    module: ModuleId,
+    export: u32,
+}
+
+/// A loaded module, as the linker records it.
+#[derive(Clone, Debug)]
+pub struct LoadedModule {
+    /// Its id.
+    pub id: ModuleId,
+    /// The name it was first asked for by.
+    pub name: String,
+    /// Where it was found.
+    pub path: String,
+    /// What its bytes say.
+    pub info: Arc<ModuleInfo>,
+    /// `__memory_base`: start of its data region (0 for a non-PIE main).
+    pub memory_base: u64,
+    /// Bytes reserved at `memory_base`.
+    pub memory_size: u64,
+    /// `__table_base`: first slot of its table region.
+    pub table_base: u64,
+    /// Slots reserved at `table_base`.
+    pub table_size: u64,
+    /// Outstanding `dlopen` references.
+    pub refs: u32,
+    /// Never unloaded (startup modules, `RTLD_NODELETE`).
+    pub pinned: bool,
+    /// Position in the global scope, if the module is in it.
+    pub global_seq: Option<u64>,
+    /// The root of the load whose local scope this module belongs to.
+    pub scope_root: ModuleId,
+    /// This module and its NEEDED closure, breadth first: the scope `dlsym(handle)` searches.
+    pub closure: Arc<[ModuleId]>,
+    /// Its NEEDED entries, resolved.
+    pub needed: Vec<ModuleId>,
+    /// Modules its imports bound to (they stay loaded while it is).
+    pub uses: Vec<ModuleId>,
+    /// Instantiation order.
+    pub order: u64,
+    /// The main module.
+    pub is_main: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    /// The `GOT.func` slot handed out for it (becomes the canonical slot once defined).
+    slot: Option<Slot>,
+    /// Trampolines forwarding to it.
+    trampolines: Vec<(GenId, u32)>,
+    /// Its type, as the first importer declared it.
+    ty: Option<FuncType>,
+    /// Modules waiting for it.
+    waiters: SmallVec<[ModuleId; 2]>,
+}
+
+/// What a table slot holds, for `dladdr` and unloading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SlotUse {
+    /// The canonical slot of a module's function.
+    Func { module: ModuleId, func: u32 },
+    /// The slot of a function not defined yet.
+    Pending(String),
+    /// A closure slot.
+    Closure,
+    /// A host function's slot.
+    Host(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MemState {
+    /// Size the core last knew, in bytes.
+    bytes: u64,
+    alloc: RegionAlloc,
+    memory64: bool,
+    shared: bool,
+    max_pages: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TableState {
+    size: u64,
+    alloc: RegionAlloc,
+    table64: bool,
+    max: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GroupState {
+    /// Log entries applied.
+    cursor: usize,
+    /// Its `dlerror` buffer.
+    dlerror: Addr,
+    /// Its TLS block per module.
+    tls: Vec<(ModuleId, Addr)>,
+}
+
+/// The layout of a PIE main's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MainLayout {
+    /// `__stack_low`
+    pub stack_low: u64,
+    /// `__stack_high`: initial stack pointer.
+    pub stack_high: u64,
+    /// `__heap_base`
+    pub heap_base: u64,
+    /// `__heap_end`
+    pub heap_end: u64,
+}
+
+/// A log entry: an op every group applies, or a template made concrete per group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LogOp {
+    Op(Op),
+    /// A GOT global holding a TLS address: `tls_block(group, module) + offset`.
+    TlsGlobal {
+        global: GlobalId,
+        ty: ValType,
+        module: ModuleId,
+        offset: u64,
+    },
+    /// `__wasm_init_tls(tls_block(group, module))`.
+    InitTls {
+        module: ModuleId,
+    },
+}
+
+/// The changes a plan makes, applied by [`Linker::commit`].
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
+    new_modules: Vec<LoadedModule>,
+    updates: Vec<(ModuleId, Update)>,
+    unload: Vec<ModuleId>,
+    mem: Option<MemState>,
+    table: Option<TableState>,
+    canonical: Vec<((ModuleId, u32), Slot)>,
+    slot_uses: Vec<(Slot, Option<SlotUse>)>,
+    pending: Option<HashMap<String, Pending>>,
+    counters: Counters,
+    tags: Vec<(String, TagId)>,
+    got_cache: Vec<((ValType, bool, u64), GlobalId)>,
+    stack_pointer: Option<GlobalId>,
+    layout: Option<MainLayout>,
+    main: Option<ModuleId>,
+    groups: Option<Vec<Option<GroupState>>>,
+    log: Vec<LogOp>,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Clone, Debug)]
+enum Update {
+    Refs(i64),
+    GlobalSeq(u64),
+    Pin,
+    Use(ModuleId),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    global: u32,
+    gen_id: u32,
+    tag: u32,
+    seq: u64,
+    order: u64,
+}
+
+/// The linker: the registry of loaded modules, the layout of memory and table, the symbol
+/// scopes, and the replication log.
+///
+/// # Driving it
+///
+/// Every change goes through a plan:
+///
+/// 1. ask for a plan ([`plan_startup`](Self::plan_startup), [`plan_dlopen`](Self::plan_dlopen),
+///    [`plan_dlsym`](Self::plan_dlsym), [`plan_dlclose`](Self::plan_dlclose),
+///    [`plan_closures`](Self::plan_closures), [`plan_group`](Self::plan_group), …);
+/// 2. compile [`Plan::modules`] and apply every op of [`Plan::ops`] in order;
+/// 3. on success, [`commit`](Self::commit) the plan; on any failure, [`abort`](Self::abort) it
+///    and the linker is exactly as before: no memory region, slot, name or record leaks.
+///
+/// Only one plan may be outstanding: committing a plan made before another commit fails with
+/// [`Error::StalePlan`]. Other instance groups then apply [`pending_ops`](Self::pending_ops)
+/// to catch up.
+#[derive(Clone, Debug)]
+pub struct Linker {
+    config: Config,
+    generation: u64,
+    modules: Vec<Option<LoadedModule>>,
+    symbols: HashMap<String, SmallVec<[Def; 1]>>,
+    mem: MemState,
+    table: TableState,
+    canonical: HashMap<(ModuleId, u32), Slot>,
+    slot_uses: alloc::collections::BTreeMap<u64, SlotUse>,
+    pending: HashMap<String, Pending>,
+    counters: Counters,
+    tags: HashMap<String, TagId>,
+    got_cache: HashMap<(ValType, bool, u64), GlobalId>,
+    stack_pointer: Option<GlobalId>,
+    layout: Option<MainLayout>,
+    main: Option<ModuleId>,
+    groups: Vec<Option<GroupState>>,
+    log: Vec<LogOp>,
+}
+
+impl PartialEq for Linker {
+    /// Full-state equality, used to prove that an aborted plan changed nothing.
+    fn eq(&self, o: &Self) -> bool {
+        let modules_eq = self.modules.len() == o.modules.len()
+            && self
+                .modules
+                .iter()
+                .zip(&o.modules)
+                .all(|(a, b)| match (a, b) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => {
+                        a.id == b.id
+                            && a.path == b.path
+                            && a.memory_base == b.memory_base
+                            && a.table_base == b.table_base
+                            && a.refs == b.refs
+                            && a.pinned == b.pinned
+                            && a.global_seq == b.global_seq
+                            && a.uses == b.uses
+                            && a.needed == b.needed
+                    }
+                    _ => false,
+                });
+        let pending_eq = self.pending.len() == o.pending.len()
+            && self.pending.iter().all(|(k, v)| {
+                o.pending.get(k).is_some_and(|w| {
+                    w.slot == v.slot && w.trampolines == v.trampolines && w.waiters == v.waiters
+                })
+            });
+        modules_eq
+            && pending_eq
+            && self.config == o.config
+            && self.generation == o.generation
+            && self.symbols == o.symbols
+            && self.mem == o.mem
+            && self.table == o.table
+            && self.canonical == o.canonical
+            && self.slot_uses == o.slot_uses
+            && self.counters == o.counters
+            && self.tags == o.tags
+            && self.got_cache == o.got_cache
+            && self.stack_pointer == o.stack_pointer
+            && self.layout == o.layout
+            && self.main == o.main
+            && self.groups == o.groups
+            && self.log == o.log
+    }
+}
+
+/// The group that applies the startup plan.
+pub const MAIN_GROUP: GroupId = GroupId(0);
+
+impl Linker {
+    /// A linker with nothing loaded.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            generation: 0,
+            modules: Vec::new(),
+            symbols: HashMap::new(),
+            mem: MemState {
+                bytes: 0,
+                alloc: RegionAlloc::new(),
+                memory64: false,
+                shared: false,
+                max_pages: None,
+            },
+            table: TableState {
+                size: 0,
+                alloc: RegionAlloc::new(),
+                table64: false,
+                max: None,
+            },
+            canonical: HashMap::new(),
+            slot_uses: Default::default(),
+            pending: HashMap::new(),
+            counters: Counters::default(),
+            tags: HashMap::new(),
+            got_cache: HashMap::new(),
+            stack_pointer: None,
+            layout: None,
+            main: None,
+            groups: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A loaded module.
+    pub fn module(&self, id: ModuleId) -> Option<&LoadedModule> {
+        self.modules.get(id.index()).and_then(|m| m.as_ref())
+    }
+
+    /// Every loaded module, in id order.
+    pub fn modules(&self) -> impl Iterator<Item = &LoadedModule> {
+        self.modules.iter().flatten()
+    }
+
+    /// The main module.
+    pub fn main(&self) -> Option<ModuleId> {
+        self.main
+    }
+
+    /// The PIE main's stack and heap layout.
+    pub fn main_layout(&self) -> Option<MainLayout> {
+        self.layout
+    }
+
+    /// Whether memory and pointers are 64-bit.
+    pub fn memory64(&self) -> bool {
+        self.mem.memory64
+    }
+
+    /// The table size the core has planned.
+    pub fn table_size(&self) -> u64 {
+        self.table.size
+    }
+
+    /// The memory size the core last planned, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.mem.bytes
+    }
+
+    /// Where a group's `dlerror` text goes, and how many bytes it may take (NUL included).
+    pub fn dlerror_buffer(&self, group: GroupId) -> Option<(Addr, u64)> {
+        self.group(group)
+            .map(|g| (g.dlerror, self.config.dlerror_size))
+    }
+
+    /// Live instance groups.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.is_some())
+            .map(|(i, _)| GroupId::new(i))
+    }
+
+    fn group(&self, g: GroupId) -> Option<&GroupState> {
+        self.groups.get(g.index()).and_then(|g| g.as_ref())
+    }
+
+    /// A group's TLS block for a module.
+    pub fn tls_block(&self, group: GroupId, module: ModuleId) -> Option<Addr> {
+        self.group(group)?
+            .tls
+            .iter()
+            .find(|(m, _)| *m == module)
+            .map(|(_, a)| *a)
+    }
+
+    /// Apply a plan's changes after every op succeeded. Fails (changing nothing) if another
+    /// plan was committed since this one was made.
+    pub fn commit(&mut self, plan: Plan) -> Result<Outcome, Error> {
+        if plan.generation != self.generation {
+            return Err(Error::StalePlan);
+        }
+        let d = plan.delta;
+        self.generation += 1;
+        for m in d.new_modules {
+            for (i, e) in m.info.exports.iter().enumerate() {
+                if e.is_symbol() {
+                    self.symbols.entry(e.name.clone()).or_default().push(Def {
+                        module: m.id,
+                        export: i as u32,
+                    });
+                }
+            }
+            debug_assert_eq!(m.id.index(), self.modules.len());
+            self.modules.push(Some(m));
+        }
+        for (id, u) in d.updates {
+            let Some(m) = self.modules.get_mut(id.index()).and_then(|m| m.as_mut()) else {
+                continue;
+            };
+            match u {
+                Update::Refs(n) => m.refs = (m.refs as i64 + n).max(0) as u32,
+                Update::GlobalSeq(s) => m.global_seq = Some(s),
+                Update::Pin => m.pinned = true,
+                Update::Use(u) => {
+                    if !m.uses.contains(&u) {
+                        m.uses.push(u)
+                    }
+                }
+            }
+        }
+        for id in d.unload {
+            if let Some(m) = self.modules[id.index()].take() {
+                for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
+                    if let Some(defs) = self.symbols.get_mut(&e.name) {
+                        defs.retain(|d| d.module != id);
+                        if defs.is_empty() {
+                            self.symbols.remove(&e.name);
+                        }
+                    }
+                }
+                self.canonical.retain(|(m, _), _| *m != id);
+            }
+        }
+        if let Some(mem) = d.mem {
+            self.mem = mem;
+        }
+        if let Some(t) = d.table {
+            self.table = t;
+        }
+        self.canonical.extend(d.canonical);
+        for (slot, u) in d.slot_uses {
+            match u {
+                Some(u) => self.slot_uses.insert(slot.0, u),
+                None => self.slot_uses.remove(&slot.0),
+            };
+        }
+        if let Some(p) = d.pending {
+            self.pending = p;
+        }
+        self.counters = d.counters;
+        self.tags.extend(d.tags);
+        self.got_cache.extend(d.got_cache);
+        if d.stack_pointer.is_some() {
+            self.stack_pointer = d.stack_pointer;
+        }
+        if d.layout.is_some() {
+            self.layout = d.layout;
+        }
+        if d.main.is_some() {
+            self.main = d.main;
+        }
+        if let Some(g) = d.groups {
+            self.groups = g;
+        }
+        self.log.extend(d.log);
+        // The group that applied the plan has applied its log entries too.
+        let end = self.log.len();
+        if let Some(Some(g)) = self.groups.get_mut(plan.group.index()) {
+            g.cursor = end;
+        }
+        Ok(d.outcome.unwrap_or(Outcome::Done))
+    }
+
+    /// Drop a plan whose ops failed. The linker is unchanged; whatever the adapter already
+    /// applied of the plan must be discarded by the adapter (new instances dropped).
+    pub fn abort(&self, plan: Plan) {
+        drop(plan);
+    }
+
+    /// Ops a group has not applied yet, and the cursor to report once it has.
+    pub fn pending_ops(&self, group: GroupId) -> Result<(Vec<Op>, usize), Error> {
+        let g = self.group(group).ok_or(Error::BadHandle {
+            handle: group.0 as u64,
+        })?;
+        let ops = self.log[g.cursor..]
+            .iter()
+            .map(|l| self.materialize(l, g))
+            .collect();
+        Ok((ops, self.log.len()))
+    }
+
+    /// Record that a group applied the log up to `cursor`.
+    pub fn caught_up(&mut self, group: GroupId, cursor: usize) {
+        if let Some(Some(g)) = self.groups.get_mut(group.index()) {
+            g.cursor = cursor.min(self.log.len());
+        }
+    }
+
+    fn materialize(&self, l: &LogOp, g: &GroupState) -> Op {
+        let block = |m: ModuleId| g.tls.iter().find(|(x, _)| *x == m).map_or(0, |(_, a)| a.0);
+        match l {
+            LogOp::Op(op) => op.clone(),
+            LogOp::TlsGlobal {
+                global,
+                ty,
+                module,
+                offset,
+            } => Op::CreateGlobal {
+                global: *global,
+                ty: *ty,
+                mutable: true,
+                value: block(*module).wrapping_add(*offset),
+            },
+            LogOp::InitTls { module } => Op::InitTls {
+                module: *module,
+                block: Addr(block(*module)),
+            },
+        }
+    }
+
+    fn txn<'a>(&'a self, group: GroupId) -> Txn<'a> {
+        Txn {
+            base: self,
+            group,
+            new: Vec::new(),
+            updates: Vec::new(),
+            unload: Vec::new(),
+            mem: self.mem.clone(),
+            table: self.table.clone(),
+            canonical: HashMap::new(),
+            slot_uses: Vec::new(),
+            pending: None,
+            counters: self.counters,
+            tags: Vec::new(),
+            got_cache: Vec::new(),
+            stack_pointer: self.stack_pointer,
+            layout: self.layout,
+            main: self.main,
+            groups: None,
+            new_symbols: HashMap::new(),
+            setup: Vec::new(),
+            adopt: Vec::new(),
+            zero: Vec::new(),
+            body: Vec::new(),
+            inits: Vec::new(),
+            diags: Vec::new(),
+            dup_seen: HashSet::new(),
+            modules_out: Vec::new(),
+            trampolines: Vec::new(),
+            gen_id: None,
+            create_memory: None,
+            create_table: false,
+            table_min: 0,
+            mem_bytes0: self.mem.bytes,
+            table_size0: self.table.size,
+            late: Vec::new(),
+            host_slots: Vec::new(),
+            bind: self.config.bind,
+        }
+    }
+
+    // ---------------------------------------------------------------- startup
+
+    /// Plan loading the main module (`path` is used for `$ORIGIN` and reports; `bytes` are
+    /// its content), the preloads, and the whole NEEDED tree. The plan is applied by group
+    /// [`MAIN_GROUP`].
+    pub fn plan_startup(
+        &self,
+        path: &str,
+        bytes: Arc<[u8]>,
+        source: &dyn ModuleSource,
+        host: &dyn HostNames,
+    ) -> Result<Plan, Error> {
+        if self.main.is_some() {
+            return Err(Error::BadMain {
+                path: path.into(),
+                message: "a main module is already loaded".into(),
+            });
+        }
+        let path = normalize(&self.config.search.cwd, path).unwrap_or_else(|| path.into());
+        let info = ModuleInfo::parse(&bytes).map_err(|error| Error::Parse {
+            path: path.clone(),
+            error,
+        })?;
+        let mut t = self.txn(MAIN_GROUP);
+        let main = t.add_module(&path, &path, Arc::new(info), bytes, true)?;
+        t.main = Some(main);
+        let pie = t.module(main).info.is_dynamic();
+        if !pie {
+            let info = &t.module(main).info;
+            let mem_export = info
+                .exports
+                .iter()
+                .any(|e| e.kind == ExportKind::Memory && e.name == "memory");
+            let table_export = info
+                .exports
+                .iter()
+                .any(|e| e.kind == ExportKind::Table && e.name == "__indirect_function_table");
+            if info.defined_memory.is_none() || !mem_export {
+                return Err(Error::BadMain {
+                    path,
+                    message: "it has no dylink.0 section (not a PIE) and does not export its memory as \
+                              `memory`; link it with -pie --experimental-pic, or as a non-PIE main that \
+                              exports memory and table (--export-table)"
+                        .into(),
+                });
+            }
+            if info.defined_table.is_none() || !table_export {
+                return Err(Error::BadMain {
+                    path,
+                    message: "a non-PIE main must export its function table as \
+                              `__indirect_function_table` (link with --export-table)"
+                        .into(),
+                });
+            }
+        }
+        // Preloads come right after the main in scope order, then NEEDED, breadth first.
+        let mut roots: Vec<(String, Option<ModuleId>)> = self
+            .config
+            .preload
+            .iter()
+            .map(|p| (p.clone(), None))
+            .collect();
+        let needed = t
+            .module(main)
+            .info
+            .dylink
+            .as_ref()
+            .map(|d| d.needed.clone())
+            .unwrap_or_default();
+        roots.extend(needed.into_iter().map(|n| (n, Some(main))));
+        let loaded = t.load_tree(&roots, Some(main), source)?;
+        let mut all = vec![main];
+        all.extend(loaded.iter().copied().filter(|m| *m != main));
+        // Everything loaded at startup is in the global scope, main first, and pinned.
+        for &m in &all {
+            let seq = t.next_seq();
+            t.set_global_seq(m, seq);
+        }
+        t.set_closure(main);
+        let order = t.instantiation_order(&all, if pie { None } else { Some(main) });
+        t.layout_startup(main, &order, pie)?;
+        t.link(&order, host)?;
+        t.finish_startup(main);
+        t.finish(PlanKind::Startup, Outcome::Loaded(main))
+    }
+
+    // ---------------------------------------------------------------- dlopen
+
+    /// Plan `dlopen(name, flags)` called from module `caller` in `group`. `name` `None` is
+    /// `dlopen(NULL)`: the main program. `facts` is the engine's current state.
+    pub fn plan_dlopen(
+        &self,
+        name: Option<&str>,
+        flags: i32,
+        caller: Option<ModuleId>,
+        group: GroupId,
+        facts: Facts,
+        source: &dyn ModuleSource,
+        host: &dyn HostNames,
+    ) -> Result<Plan, Error> {
+        let main = self.main.ok_or(Error::BadHandle { handle: 0 })?;
+        let mut t = self.txn(group);
+        t.observe(facts);
+        if flags & rtld::NOW != 0 {
+            t.bind = BindMode::Now;
+        }
+        let Some(name) = name else {
+            return t.finish(PlanKind::Dlopen, Outcome::Loaded(main));
+        };
+        let requester = caller.and_then(|c| self.module(c));
+        let existing = t.find_loaded(name, requester.map(|r| r.id))?;
+        let root = match existing {
+            Some(id) => id,
+            None if flags & rtld::NOLOAD != 0 => {
+                return Err(Error::NotLoaded { name: name.into() });
+            }
+            None => {
+                let roots = [(name.to_string(), caller)];
+                let loaded = t.load_tree(&roots, caller, source)?;
+                let root = loaded[0];
+                t.set_closure(root);
+                let new: Vec<ModuleId> = loaded.iter().copied().filter(|m| t.is_new(*m)).collect();
+                for &m in &new {
+                    t.set_scope_root(m, root);
+                }
+                if flags & rtld::GLOBAL != 0 {
+                    t.promote(root);
+                }
+                let order = t.instantiation_order(&new, None);
+                t.layout_dlopen(&order)?;
+                t.link(&order, host)?;
+                t.adopt_pending(&new);
+                root
+            }
+        };
+        if existing.is_some() && flags & rtld::GLOBAL != 0 {
+            t.promote(root);
+            let closure: Vec<ModuleId> = t.module(root).closure.to_vec();
+            t.adopt_pending(&closure);
+        }
+        if root != main {
+            t.updates.push((root, Update::Refs(1)));
+        }
+        if flags & rtld::NODELETE != 0 {
+            t.updates.push((root, Update::Pin));
+        }
+        t.finish(PlanKind::Dlopen, Outcome::Loaded(root))
+    }
+
+    // ---------------------------------------------------------------- dlsym
+
+    /// Look `symbol` up for `dlsym(handle, symbol)` called from `caller` in `group`. A
+    /// function whose pointer was never taken needs a slot: then the answer is a plan whose
+    /// commit yields [`Outcome::Symbol`].
+    pub fn plan_dlsym(
+        &self,
+        handle: Handle,
+        symbol: &str,
+        caller: Option<ModuleId>,
+        group: GroupId,
+    ) -> Result<DlsymAnswer, Error> {
+        let def = self.find_symbol(handle, symbol, caller)?;
+        let m = self
+            .module(def.module)
+            .ok_or(Error::BadHandle { handle: 0 })?;
+        let e = &m.info.exports[def.export as usize];
+        match e.kind {
+            ExportKind::Func { index, .. } => {
+                if let Some(&slot) = self.canonical.get(&(def.module, index)) {
+                    return Ok(DlsymAnswer::Ready(SymbolValue::Func(slot)));
+                }
+                let mut t = self.txn(group);
+                let slot = t.canonical_slot(def.module, index)?;
+                Ok(DlsymAnswer::Plan(t.finish(
+                    PlanKind::Dlsym,
+                    Outcome::Symbol(SymbolValue::Func(slot)),
+                )?))
+            }
+            ExportKind::Global {
+                value: Some(v),
+                mutable: false,
+                ty,
+            } if ty == m.info.ptr_type() => {
+                if e.tls {
+                    let block = self.tls_block(group, def.module).ok_or_else(|| {
+                        Error::Unsupported {
+                            path: m.path.clone(),
+                            message: format!(
+                                "thread-local `{symbol}` but the module has no per-thread TLS block"
+                            ),
+                        }
+                    })?;
+                    Ok(DlsymAnswer::Ready(SymbolValue::Tls(Addr(
+                        block.0.wrapping_add(v),
+                    ))))
+                } else {
+                    Ok(DlsymAnswer::Ready(SymbolValue::Data(Addr(
+                        m.memory_base.wrapping_add(v),
+                    ))))
+                }
+            }
+            _ => Err(Error::SymbolNotFound {
+                symbol: symbol.into(),
+                scope: format!("{} (not a function or data symbol)", m.path),
+            }),
+        }
+    }
+
+    fn find_symbol(
+        &self,
+        handle: Handle,
+        symbol: &str,
+        caller: Option<ModuleId>,
+    ) -> Result<Def, Error> {
+        let defs = self
+            .symbols
+            .get(symbol)
+            .map(|d| d.as_slice())
+            .unwrap_or(&[]);
+        let global_first = |after: Option<u64>| {
+            defs.iter()
+                .filter_map(|d| {
+                    let m = self.module(d.module)?;
+                    let seq = m.global_seq?;
+                    (after.is_none_or(|a| seq > a))
+                        .then(|| ((m.info.exports[d.export as usize].weak, seq), *d))
+                })
+                .min_by_key(|(k, _)| *k)
+                .map(|(_, d)| d)
+        };
+        let in_closure = |root: ModuleId| {
+            let m = self.module(root)?;
+            m.closure
+                .iter()
+                .find_map(|c| defs.iter().find(|d| d.module == *c).copied())
+        };
+        let found = match handle {
+            Handle::Default => global_first(None).or_else(|| {
+                let c = self.module(caller?)?;
+                in_closure(c.scope_root)
+            }),
+            Handle::Next => {
+                let seq = caller
+                    .and_then(|c| self.module(c))
+                    .and_then(|c| c.global_seq);
+                global_first(Some(seq.unwrap_or(0)))
+            }
+            Handle::Module(m) => {
+                if self.module(m).is_none() {
+                    return Err(Error::BadHandle {
+                        handle: Handle::value(m),
+                    });
+                }
+                if Some(m) == self.main {
+                    global_first(None)
+                } else {
+                    in_closure(m)
+                }
+            }
+        };
+        found.ok_or_else(|| Error::SymbolNotFound {
+            symbol: symbol.into(),
+            scope: match handle {
+                Handle::Default => "the global scope (RTLD_DEFAULT)".into(),
+                Handle::Next => "the modules after the caller (RTLD_NEXT)".into(),
+                Handle::Module(m) => format!(
+                    "{} and its dependencies",
+                    self.module(m).map_or("?", |m| &m.path)
+                ),
+            },
+        })
+    }
+
+    // ---------------------------------------------------------------- dladdr
+
+    /// Which module (and symbol) an address belongs to. A value that is a used table slot is
+    /// taken as a function pointer first; otherwise as a data address.
+    pub fn dladdr(&self, value: u64) -> Option<AddrInfo> {
+        if value != 0 && value < self.table.size {
+            if let Some(u) = self.slot_uses.get(&value) {
+                if let SlotUse::Func { module, func } = u {
+                    let m = self.module(*module)?;
+                    return Some(AddrInfo {
+                        module: m.id,
+                        path: m.path.clone(),
+                        base: m.memory_base,
+                        symbol: Some(m.info.func_name(*func)),
+                        symbol_value: value,
+                    });
+                }
+            }
+            for m in self.modules() {
+                if m.table_size > 0 && value >= m.table_base && value < m.table_base + m.table_size
+                {
+                    let rel = (value - m.table_base) as u32;
+                    let name = m
+                        .info
+                        .table_elems
+                        .iter()
+                        .find(|(o, _)| *o == rel)
+                        .map(|(_, f)| m.info.func_name(*f));
+                    return Some(AddrInfo {
+                        module: m.id,
+                        path: m.path.clone(),
+                        base: m.memory_base,
+                        symbol: name,
+                        symbol_value: value,
+                    });
+                }
+            }
+        }
+        for m in self.modules() {
+            let lo = m.memory_base;
+            let hi = if m.memory_size > 0 {
+                lo + m.memory_size
+            } else if m.is_main && !m.info.is_dynamic() {
+                self.layout.map_or(lo, |l| l.heap_base)
+            } else {
+                lo
+            };
+            if value >= lo && value < hi {
+                // The nearest data symbol at or below the address.
+                let best = m
+                    .info
+                    .exports
+                    .iter()
+                    .filter(|e| e.is_symbol() && !e.tls)
+                    .filter_map(|e| match e.kind {
+                        ExportKind::Global {
+                            value: Some(v),
+                            mutable: false,
+                            ..
+                        } => Some((m.memory_base.wrapping_add(v), &e.name)),
+                        _ => None,
+                    })
+                    .filter(|(a, _)| *a <= value)
+                    .max_by_key(|(a, _)| *a);
+                return Some(AddrInfo {
+                    module: m.id,
+                    path: m.path.clone(),
+                    base: m.memory_base,
+                    symbol: best.map(|(_, n)| n.clone()),
+                    symbol_value: best.map_or(0, |(a, _)| a),
+                });
+            }
+        }
+        None
+    }
+
+    // ---------------------------------------------------------------- dlclose
+
+    /// Plan `dlclose(handle)`: drop one reference; when nothing keeps the library (and the
+    /// dependencies only it kept) loaded, run destructors and unload them, reclaiming memory
+    /// regions and table slots.
+    pub fn plan_dlclose(&self, handle: ModuleId, group: GroupId) -> Result<Plan, Error> {
+        let m = self.module(handle).ok_or(Error::BadHandle {
+            handle: Handle::value(handle),
+        })?;
+        let mut t = self.txn(group);
+        if m.is_main || m.refs == 0 {
+            // dlclose of the program handle, or of a startup module: nothing to release.
+            if m.refs == 0 && !m.is_main && !m.pinned {
+                return Err(Error::BadHandle {
+                    handle: Handle::value(handle),
+                });
+            }
+            return t.finish(PlanKind::Dlclose, Outcome::Done);
+        }
+        t.updates.push((handle, Update::Refs(-1)));
+        // Mark everything still reachable from a pinned or referenced module.
+        let mut alive: HashSet<ModuleId> = HashSet::new();
+        let mut stack: Vec<ModuleId> = self
+            .modules()
+            .filter(|x| x.pinned || x.refs > u32::from(x.id == handle))
+            .map(|x| x.id)
+            .collect();
+        while let Some(id) = stack.pop() {
+            if !alive.insert(id) {
+                continue;
+            }
+            if let Some(x) = self.module(id) {
+                stack.extend(x.needed.iter().chain(x.uses.iter()).copied());
+            }
+        }
+        let mut dead: Vec<&LoadedModule> =
+            self.modules().filter(|x| !alive.contains(&x.id)).collect();
+        dead.sort_by_key(|x| core::cmp::Reverse(x.order));
+        t.unload_modules(&dead.iter().map(|x| x.id).collect::<Vec<_>>());
+        t.finish(PlanKind::Dlclose, Outcome::Done)
+    }
+
+    // ---------------------------------------------------------------- closures
+
+    /// Plan allocating `count` consecutive table slots for closures (libffi-style). The commit
+    /// yields [`Outcome::Slots`]. Fill them with [`plan_set_closure`](Self::plan_set_closure).
+    pub fn plan_closures(&self, count: u64, group: GroupId) -> Result<Plan, Error> {
+        let mut t = self.txn(group);
+        let first = t.alloc_slots(count.max(1), 1)?;
+        for i in 0..count.max(1) {
+            t.slot_uses
+                .push((Slot(first.0 + i), Some(SlotUse::Closure)));
+        }
+        t.finish(PlanKind::Closures, Outcome::Slots(first, count.max(1)))
+    }
+
+    /// Plan storing `value` in closure slot `slot`.
+    pub fn plan_set_closure(
+        &self,
+        slot: Slot,
+        value: SlotValue,
+        group: GroupId,
+    ) -> Result<Plan, Error> {
+        if self.slot_uses.get(&slot.0) != Some(&SlotUse::Closure) {
+            return Err(Error::BadHandle { handle: slot.0 });
+        }
+        if let SlotValue::Export { module, .. } = &value {
+            if self.module(*module).is_none() {
+                return Err(Error::BadHandle {
+                    handle: Handle::value(*module),
+                });
+            }
+        }
+        let mut t = self.txn(group);
+        t.body.push(Op::SetSlot { slot, value });
+        t.finish(PlanKind::Closures, Outcome::Done)
+    }
+
+    /// Plan freeing closure slots `[first, first + count)`.
+    pub fn plan_free_closures(
+        &self,
+        first: Slot,
+        count: u64,
+        group: GroupId,
+    ) -> Result<Plan, Error> {
+        for i in 0..count {
+            if self.slot_uses.get(&(first.0 + i)) != Some(&SlotUse::Closure) {
+                return Err(Error::BadHandle {
+                    handle: first.0 + i,
+                });
+            }
+        }
+        let mut t = self.txn(group);
+        for i in 0..count {
+            t.body.push(Op::SetSlot {
+                slot: Slot(first.0 + i),
+                value: SlotValue::Null,
+            });
+            t.slot_uses.push((Slot(first.0 + i), None));
+        }
+        t.table.alloc.free(first.0, count, true);
+        t.finish(PlanKind::Closures, Outcome::Done)
+    }
+
+    // ---------------------------------------------------------------- groups
+
+    /// Plan a new instance group (a new thread): applied in the new group's fresh store, it
+    /// attaches the shared memory, creates the table, replays the log (same slots, same
+    /// globals, no relocations or constructors re-run) and gives each TLS module a new block.
+    pub fn plan_group(&self, facts: Facts) -> Result<Plan, Error> {
+        if self.main.is_none() {
+            return Err(Error::BadMain {
+                path: String::new(),
+                message: "no program is loaded".into(),
+            });
+        }
+        if !self.mem.shared {
+            return Err(Error::Unsupported {
+                path: self.main.and_then(|m| self.module(m)).map_or(String::new(), |m| m.path.clone()),
+                message: "threads need a shared memory; build with -pthread (atomics, bulk-memory, shared memory)".into(),
+            });
+        }
+        let id = GroupId::new(self.groups.len());
+        let mut t = self.txn(id);
+        t.observe(facts);
+        let state = t.new_group_state()?;
+        let mut groups = self.groups.clone();
+        groups.push(Some(state.clone()));
+        t.groups = Some(groups);
+        let mut ops = vec![Op::AttachMemory];
+        ops.extend(t.zero.drain(..));
+        let grow = t.grow_ops();
+        let mut all = grow;
+        all.append(&mut ops);
+        all.push(Op::CreateTable {
+            min: t.table.size,
+            table64: t.table.table64,
+        });
+        for l in &self.log {
+            let op = self.materialize(l, &state);
+            if matches!(op, Op::GrowTable { .. } | Op::CreateTable { .. }) {
+                continue;
+            }
+            all.push(op);
+        }
+        let mut plan = t.finish(PlanKind::Group, Outcome::Group(id))?;
+        plan.ops = all;
+        plan.group = id;
+        Ok(plan)
+    }
+
+    /// Plan a group's exit: its TLS blocks and `dlerror` buffer are freed. No ops.
+    pub fn plan_group_exit(&self, group: GroupId) -> Result<Plan, Error> {
+        let g = self.group(group).ok_or(Error::BadHandle {
+            handle: group.0 as u64,
+        })?;
+        if group == MAIN_GROUP {
+            return Err(Error::BadHandle { handle: 0 });
+        }
+        let mut t = self.txn(group);
+        t.mem
+            .alloc
+            .free(g.dlerror.0, self.config.dlerror_size, true);
+        for (m, block) in &g.tls {
+            if let Some(m) = self.module(*m) {
+                t.mem.alloc.free(block.0, tls_len(&m.info), true);
+            }
+        }
+        let mut groups = self.groups.clone();
+        groups[group.index()] = None;
+        t.groups = Some(groups);
+        t.finish(PlanKind::GroupExit, Outcome::Done)
+    }
+}
+
+fn tls_len(info: &ModuleInfo) -> u64 {
+    info.init.tls_size.unwrap_or(0).max(1)
+}
+
+fn tls_align(info: &ModuleInfo) -> u64 {
+    info.init.tls_align.unwrap_or(1).max(1).next_power_of_two()
+}
+
+/// What `dlsym` answers.
+#[derive(Debug)]
+pub enum DlsymAnswer {
+    /// The value, without any change to the linker.
+    Ready(SymbolValue),
+    /// A plan to apply and commit; the commit yields [`Outcome::Symbol`].
+    Plan(Plan),
+}
+
+/// What `dladdr` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrInfo {
+    /// The module containing the address.
+    pub module: ModuleId,
+    /// Its path (`dli_fname`).
+    pub path: String,
+    /// Its memory base (`dli_fbase`).
+    pub base: u64,
+    /// The nearest symbol (`dli_sname`).
+    pub symbol: Option<String>,
+    /// The symbol's value (`dli_saddr`).
+    pub symbol_value: u64,
+}
+
+// -------------------------------------------------------------------- planning transaction
+
+struct Txn<'a> {
+    base: &'a Linker,
+    group: GroupId,
+    new: Vec<LoadedModule>,
+    new_symbols: HashMap<String, SmallVec<[Def; 1]>>,
+    updates: Vec<(ModuleId, Update)>,
+    unload: Vec<ModuleId>,
+    mem: MemState,
+    table: TableState,
+    canonical: HashMap<(ModuleId, u32), Slot>,
+    slot_uses: Vec<(Slot, Option<SlotUse>)>,
+    pending: Option<HashMap<String, Pending>>,
+    counters: Counters,
+    tags: Vec<(String, TagId)>,
+    got_cache: Vec<((ValType, bool, u64), GlobalId)>,
+    stack_pointer: Option<GlobalId>,
+    layout: Option<MainLayout>,
+    main: Option<ModuleId>,
+    groups: Option<Vec<Option<GroupState>>>,
+    // Op sections, assembled by `finish` in this order.
+    setup: Vec<(Op, Option<LogOp>)>,
+    adopt: Vec<Op>,
+    zero: Vec<Op>,
+    body: Vec<Op>,
+    inits: Vec<(Op, Option<LogOp>)>,
+    diags: Vec<Diagnostic>,
+    dup_seen: HashSet<String>,
+    modules_out: Vec<NewModule>,
+    trampolines: Vec<FuncType>,
+    gen_id: Option<GenId>,
+    create_memory: Option<Op>,
+    create_table: bool,
+    table_min: u64,
+    mem_bytes0: u64,
+    table_size0: u64,
+    late: Vec<Op>,
+    host_slots: Vec<(String, Slot)>,
+    bind: BindMode,
+}
+
+/// How a resolved function import is bound.
+enum FuncTarget {
+    Def(Def),
+    Host,
+    Missing,
+}
+
+impl<'a> Txn<'a> {
+    fn module(&self, id: ModuleId) -> &LoadedModule {
+        let base_len = self.base.modules.len();
+        if id.index() >= base_len {
+            &self.new[id.index() - base_len]
+        } else {
+            self.base.modules[id.index()]
+                .as_ref()
+                .expect("txn refers only to live modules")
+        }
+    }
+
+    fn module_mut(&mut self, id: ModuleId) -> Option<&mut LoadedModule> {
+        let base_len = self.base.modules.len();
+        id.index()
+            .checked_sub(base_len)
+            .and_then(|i| self.new.get_mut(i))
+    }
+
+    fn is_new(&self, id: ModuleId) -> bool {
+        id.index() >= self.base.modules.len()
+    }
+
+    fn global_seq(&self, id: ModuleId) -> Option<u64> {
+        let promoted = self.updates.iter().rev().find_map(|(m, u)| match u {
+            Update::GlobalSeq(s) if *m == id => Some(*s),
+            _ => None,
+        });
+        promoted.or(self.module(id).global_seq)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.counters.seq += 1;
+        self.counters.seq
+    }
+
+    fn set_global_seq(&mut self, id: ModuleId, seq: u64) {
+        match self.module_mut(id) {
+            Some(m) => m.global_seq = Some(seq),
+            None => self.updates.push((id, Update::GlobalSeq(seq))),
+        }
+    }
+
+    fn set_scope_root(&mut self, id: ModuleId, root: ModuleId) {
+        if let Some(m) = self.module_mut(id) {
+            m.scope_root = root;
+        }
+    }
+
+    /// Put a module and its closure in the global scope (those not there yet, in order).
+    fn promote(&mut self, root: ModuleId) {
+        let closure: Vec<ModuleId> = self.module(root).closure.to_vec();
+        for m in closure {
+            if self.global_seq(m).is_none() {
+                let s = self.next_seq();
+                self.set_global_seq(m, s);
+            }
+        }
+    }
+
+    fn observe(&mut self, facts: Facts) {
+        // The guest may have grown memory since the last plan; what lies beyond belongs to it.
+        self.mem.bytes = self.mem.bytes.max(facts.memory_bytes);
+        self.mem_bytes0 = self.mem.bytes;
+    }
+
+    fn pending_mut(&mut self) -> &mut HashMap<String, Pending> {
+        if self.pending.is_none() {
+            self.pending = Some(self.base.pending.clone());
+        }
+        self.pending.as_mut().unwrap()
+    }
+
+    fn pending_get(&self, name: &str) -> Option<&Pending> {
+        match &self.pending {
+            Some(p) => p.get(name),
+            None => self.base.pending.get(name),
+        }
+    }
+
+    // ------------------------------------------------------------ finding and loading
+
+    fn add_module(
+        &mut self,
+        name: &str,
+        path: &str,
+        info: Arc<ModuleInfo>,
+        bytes: Arc<[u8]>,
+        is_main: bool,
+    ) -> Result<ModuleId, Error> {
+        let id = ModuleId::new(self.base.modules.len() + self.new.len());
+        if !is_main && !info.is_dynamic() {
+            return Err(Error::NotDynamic { path: path.into() });
+        }
+        if let Some(main) = self.main.filter(|_| !is_main) {
+            let want = self.module(main).info.memory64;
+            if info.memory64 != want {
+                return Err(Error::Unsupported {
+                    path: path.into(),
+                    message: format!(
+                        "a {} module cannot join a {} program",
+                        if info.memory64 { "wasm64" } else { "wasm32" },
+                        if want { "wasm64" } else { "wasm32" }
+                    ),
+                });
+            }
+        }
+        for (i, e) in info.exports.iter().enumerate() {
+            if e.is_symbol() {
+                self.new_symbols
+                    .entry(e.name.clone())
+                    .or_default()
+                    .push(Def {
+                        module: id,
+                        export: i as u32,
+                    });
+            }
+        }
+        self.modules_out.push(NewModule {
+            id,
+            name: name.into(),
+            path: path.into(),
+            bytes,
+        });
+        self.new.push(LoadedModule {
+            id,
+            name: name.into(),
+            path: path.into(),
+            info,
+            memory_base: 0,
+            memory_size: 0,
+            table_base: 0,
+            table_size: 0,
+            refs: 0,
+            pinned: is_main,
+            global_seq: None,
+            scope_root: id,
+            closure: Arc::from([id].as_slice()),
+            needed: Vec::new(),
+            uses: Vec::new(),
+            order: 0,
+            is_main,
+        });
+        Ok(id)
+    }
+
+    fn loaded_by_path(&self, path: &str) -> Option<ModuleId> {
+        self.base
+            .modules()
+            .find(|m| m.path == path)
+            .map(|m| m.id)
+            .or_else(|| self.new.iter().find(|m| m.path == path).map(|m| m.id))
+    }
+
+    /// An already loaded module answering to `name`: same requested name (a soname match),
+    /// or one of the search candidates' paths.
+    fn find_loaded(
+        &self,
+        name: &str,
+        requester: Option<ModuleId>,
+    ) -> Result<Option<ModuleId>, Error> {
+        if !name.contains('/') {
+            let by_name = self
+                .base
+                .modules()
+                .find(|m| m.name == name)
+                .map(|m| m.id)
+                .or_else(|| self.new.iter().find(|m| m.name == name).map(|m| m.id));
+            if by_name.is_some() {
+                return Ok(by_name);
+            }
+        }
+        let req = requester.map(|r| self.module(r));
+        let cands = self.base.config.search.candidates(
+            name,
+            req.map(|r| Requester {
+                path: &r.path,
+                runtime_path: r.info.dylink.as_ref().map_or(&[][..], |d| &d.runtime_path),
+            }),
+        )?;
+        Ok(cands.iter().find_map(|p| self.loaded_by_path(p)))
+    }
+
+    /// Load `roots` and everything they need, breadth first. Returns the modules of the tree
+    /// (roots first, then dependencies in BFS order), already-loaded ones included.
+    fn load_tree(
+        &mut self,
+        roots: &[(String, Option<ModuleId>)],
+        _requester: Option<ModuleId>,
+        source: &dyn ModuleSource,
+    ) -> Result<Vec<ModuleId>, Error> {
+        let mut queue: alloc::collections::VecDeque<(String, Option<ModuleId>)> =
+            roots.iter().cloned().collect();
+        let mut out: Vec<ModuleId> = Vec::new();
+        while let Some((name, req)) = queue.pop_front() {
+            let id = match self.find_loaded(&name, req)? {
+                Some(id) => id,
+                None => {
+                    let id = self.read_library(&name, req, source)?;
+                    let needed = self
+                        .module(id)
+                        .info
+                        .dylink
+                        .as_ref()
+                        .map(|d| d.needed.clone())
+                        .unwrap_or_default();
+                    for n in needed {
+                        queue.push_back((n, Some(id)));
+                    }
+                    id
+                }
+            };
+            if let Some(r) = req {
+                if let Some(m) = self.module_mut(r) {
+                    if !m.needed.contains(&id) && r != id {
+                        m.needed.push(id);
+                    }
+                }
+            }
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        // Closures of new modules, now that every edge is known.
+        let new: Vec<ModuleId> = out.iter().copied().filter(|m| self.is_new(*m)).collect();
+        for m in new {
+            self.set_closure(m);
+        }
+        Ok(out)
+    }
+
+    fn read_library(
+        &mut self,
+        name: &str,
+        req: Option<ModuleId>,
+        source: &dyn ModuleSource,
+    ) -> Result<ModuleId, Error> {
+        let (cands, needed_by) = {
+            let r = req.map(|r| self.module(r));
+            let c = self.base.config.search.candidates(
+                name,
+                r.map(|r| Requester {
+                    path: &r.path,
+                    runtime_path: r.info.dylink.as_ref().map_or(&[][..], |d| &d.runtime_path),
+                }),
+            )?;
+            (c, r.map(|r| r.path.clone()))
+        };
+        for path in &cands {
+            let bytes = source.read(path).map_err(|message| Error::Source {
+                path: path.clone(),
+                message,
+            })?;
+            if let Some(bytes) = bytes {
+                let info = ModuleInfo::parse(&bytes).map_err(|error| Error::Parse {
+                    path: path.clone(),
+                    error,
+                })?;
+                return self.add_module(name, path, Arc::new(info), bytes, false);
+            }
+        }
+        Err(Error::NotFound {
+            name: name.into(),
+            needed_by,
+            tried: cands,
+        })
+    }
+
+    fn set_closure(&mut self, root: ModuleId) {
+        let mut seen: Vec<ModuleId> = vec![root];
+        let mut i = 0;
+        while i < seen.len() {
+            let next: Vec<ModuleId> = self.module(seen[i]).needed.clone();
+            for n in next {
+                if !seen.contains(&n) {
+                    seen.push(n);
+                }
+            }
+            i += 1;
+        }
+        if let Some(m) = self.module_mut(root) {
+            m.closure = seen.into();
+        }
+    }
+
+    /// Dependencies before dependents (depth-first post-order over NEEDED; a cycle is broken
+    /// where it is first met). `first` goes first regardless (a non-PIE main provides memory).
+    fn instantiation_order(&mut self, mods: &[ModuleId], first: Option<ModuleId>) -> Vec<ModuleId> {
+        let set: HashSet<ModuleId> = mods.iter().copied().collect();
+        let mut order: Vec<ModuleId> = Vec::new();
+        let mut state: HashMap<ModuleId, bool> = HashMap::new(); // false: visiting, true: done
+        if let Some(f) = first {
+            order.push(f);
+            state.insert(f, true);
+        }
+        for &root in mods {
+            // Iterative DFS: (module, next child index).
+            let mut stack: Vec<(ModuleId, usize)> = Vec::new();
+            if state.contains_key(&root) {
+                continue;
+            }
+            state.insert(root, false);
+            stack.push((root, 0));
+            while let Some((m, i)) = stack.pop() {
+                let needed = &self.module(m).needed;
+                if i < needed.len() {
+                    let child = needed[i];
+                    stack.push((m, i + 1));
+                    if set.contains(&child) && !state.contains_key(&child) {
+                        state.insert(child, false);
+                        stack.push((child, 0));
+                    }
+                } else {
+                    state.insert(m, true);
+                    order.push(m);
+                }
+            }
+        }
+        for &m in &order {
+            self.counters.order += 1;
+            let o = self.counters.order;
+            if let Some(x) = self.module_mut(m) {
+                x.order = o;
+            }
+        }
+        order
+    }
+
+    // ------------------------------------------------------------ layout
+
+    fn layout_startup(
+        &mut self,
+        main: ModuleId,
+        order: &[ModuleId],
+        pie: bool,
+    ) -> Result<(), Error> {
+        let cfg = &self.base.config;
+        let info = self.module(main).info.clone();
+        let memory64 = info.memory64;
+        // Every module's memory import must accept the memory we make.
+        let mut shared = info.shared_memory;
+        let mut min_pages = 0u64;
+        let mut max_pages: Option<u64> = None;
+        let mut table_min = 0u64;
+        for &m in order {
+            let mi = self.module(m).info.clone();
+            for imp in &mi.imports {
+                match (&imp.role, &imp.ty) {
+                    (ImportRole::Memory, ImportType::Memory(t)) => {
+                        if t.shared != shared && m != main {
+                            return Err(Error::Unsupported {
+                                path: self.module(m).path.clone(),
+                                message: format!(
+                                    "imports a {}shared memory but the main module's is {}shared; build every module with the same -pthread setting",
+                                    if t.shared { "" } else { "non-" },
+                                    if shared { "" } else { "non-" }
+                                ),
+                            });
+                        }
+                        shared |= t.shared;
+                        min_pages = min_pages.max(t.min_pages);
+                        if let Some(mx) = t.max_pages {
+                            max_pages = Some(max_pages.map_or(mx, |c| c.min(mx)));
+                        }
+                    }
+                    (ImportRole::Table, ImportType::Table(t)) => table_min = table_min.max(t.min),
+                    _ => {}
+                }
+            }
+        }
+        let limit = if memory64 { 1u64 << 48 } else { 1u64 << 32 };
+        self.mem.memory64 = memory64;
+        self.mem.shared = shared;
+        self.mem.max_pages = max_pages;
+        self.table.table64 = memory64
+            && info
+                .imports
+                .iter()
+                .any(|i| matches!(i.ty, ImportType::Table(t) if t.table64));
+        let oom = |needed: u64| Error::OutOfSpace {
+            what: "memory",
+            needed,
+            limit,
+        };
+
+        if pie {
+            // [0, global_base) unused; main's data; side modules; dlerror; TLS; stack; heap.
+            let mut next = cfg.global_base.max(1);
+            for &m in core::iter::once(&main).chain(order.iter().filter(|m| **m != main)) {
+                let d = self.module(m).info.dylink.clone().unwrap_or_default();
+                let base = align_up(next, 1u64 << d.memory_align_log2).ok_or_else(|| oom(next))?;
+                next = base
+                    .checked_add(d.memory_size as u64)
+                    .ok_or_else(|| oom(base))?;
+                let x = self.module_mut(m).expect("startup modules are new");
+                x.memory_base = base;
+                x.memory_size = d.memory_size as u64;
+            }
+            let dlerror = align_up(next, 16).ok_or_else(|| oom(next))?;
+            next = dlerror + cfg.dlerror_size;
+            let mut tls = Vec::new();
+            for &m in order {
+                let mi = &self.module(m).info;
+                if has_tls_block(mi) {
+                    let a = align_up(next, tls_align(mi)).ok_or_else(|| oom(next))?;
+                    next = a + tls_len(mi);
+                    tls.push((m, Addr(a)));
+                }
+            }
+            let stack_low = align_up(next, 16).ok_or_else(|| oom(next))?;
+            let stack_high =
+                align_up(stack_low + cfg.stack_size, 16).ok_or_else(|| oom(stack_low))?;
+            let heap_base = stack_high;
+            let heap_end = align_up(
+                heap_base
+                    .checked_add(cfg.initial_heap)
+                    .ok_or_else(|| oom(heap_base))?,
+                PAGE,
+            )
+            .ok_or_else(|| oom(heap_base))?;
+            if heap_end > limit {
+                return Err(oom(heap_end));
+            }
+            let pages = (heap_end / PAGE).max(min_pages);
+            if let Some(mx) = max_pages {
+                if pages > mx {
+                    return Err(Error::OutOfSpace {
+                        what: "memory",
+                        needed: pages * PAGE,
+                        limit: mx * PAGE,
+                    });
+                }
+            }
+            self.mem.bytes = pages * PAGE;
+            self.layout = Some(MainLayout {
+                stack_low,
+                stack_high,
+                heap_base,
+                heap_end: pages * PAGE,
+            });
+            self.create_memory = Some(Op::CreateMemory {
+                min_pages: pages,
+                max_pages,
+                shared,
+                memory64,
+            });
+            self.groups = Some(vec![Some(GroupState {
+                cursor: 0,
+                dlerror: Addr(dlerror),
+                tls,
+            })]);
+            // Slot 0 stays null; the table grows from 1.
+            self.table.size = 1;
+            self.create_table = true;
+            self.table_min_hint(table_min);
+        } else {
+            let mem = info.defined_memory.expect("checked by plan_startup");
+            let tab = info.defined_table.expect("checked by plan_startup");
+            self.mem.bytes = mem.min_pages * PAGE;
+            self.mem.max_pages = mem.max_pages;
+            self.mem.shared = mem.shared;
+            self.table.size = tab.min.max(1);
+            self.table.max = tab.max;
+            self.table.table64 = tab.table64;
+            self.mem_bytes0 = self.mem.bytes;
+            self.table_size0 = self.table.size;
+            self.adopt.push(Op::AdoptMemory {
+                module: main,
+                export: "memory".into(),
+            });
+            self.adopt.push(Op::AdoptTable {
+                module: main,
+                export: "__indirect_function_table".into(),
+            });
+            // Side modules take memory above the main's initial memory.
+            for &m in order.iter().filter(|m| **m != main) {
+                self.place_module_memory(m)?;
+            }
+            let dlerror = self.alloc_mem(self.base.config.dlerror_size, 16)?;
+            let mut tls = Vec::new();
+            for &m in order {
+                let mi = self.module(m).info.clone();
+                if has_tls_block(&mi) {
+                    tls.push((m, self.alloc_mem(tls_len(&mi), tls_align(&mi))?));
+                }
+            }
+            self.groups = Some(vec![Some(GroupState {
+                cursor: 0,
+                dlerror,
+                tls,
+            })]);
+        }
+        for &m in order {
+            if m == main && !pie {
+                continue;
+            }
+            self.place_module_table(m)?;
+        }
+        Ok(())
+    }
+
+    fn table_min_hint(&mut self, min: u64) {
+        // Imports' minimum table sizes are met at `finish`, once the final size is known.
+        self.table_min = min;
+    }
+
+    fn layout_dlopen(&mut self, order: &[ModuleId]) -> Result<(), Error> {
+        for &m in order {
+            let mi = self.module(m).info.clone();
+            for imp in &mi.imports {
+                if let (ImportRole::Memory, ImportType::Memory(t)) = (&imp.role, &imp.ty) {
+                    if t.shared != self.mem.shared {
+                        return Err(Error::Unsupported {
+                            path: self.module(m).path.clone(),
+                            message: format!(
+                                "imports a {}shared memory but the program's is {}shared; build every module with the same -pthread setting",
+                                if t.shared { "" } else { "non-" },
+                                if self.mem.shared { "" } else { "non-" }
+                            ),
+                        });
+                    }
+                    if let (Some(want), Some(have)) = (t.max_pages, self.mem.max_pages) {
+                        if have > want {
+                            return Err(Error::Unsupported {
+                                path: self.module(m).path.clone(),
+                                message: format!(
+                                    "its memory import allows at most {want} pages but the program's memory may grow to {have}"
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            self.place_module_memory(m)?;
+            self.place_module_table(m)?;
+        }
+        // Every live group needs a TLS block for each new TLS module.
+        let tls_mods: Vec<ModuleId> = order
+            .iter()
+            .copied()
+            .filter(|m| has_tls_block(&self.module(*m).info))
+            .collect();
+        if !tls_mods.is_empty() {
+            let mut groups = self
+                .groups
+                .take()
+                .unwrap_or_else(|| self.base.groups.clone());
+            for g in groups.iter_mut().flatten() {
+                for &m in &tls_mods {
+                    let mi = self.module(m).info.clone();
+                    let a = self.alloc_mem(tls_len(&mi), tls_align(&mi))?;
+                    g.tls.push((m, a));
+                }
+            }
+            self.groups = Some(groups);
+        }
+        Ok(())
+    }
+
+    fn place_module_memory(&mut self, m: ModuleId) -> Result<(), Error> {
+        let d = self.module(m).info.dylink.clone().unwrap_or_default();
+        let len = d.memory_size as u64;
+        let base = if len == 0 {
+            // Nothing to reserve; any aligned non-zero value serves as a base.
+            align_up(
+                self.base.config.global_base.max(1),
+                1u64 << d.memory_align_log2,
+            )
+            .unwrap_or(0)
+        } else {
+            self.alloc_mem(len, 1u64 << d.memory_align_log2)?.0
+        };
+        let x = self.module_mut(m).expect("placed modules are new");
+        x.memory_base = base;
+        x.memory_size = len;
+        Ok(())
+    }
+
+    fn place_module_table(&mut self, m: ModuleId) -> Result<(), Error> {
+        let d = self.module(m).info.dylink.clone().unwrap_or_default();
+        let len = d.table_size as u64;
+        let base = if len == 0 {
+            0
+        } else {
+            self.alloc_slots(len, 1u64 << d.table_align_log2)?.0
+        };
+        let x = self.module_mut(m).expect("placed modules are new");
+        x.table_base = base;
+        x.table_size = len;
+        Ok(())
+    }
+
+    /// Linker-owned memory: the free list first, else new pages at the end of memory.
+    fn alloc_mem(&mut self, len: u64, align: u64) -> Result<Addr, Error> {
+        let limit = if self.mem.memory64 {
+            1u64 << 48
+        } else {
+            1u64 << 32
+        };
+        loop {
+            if let Some(g) = self.mem.alloc.alloc(len, align) {
+                if g.dirty && len > 0 {
+                    self.zero.push(Op::ZeroMemory {
+                        addr: Addr(g.start),
+                        len,
+                    });
+                }
+                return Ok(Addr(g.start));
+            }
+            let need = len.checked_add(align).ok_or(Error::OutOfSpace {
+                what: "memory",
+                needed: len,
+                limit,
+            })?;
+            let grow = align_up(need, PAGE).ok_or(Error::OutOfSpace {
+                what: "memory",
+                needed: len,
+                limit,
+            })?;
+            let new_bytes = self
+                .mem
+                .bytes
+                .checked_add(grow)
+                .filter(|b| *b <= limit)
+                .ok_or(Error::OutOfSpace {
+                    what: "memory",
+                    needed: self.mem.bytes.saturating_add(grow),
+                    limit,
+                })?;
+            if let Some(mx) = self.mem.max_pages {
+                if new_bytes / PAGE > mx {
+                    return Err(Error::OutOfSpace {
+                        what: "memory",
+                        needed: new_bytes,
+                        limit: mx * PAGE,
+                    });
+                }
+            }
+            self.mem.alloc.free(self.mem.bytes, grow, false);
+            self.mem.bytes = new_bytes;
+        }
+    }
+
+    /// Table slots: the free list first, else grow the table.
+    fn alloc_slots(&mut self, len: u64, align: u64) -> Result<Slot, Error> {
+        let limit = self.table.max.unwrap_or(if self.table.table64 {
+            u64::MAX >> 1
+        } else {
+            u32::MAX as u64
+        });
+        loop {
+            if let Some(g) = self.table.alloc.alloc(len, align) {
+                return Ok(Slot(g.start));
+            }
+            // Grow by at least a quarter so that slot-by-slot allocation stays amortised.
+            let grow = (len + align).max(self.table.size / 4).max(16);
+            let new = self
+                .table
+                .size
+                .checked_add(grow)
+                .filter(|n| *n <= limit)
+                .ok_or(Error::OutOfSpace {
+                    what: "table",
+                    needed: self.table.size.saturating_add(len),
+                    limit,
+                })?;
+            // Slot 0 is never handed out: it is the null function pointer.
+            let from = self.table.size.max(1);
+            self.table.alloc.free(from, new - from, false);
+            self.table.size = new;
+        }
+    }
+
+    /// The canonical slot of a module's function: the one slot every `GOT.func`, `dlsym` and
+    /// `&f` of it yields, so function pointers compare equal across modules.
+    fn canonical_slot(&mut self, module: ModuleId, func: u32) -> Result<Slot, Error> {
+        if let Some(s) = self
+            .base
+            .canonical
+            .get(&(module, func))
+            .or_else(|| self.canonical.get(&(module, func)))
+        {
+            return Ok(*s);
+        }
+        let slot = self.alloc_slots(1, 1)?;
+        self.canonical.insert((module, func), slot);
+        self.slot_uses
+            .push((slot, Some(SlotUse::Func { module, func })));
+        let name = self.module(module).info.func_name(func);
+        let op = Op::SetSlot {
+            slot,
+            value: SlotValue::Export { module, name },
+        };
+        // A new module's slots are written once every new module is instantiated.
+        if self.is_new(module) {
+            self.late.push(op)
+        } else {
+            self.body.push(op)
+        }
+        Ok(slot)
+    }
+
+    // ------------------------------------------------------------ globals
+
+    fn const_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
+        let key = (ty, mutable, value);
+        if let Some(g) = self.base.got_cache.get(&key).copied().or_else(|| {
+            self.got_cache
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, g)| *g)
+        }) {
+            return g;
+        }
+        let g = self.new_global(ty, mutable, value);
+        self.got_cache.push((key, g));
+        g
+    }
+
+    fn new_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
+        let g = GlobalId(self.counters.global);
+        self.counters.global += 1;
+        self.setup.push((
+            Op::CreateGlobal {
+                global: g,
+                ty,
+                mutable,
+                value,
+            },
+            None,
+        ));
+        g
+    }
+
+    fn tag(&mut self, name: &str, ty: FuncType) -> TagId {
+        if let Some(t) = self
+            .base
+            .tags
+            .get(name)
+            .copied()
+            .or_else(|| self.tags.iter().find(|(n, _)| n == name).map(|(_, t)| *t))
+        {
+            return t;
+        }
+        let t = TagId(self.counters.tag);
+        self.counters.tag += 1;
+        self.tags.push((name.into(), t));
+        self.setup.push((Op::CreateTag { tag: t, ty }, None));
+        t
+    }
+
+    // ------------------------------------------------------------ symbols
+
+    fn candidates(&self, name: &str) -> SmallVec<[Def; 2]> {
+        let mut out: SmallVec<[Def; 2]> = SmallVec::new();
+        if let Some(d) = self.base.symbols.get(name) {
+            out.extend(
+                d.iter()
+                    .copied()
+                    .filter(|d| !self.unload.contains(&d.module)),
+            );
+        }
+        if let Some(d) = self.new_symbols.get(name) {
+            out.extend(d.iter().copied());
+        }
+        out
+    }
+
+    /// Scope lookup for `requester`: the global scope in order (a strong definition beats a
+    /// weak one), then the requester's local scope.
+    fn lookup(&mut self, name: &str, requester: ModuleId) -> Option<Def> {
+        let cands = self.candidates(name);
+        if cands.is_empty() {
+            return None;
+        }
+        let mut global: SmallVec<[((bool, u64), Def); 2]> = cands
+            .iter()
+            .filter_map(|d| {
+                self.global_seq(d.module).map(|s| {
+                    (
+                        (
+                            self.module(d.module).info.exports[d.export as usize].weak,
+                            s,
+                        ),
+                        *d,
+                    )
+                })
+            })
+            .collect();
+        global.sort_by_key(|(k, _)| *k);
+        if let Some(&(_, chosen)) = global.first() {
+            let strong: Vec<Def> = global
+                .iter()
+                .filter(|((w, _), _)| !*w)
+                .map(|(_, d)| *d)
+                .collect();
+            if strong.len() > 1 && self.dup_seen.insert(name.into()) {
+                self.diags.push(Diagnostic::Duplicate {
+                    symbol: name.into(),
+                    chosen: self.module(chosen.module).path.clone(),
+                    ignored: strong[1..]
+                        .iter()
+                        .map(|d| self.module(d.module).path.clone())
+                        .collect(),
+                });
+            }
+            return Some(chosen);
+        }
+        let root = self.module(requester).scope_root;
+        let closure = self.module(root).closure.clone();
+        closure
+            .iter()
+            .find_map(|m| cands.iter().find(|d| d.module == *m).copied())
+            .or_else(|| {
+                // A module always sees its own definitions.
+                cands.iter().find(|d| d.module == requester).copied()
+            })
+    }
+
+    fn note_use(&mut self, user: ModuleId, used: ModuleId) {
+        if user == used {
+            return;
+        }
+        match self.module_mut(user) {
+            Some(m) => {
+                if !m.uses.contains(&used) {
+                    m.uses.push(used);
+                }
+            }
+            None => self.updates.push((user, Update::Use(used))),
+        }
+    }
+
+    fn missing(
+        &mut self,
+        module: ModuleId,
+        symbol: &str,
+        kind: SymbolKind,
+        weak: bool,
+        deferred: bool,
+    ) {
+        let m = self.module(module).path.clone();
+        self.diags.push(if weak {
+            Diagnostic::WeakMissing {
+                module: m,
+                symbol: symbol.into(),
+                kind,
+            }
+        } else {
+            Diagnostic::Missing {
+                module: m,
+                symbol: symbol.into(),
+                kind,
+                deferred,
+            }
+        });
+    }
+
+    /// Address of a data symbol for `GOT.mem`, as seen from the applying group.
+    fn data_address(
+        &mut self,
+        def: Def,
+        requester: ModuleId,
+        symbol: &str,
+    ) -> Result<(u64, Option<(ModuleId, u64)>), ()> {
+        let m = self.module(def.module);
+        let e = &m.info.exports[def.export as usize];
+        let ExportKind::Global {
+            value: Some(v),
+            mutable: false,
+            ty,
+        } = e.kind
+        else {
+            let exporter = m.path.clone();
+            let module = self.module(requester).path.clone();
+            self.diags.push(Diagnostic::KindMismatch {
+                module,
+                symbol: symbol.into(),
+                wanted: SymbolKind::Data,
+                exporter,
+            });
+            return Err(());
+        };
+        if ty != m.info.ptr_type() {
+            let exporter = m.path.clone();
+            let module = self.module(requester).path.clone();
+            self.diags.push(Diagnostic::KindMismatch {
+                module,
+                symbol: symbol.into(),
+                wanted: SymbolKind::Data,
+                exporter,
+            });
+            return Err(());
+        }
+        if e.tls {
+            if !has_tls_block(&m.info) {
+                let module = m.path.clone();
+                self.diags.push(Diagnostic::TlsNotPerThread { module });
+                return Err(());
+            }
+            let block = self.current_tls_block(def.module).unwrap_or(0);
+            return Ok((block.wrapping_add(v), Some((def.module, v))));
+        }
+        Ok((m.memory_base.wrapping_add(v), None))
+    }
+
+    fn current_tls_block(&self, module: ModuleId) -> Option<u64> {
+        let groups = self.groups.as_ref().unwrap_or(&self.base.groups);
+        let g = groups.get(self.group.index())?.as_ref()?;
+        g.tls.iter().find(|(m, _)| *m == module).map(|(_, a)| a.0)
+    }
+
+    fn resolve_func(
+        &mut self,
+        name: &str,
+        requester: ModuleId,
+        host: &dyn HostNames,
+    ) -> FuncTarget {
+        match self.lookup(name, requester) {
+            Some(d) => FuncTarget::Def(d),
+            None if host.defines("env", name) => FuncTarget::Host,
+            None => FuncTarget::Missing,
+        }
+    }
+
+    /// Check a function definition against an import's type; records a diagnostic on mismatch.
+    fn func_def_ok(
+        &mut self,
+        def: Def,
+        importer: ModuleId,
+        symbol: &str,
+        want: Option<&FuncType>,
+    ) -> Option<u32> {
+        let m = self.module(def.module);
+        match m.info.exports[def.export as usize].kind {
+            ExportKind::Func { index, ty } => {
+                if let Some(want) = want {
+                    let have = m.info.func_type(ty);
+                    if have != want {
+                        let d = Diagnostic::TypeMismatch {
+                            module: self.module(importer).path.clone(),
+                            symbol: symbol.into(),
+                            expected: want.to_string(),
+                            exporter: m.path.clone(),
+                            found: have.to_string(),
+                        };
+                        self.diags.push(d);
+                        return None;
+                    }
+                }
+                Some(index)
+            }
+            _ => {
+                let d = Diagnostic::KindMismatch {
+                    module: self.module(importer).path.clone(),
+                    symbol: symbol.into(),
+                    wanted: SymbolKind::Func,
+                    exporter: m.path.clone(),
+                };
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn trampoline(
+        &mut self,
+        ty: FuncType,
+        target: Option<SlotValue>,
+        pending: Option<&str>,
+    ) -> Binding {
+        let gen_id = match self.gen_id {
+            Some(g) => g,
+            None => {
+                let g = GenId(self.counters.gen_id);
+                self.counters.gen_id += 1;
+                self.gen_id = Some(g);
+                g
+            }
+        };
+        let index = self.trampolines.len();
+        self.trampolines.push(ty.clone());
+        if let Some(value) = target {
+            self.late.push(Op::SetTrampoline {
+                gen_id,
+                index: index as u32,
+                value,
+            });
+        }
+        if let Some(name) = pending {
+            let p = self.pending_mut().entry(name.into()).or_default();
+            p.trampolines.push((gen_id, index as u32));
+            if p.ty.is_none() {
+                p.ty = Some(ty);
+            }
+        }
+        Binding::Generated {
+            gen_id,
+            name: trampoline::export_name(index),
+        }
+    }
+}
+
+fn has_tls_block(info: &ModuleInfo) -> bool {
+    info.init.init_tls && info.init.tls_base && info.init.tls_size.is_some()
+}
+
+impl fmt::Display for Linker {
+    /// The layout: memory regions, table regions, canonical slots, groups.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "memory: {} pages{}{}",
+            self.mem.bytes / PAGE,
+            if self.mem.shared { " shared" } else { "" },
+            if self.mem.memory64 { " memory64" } else { "" }
+        )?;
+        if let Some(l) = self.layout {
+            writeln!(
+                f,
+                "  stack {:#x}..{:#x}, heap {:#x}..{:#x}",
+                l.stack_low, l.stack_high, l.heap_base, l.heap_end
+            )?;
+        }
+        for m in self.modules() {
+            writeln!(
+                f,
+                "  {} {}: memory {:#x}+{:#x}, table {}+{}{}{}",
+                m.id,
+                m.path,
+                m.memory_base,
+                m.memory_size,
+                m.table_base,
+                m.table_size,
+                match m.global_seq {
+                    Some(_) => ", global",
+                    None => ", local",
+                },
+                if m.refs > 0 {
+                    format!(", refs {}", m.refs)
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        for r in self.mem.alloc.free_ranges() {
+            writeln!(
+                f,
+                "  free memory {:#x}+{:#x}{}",
+                r.start,
+                r.len,
+                if r.dirty { " (dirty)" } else { "" }
+            )?;
+        }
+        writeln!(f, "table: {} slots", self.table.size)?;
+        for (slot, u) in &self.slot_uses {
+            match u {
+                SlotUse::Func { module, func } => {
+                    let name = self
+                        .module(*module)
+                        .map_or(String::from("?"), |m| m.info.func_name(*func));
+                    writeln!(f, "  slot {slot}: {module}.{name}")?
+                }
+                SlotUse::Pending(s) => writeln!(f, "  slot {slot}: undefined `{s}`")?,
+                SlotUse::Closure => writeln!(f, "  slot {slot}: closure")?,
+                SlotUse::Host(n) => writeln!(f, "  slot {slot}: host env.{n}")?,
+            }
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            if let Some(g) = g {
+                write!(f, "group {i}: dlerror {}", g.dlerror)?;
+                for (m, a) in &g.tls {
+                    write!(f, ", tls {m} {a}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// -------------------------------------------------------------------- linking and finishing
+
+/// A binding for an import whose resolution failed; never reaches an adapter, because a plan
+/// with errors is not made.
+const UNRESOLVED: Binding = Binding::Global(GlobalId(u32::MAX));
+
+impl<'a> Txn<'a> {
+    fn instantiated(&self, m: ModuleId, done: &HashSet<ModuleId>) -> bool {
+        !self.is_new(m) || done.contains(&m)
+    }
+
+    /// Bind every import of the new modules in `order`, and emit their instantiation and init
+    /// calls. All findings are collected; any error fails the whole plan.
+    fn link(&mut self, order: &[ModuleId], host: &dyn HostNames) -> Result<(), Error> {
+        let mut done: HashSet<ModuleId> = HashSet::new();
+        for &m in order {
+            let info = self.module(m).info.clone();
+            let mut bindings = Vec::with_capacity(info.imports.len());
+            for imp in &info.imports {
+                bindings.push(self.bind_import(m, &info, imp, host, &done)?);
+            }
+            let op = Op::Instantiate {
+                module: m,
+                imports: bindings,
+            };
+            if Some(m) == self.main && !info.is_dynamic() {
+                self.adopt.insert(0, op);
+            } else {
+                self.body.push(op);
+            }
+            done.insert(m);
+        }
+        if self.diags.iter().any(|d| d.is_error()) {
+            return Err(Error::Link {
+                diagnostics: core::mem::take(&mut self.diags),
+            });
+        }
+        self.emit_inits(order);
+        Ok(())
+    }
+
+    fn bind_import(
+        &mut self,
+        m: ModuleId,
+        info: &ModuleInfo,
+        imp: &Import,
+        host: &dyn HostNames,
+        done: &HashSet<ModuleId>,
+    ) -> Result<Binding, Error> {
+        let import_ty = match imp.ty {
+            ImportType::Global { ty, .. } => ty,
+            _ => ValType::I32,
+        };
+        let me = self.module(m);
+        let (memory_base, table_base) = (me.memory_base, me.table_base);
+        Ok(match &imp.role {
+            ImportRole::Memory => Binding::Memory,
+            ImportRole::Table => Binding::Table,
+            ImportRole::StackPointer => match self
+                .main
+                .filter(|main| !self.module(*main).info.is_dynamic())
+            {
+                Some(main) => {
+                    let exported = self
+                        .module(main)
+                        .info
+                        .export("__stack_pointer")
+                        .is_some_and(|e| {
+                            matches!(e.kind, ExportKind::Global { mutable: true, .. })
+                        });
+                    if !exported {
+                        return Err(Error::BadMain {
+                            path: self.module(main).path.clone(),
+                            message: "side modules share the main module's stack pointer, but it does not export `__stack_pointer` (link it with --export=__stack_pointer or --export-all)".into(),
+                        });
+                    }
+                    Binding::Export {
+                        module: main,
+                        name: "__stack_pointer".into(),
+                    }
+                }
+                None => {
+                    let g = match self.stack_pointer {
+                        Some(g) => g,
+                        None => {
+                            let top = self.layout.map_or(0, |l| l.stack_high);
+                            let g = self.new_global(import_ty, true, top);
+                            self.stack_pointer = Some(g);
+                            g
+                        }
+                    };
+                    Binding::Global(g)
+                }
+            },
+            ImportRole::MemoryBase => {
+                Binding::Global(self.const_global(import_ty, false, memory_base))
+            }
+            ImportRole::TableBase | ImportRole::TableBase32 => {
+                Binding::Global(self.const_global(import_ty, false, table_base))
+            }
+            ImportRole::Layout(l) if self.layout.is_some() && self.module(m).is_main => {
+                let lay = self.layout.expect("checked");
+                let v = match l {
+                    LayoutGlobal::HeapBase => lay.heap_base,
+                    LayoutGlobal::HeapEnd => lay.heap_end,
+                    LayoutGlobal::StackLow => lay.stack_low,
+                    LayoutGlobal::StackHigh => lay.stack_high,
+                };
+                Binding::Global(self.const_global(import_ty, true, v))
+            }
+            ImportRole::Layout(_) | ImportRole::GotMem(_) => {
+                let sym = imp.name.as_str();
+                match self.lookup(sym, m) {
+                    Some(def) => match self.data_address(def, m, sym) {
+                        Ok((value, None)) => {
+                            self.note_use(m, def.module);
+                            Binding::Global(self.const_global(import_ty, true, value))
+                        }
+                        Ok((value, Some((module, offset)))) => {
+                            self.note_use(m, def.module);
+                            let g = GlobalId(self.counters.global);
+                            self.counters.global += 1;
+                            let op = Op::CreateGlobal {
+                                global: g,
+                                ty: import_ty,
+                                mutable: true,
+                                value,
+                            };
+                            self.setup.push((
+                                op,
+                                Some(LogOp::TlsGlobal {
+                                    global: g,
+                                    ty: import_ty,
+                                    module,
+                                    offset,
+                                }),
+                            ));
+                            Binding::Global(g)
+                        }
+                        Err(()) => UNRESOLVED,
+                    },
+                    None => {
+                        self.missing(m, sym, SymbolKind::Data, imp.weak, false);
+                        Binding::Global(self.const_global(import_ty, true, 0))
+                    }
+                }
+            }
+            ImportRole::GotFunc(sym) => {
+                let want = info.imports.iter().find_map(|i| match (&i.role, &i.ty) {
+                    (ImportRole::Func(n), ImportType::Func(t)) if n == sym => {
+                        Some(info.func_type(*t).clone())
+                    }
+                    _ => None,
+                });
+                match self.resolve_func(sym, m, host) {
+                    FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, want.as_ref()) {
+                        Some(index) => {
+                            self.note_use(m, def.module);
+                            let slot = self.canonical_slot(def.module, index)?;
+                            Binding::Global(self.const_global(import_ty, true, slot.0))
+                        }
+                        None => UNRESOLVED,
+                    },
+                    FuncTarget::Host => {
+                        let slot = self.host_slot(sym)?;
+                        Binding::Global(self.const_global(import_ty, true, slot.0))
+                    }
+                    FuncTarget::Missing if imp.weak => {
+                        self.missing(m, sym, SymbolKind::Func, true, false);
+                        Binding::Global(self.const_global(import_ty, true, 0))
+                    }
+                    FuncTarget::Missing => {
+                        let lazy = self.bind == BindMode::Lazy;
+                        self.missing(m, sym, SymbolKind::Func, false, lazy);
+                        if !lazy {
+                            return Ok(UNRESOLVED);
+                        }
+                        let slot = self.pending_slot(sym, want, m)?;
+                        Binding::Global(self.const_global(import_ty, true, slot.0))
+                    }
+                }
+            }
+            ImportRole::Func(sym) => {
+                let ImportType::Func(t) = imp.ty else {
+                    unreachable!("classified as a function")
+                };
+                let ty = info.func_type(t).clone();
+                match self.resolve_func(sym, m, host) {
+                    FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, Some(&ty)) {
+                        Some(index) => {
+                            self.note_use(m, def.module);
+                            let name = self.module(def.module).info.exports[def.export as usize]
+                                .name
+                                .clone();
+                            if self.instantiated(def.module, done) {
+                                Binding::Export {
+                                    module: def.module,
+                                    name,
+                                }
+                            } else if trampoline::can_forward(&ty) {
+                                let _ = index;
+                                self.trampoline(
+                                    ty,
+                                    Some(SlotValue::Export {
+                                        module: def.module,
+                                        name,
+                                    }),
+                                    None,
+                                )
+                            } else {
+                                return Err(Error::Unsupported {
+                                    path: self.module(m).path.clone(),
+                                    message: format!(
+                                        "`{sym}: {ty}` must be bound before its definer is instantiated, and a trampoline cannot forward its types"
+                                    ),
+                                });
+                            }
+                        }
+                        None => UNRESOLVED,
+                    },
+                    FuncTarget::Host => Binding::Host {
+                        module: "env".into(),
+                        name: sym.clone(),
+                    },
+                    FuncTarget::Missing if imp.weak => {
+                        self.missing(m, sym, SymbolKind::Func, true, false);
+                        Binding::Trap {
+                            symbol: sym.clone(),
+                            ty,
+                        }
+                    }
+                    FuncTarget::Missing => {
+                        let lazy = self.bind == BindMode::Lazy && trampoline::can_forward(&ty);
+                        self.missing(m, sym, SymbolKind::Func, false, lazy);
+                        if !lazy {
+                            return Ok(UNRESOLVED);
+                        }
+                        self.add_waiter(sym, m);
+                        let trap = SlotValue::Trap {
+                            symbol: sym.clone(),
+                            ty: ty.clone(),
+                        };
+                        self.trampoline(ty, Some(trap), Some(sym))
+                    }
+                }
+            }
+            ImportRole::Global(sym) => {
+                let ImportType::Global { ty, mutable } = imp.ty else {
+                    unreachable!("classified as a global")
+                };
+                let found = self.lookup(sym, m).filter(|d| {
+                    matches!(self.module(d.module).info.exports[d.export as usize].kind, ExportKind::Global { ty: t, mutable: mu, .. } if t == ty && mu == mutable)
+                });
+                match found {
+                    Some(def) if self.instantiated(def.module, done) => {
+                        self.note_use(m, def.module);
+                        Binding::Export {
+                            module: def.module,
+                            name: sym.clone(),
+                        }
+                    }
+                    _ if host.defines("env", sym) => Binding::Host {
+                        module: "env".into(),
+                        name: sym.clone(),
+                    },
+                    _ => {
+                        self.missing(m, sym, SymbolKind::Global, false, false);
+                        UNRESOLVED
+                    }
+                }
+            }
+            ImportRole::Tag(name) => {
+                let ImportType::Tag(t) = imp.ty else {
+                    unreachable!("classified as a tag")
+                };
+                let exported = self.lookup(name, m).filter(|d| {
+                    matches!(
+                        self.module(d.module).info.exports[d.export as usize].kind,
+                        ExportKind::Tag(_)
+                    ) && self.instantiated(d.module, done)
+                });
+                match exported {
+                    Some(def) => Binding::Export {
+                        module: def.module,
+                        name: name.clone(),
+                    },
+                    None => Binding::Tag(self.tag(name, info.func_type(t).clone())),
+                }
+            }
+            ImportRole::Dl(func) => Binding::Dl {
+                func: *func,
+                caller: m,
+            },
+            ImportRole::Host => {
+                if host.defines(&imp.module, &imp.name) {
+                    Binding::Host {
+                        module: imp.module.clone(),
+                        name: imp.name.clone(),
+                    }
+                } else {
+                    let kind = match imp.ty {
+                        ImportType::Func(_) => SymbolKind::Func,
+                        ImportType::Tag(_) => SymbolKind::Tag,
+                        _ => SymbolKind::Global,
+                    };
+                    self.missing(
+                        m,
+                        &format!("{}.{}", imp.module, imp.name),
+                        kind,
+                        false,
+                        false,
+                    );
+                    UNRESOLVED
+                }
+            }
+        })
+    }
+
+    fn host_slot(&mut self, sym: &str) -> Result<Slot, Error> {
+        let known = self
+            .base
+            .slot_uses
+            .iter()
+            .find(|(_, u)| matches!(u, SlotUse::Host(n) if n == sym))
+            .map(|(s, _)| Slot(*s));
+        if let Some(s) = known.or_else(|| {
+            self.host_slots
+                .iter()
+                .find(|(n, _)| n == sym)
+                .map(|(_, s)| *s)
+        }) {
+            return Ok(s);
+        }
+        let slot = self.alloc_slots(1, 1)?;
+        self.host_slots.push((sym.into(), slot));
+        self.slot_uses.push((slot, Some(SlotUse::Host(sym.into()))));
+        self.body.push(Op::SetSlot {
+            slot,
+            value: SlotValue::Host {
+                module: "env".into(),
+                name: sym.into(),
+            },
+        });
+        Ok(slot)
+    }
+
+    fn add_waiter(&mut self, sym: &str, m: ModuleId) {
+        let p = self.pending_mut().entry(sym.into()).or_default();
+        if !p.waiters.contains(&m) {
+            p.waiters.push(m);
+        }
+    }
+
+    /// The slot handed out as `GOT.func` for a function nothing defines yet; it traps naming
+    /// the symbol until a definition arrives, then becomes that function's canonical slot.
+    fn pending_slot(
+        &mut self,
+        sym: &str,
+        ty: Option<FuncType>,
+        m: ModuleId,
+    ) -> Result<Slot, Error> {
+        self.add_waiter(sym, m);
+        if let Some(s) = self.pending_get(sym).and_then(|p| p.slot) {
+            return Ok(s);
+        }
+        let slot = self.alloc_slots(1, 1)?;
+        let ty = ty.unwrap_or_default();
+        self.body.push(Op::SetSlot {
+            slot,
+            value: SlotValue::Trap {
+                symbol: sym.into(),
+                ty: ty.clone(),
+            },
+        });
+        self.slot_uses
+            .push((slot, Some(SlotUse::Pending(sym.into()))));
+        let p = self.pending_mut().entry(sym.into()).or_default();
+        p.slot = Some(slot);
+        if p.ty.is_none() {
+            p.ty = Some(ty);
+        }
+        Ok(slot)
+    }
+
+    /// Symbols waiting for a definition that the modules now in the global scope provide:
+    /// their slots and trampolines are pointed at the definition.
+    fn adopt_pending(&mut self, mods: &[ModuleId]) {
+        let names: Vec<String> = match &self.pending {
+            Some(p) => p.keys().cloned().collect(),
+            None => self.base.pending.keys().cloned().collect(),
+        };
+        for name in names {
+            let Some(def) = self.lookup(&name, mods[0]) else {
+                continue;
+            };
+            if self.global_seq(def.module).is_none() || !mods.contains(&def.module) {
+                continue;
+            }
+            let p = self.pending_get(&name).cloned().unwrap_or_default();
+            let m = self.module(def.module);
+            let ExportKind::Func { index, ty } = m.info.exports[def.export as usize].kind else {
+                continue;
+            };
+            let have = m.info.func_type(ty).clone();
+            // The type is known when a function import declared it (a bare `GOT.func` does not).
+            if let Some(want) =
+                p.ty.as_ref()
+                    .filter(|t| !p.trampolines.is_empty() || **t != FuncType::default())
+            {
+                if *want != have {
+                    let d = Diagnostic::TypeMismatch {
+                        module: p
+                            .waiters
+                            .first()
+                            .map_or(String::new(), |w| self.module(*w).path.clone()),
+                        symbol: name.clone(),
+                        expected: want.to_string(),
+                        exporter: m.path.clone(),
+                        found: have.to_string(),
+                    };
+                    self.diags.push(d);
+                    continue;
+                }
+            }
+            let export = m.info.exports[def.export as usize].name.clone();
+            let value = SlotValue::Export {
+                module: def.module,
+                name: export,
+            };
+            let late = self.is_new(def.module);
+            let mut ops = Vec::new();
+            if let Some(slot) = p.slot {
+                if let Some(existing) = self
+                    .base
+                    .canonical
+                    .get(&(def.module, index))
+                    .or_else(|| self.canonical.get(&(def.module, index)))
+                {
+                    // Already has a canonical slot; the old pending slot forwards to the same function.
+                    let _ = existing;
+                } else {
+                    self.canonical.insert((def.module, index), slot);
+                }
+                self.slot_uses.push((
+                    slot,
+                    Some(SlotUse::Func {
+                        module: def.module,
+                        func: index,
+                    }),
+                ));
+                ops.push(Op::SetSlot {
+                    slot,
+                    value: value.clone(),
+                });
+            }
+            for (gen_id, i) in &p.trampolines {
+                ops.push(Op::SetTrampoline {
+                    gen_id: *gen_id,
+                    index: *i,
+                    value: value.clone(),
+                });
+            }
+            if late {
+                self.late.extend(ops)
+            } else {
+                self.body.extend(ops)
+            }
+            for w in p.waiters.clone() {
+                self.note_use(w, def.module);
+            }
+            self.pending_mut().remove(&name);
+        }
+    }
+
+    fn emit_inits(&mut self, order: &[ModuleId]) {
+        for &m in order {
+            if self.module(m).info.init.apply_data_relocs {
+                self.inits.push((
+                    Op::Call {
+                        module: m,
+                        func: InitCall::ApplyDataRelocs,
+                    },
+                    None,
+                ));
+            }
+        }
+        for &m in order {
+            let info = self.module(m).info.clone();
+            if has_tls_block(&info) {
+                let block = Addr(self.current_tls_block(m).unwrap_or(0));
+                self.inits.push((
+                    Op::InitTls { module: m, block },
+                    Some(LogOp::InitTls { module: m }),
+                ));
+            }
+            if info.init.apply_tls_relocs {
+                self.inits.push((
+                    Op::Call {
+                        module: m,
+                        func: InitCall::ApplyTlsRelocs,
+                    },
+                    None,
+                ));
+            } else if info.exports.iter().any(|e| e.tls)
+                && !has_tls_block(&info)
+                && info.shared_memory
+            {
+                let module = self.module(m).path.clone();
+                self.diags.push(Diagnostic::TlsNotPerThread { module });
+            }
+        }
+        // Constructors: dependencies first; the main module last (a command's `_start` runs
+        // its own, so only a reactor's `_initialize` is called).
+        let main = self.main;
+        for &m in order
+            .iter()
+            .filter(|m| Some(**m) != main)
+            .chain(order.iter().filter(|m| Some(**m) == main))
+        {
+            let init = self.module(m).info.init;
+            let call = if init.initialize {
+                Some(InitCall::Initialize)
+            } else if Some(m) == main && init.start {
+                None
+            } else if init.call_ctors {
+                Some(InitCall::CallCtors)
+            } else {
+                None
+            };
+            if let Some(func) = call {
+                self.inits.push((Op::Call { module: m, func }, None));
+            }
+        }
+    }
+
+    fn finish_startup(&mut self, _main: ModuleId) {
+        for m in &mut self.new {
+            m.pinned = true;
+        }
+    }
+
+    fn unload_modules(&mut self, dead: &[ModuleId]) {
+        // Destructors first, newest module first, while everything is still there.
+        for &m in dead {
+            let info = self.module(m).info.clone();
+            let memory_base = self.module(m).memory_base;
+            if info.init.call_dtors {
+                self.body.push(Op::Call {
+                    module: m,
+                    func: InitCall::CallDtors,
+                });
+            }
+            if let Some(ExportKind::Global { value: Some(v), .. }) =
+                info.export("__dso_handle").map(|e| e.kind.clone())
+            {
+                let dso = Addr(memory_base.wrapping_add(v));
+                let fin = self.lookup("__cxa_finalize", m).filter(|d| {
+                    matches!(
+                        self.module(d.module).info.exports[d.export as usize].kind,
+                        ExportKind::Func { .. }
+                    )
+                });
+                if let Some(fin) = fin {
+                    self.body.push(Op::Finalize {
+                        libc: fin.module,
+                        dso,
+                    });
+                }
+            }
+        }
+        let mut groups = self
+            .groups
+            .take()
+            .unwrap_or_else(|| self.base.groups.clone());
+        for &m in dead {
+            let x = self.module(m).clone();
+            let mut slots: Vec<Slot> = self
+                .base
+                .canonical
+                .iter()
+                .filter(|((o, _), _)| *o == m)
+                .map(|(_, s)| *s)
+                .collect();
+            slots.sort();
+            for s in slots {
+                self.body.push(Op::SetSlot {
+                    slot: s,
+                    value: SlotValue::Null,
+                });
+                self.slot_uses.push((s, None));
+                self.table.alloc.free(s.0, 1, true);
+            }
+            if x.table_size > 0 {
+                self.body.push(Op::ClearSlots {
+                    start: Slot(x.table_base),
+                    len: x.table_size,
+                });
+                self.table.alloc.free(x.table_base, x.table_size, true);
+            }
+            if x.memory_size > 0 {
+                self.mem.alloc.free(x.memory_base, x.memory_size, true);
+            }
+            for g in groups.iter_mut().flatten() {
+                if let Some(i) = g.tls.iter().position(|(o, _)| *o == m) {
+                    let (_, a) = g.tls.remove(i);
+                    self.mem.alloc.free(a.0, tls_len(&x.info), true);
+                }
+            }
+            self.body.push(Op::Unload { module: m });
+            self.unload.push(m);
+        }
+        self.groups = Some(groups);
+        // Symbols still waiting no longer wait on behalf of unloaded modules.
+        let any_waiting = match &self.pending {
+            Some(p) => p
+                .values()
+                .any(|p| p.waiters.iter().any(|w| dead.contains(w))),
+            None => self
+                .base
+                .pending
+                .values()
+                .any(|p| p.waiters.iter().any(|w| dead.contains(w))),
+        };
+        if any_waiting {
+            for p in self.pending_mut().values_mut() {
+                p.waiters.retain(|w| !dead.contains(w));
+            }
+        }
+    }
+
+    fn new_group_state(&mut self) -> Result<GroupState, Error> {
+        let dlerror = self.alloc_mem(self.base.config.dlerror_size, 16)?;
+        let mut tls = Vec::new();
+        let mods: Vec<ModuleId> = self
+            .base
+            .modules()
+            .filter(|m| has_tls_block(&m.info))
+            .map(|m| m.id)
+            .collect();
+        for m in mods {
+            let info = self.module(m).info.clone();
+            tls.push((m, self.alloc_mem(tls_len(&info), tls_align(&info))?));
+        }
+        Ok(GroupState {
+            cursor: 0,
+            dlerror,
+            tls,
+        })
+    }
+
+    fn grow_ops(&self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if self.create_memory.is_none() && self.mem.bytes > self.mem_bytes0 {
+            ops.push(Op::GrowMemory {
+                from_pages: self.mem_bytes0 / PAGE,
+                to_pages: self.mem.bytes / PAGE,
+            });
+        }
+        if !self.create_table && self.table.size > self.table_size0 {
+            ops.push(Op::GrowTable {
+                from: self.table_size0,
+                to: self.table.size,
+            });
+        }
+        ops
+    }
+
+    /// Assemble the ops in their fixed order and package the delta.
+    fn finish(mut self, kind: PlanKind, outcome: Outcome) -> Result<Plan, Error> {
+        if self.diags.iter().any(|d| d.is_error()) {
+            return Err(Error::Link {
+                diagnostics: self.diags,
+            });
+        }
+        if self.create_table && self.table_min > self.table.size {
+            self.table
+                .alloc
+                .free(self.table.size, self.table_min - self.table.size, false);
+            self.table.size = self.table_min;
+        }
+        let mut ops: Vec<Op> = Vec::new();
+        let mut log: Vec<LogOp> = Vec::new();
+        let mut push = |op: Op, tpl: Option<LogOp>, ops: &mut Vec<Op>| {
+            match tpl {
+                Some(t) => log.push(t),
+                None if !op.is_memory_op() => log.push(LogOp::Op(op.clone())),
+                None => {}
+            }
+            ops.push(op);
+        };
+        let grow = self.grow_ops();
+        if let Some(cm) = self.create_memory.take() {
+            push(cm, None, &mut ops);
+        }
+        if self.create_table {
+            push(
+                Op::CreateTable {
+                    min: self.table.size,
+                    table64: self.table.table64,
+                },
+                None,
+                &mut ops,
+            );
+        }
+        for (op, tpl) in core::mem::take(&mut self.setup) {
+            push(op, tpl, &mut ops);
+        }
+        if let Some(gen_id) = self.gen_id {
+            let bytes: Arc<[u8]> = trampoline::encode(&self.trampolines).into();
+            push(
+                Op::InstantiateGenerated {
+                    gen_id,
+                    bytes,
+                    imports: Vec::new(),
+                },
+                None,
+                &mut ops,
+            );
+        }
+        for op in core::mem::take(&mut self.adopt) {
+            push(op, None, &mut ops);
+        }
+        for op in grow {
+            push(op, None, &mut ops);
+        }
+        for op in core::mem::take(&mut self.zero)
+            .into_iter()
+            .chain(core::mem::take(&mut self.body))
+            .chain(core::mem::take(&mut self.late))
+        {
+            push(op, None, &mut ops);
+        }
+        for (op, tpl) in core::mem::take(&mut self.inits) {
+            push(op, tpl, &mut ops);
+        }
+        let base = self.base;
+        let slot_uses = self.slot_uses;
+        let delta = Delta {
+            new_modules: self.new,
+            updates: self.updates,
+            unload: self.unload,
+            mem: (self.mem != base.mem).then_some(self.mem),
+            table: (self.table != base.table).then_some(self.table),
+            canonical: self.canonical.into_iter().collect(),
+            slot_uses,
+            pending: self.pending,
+            counters: self.counters,
+            tags: self.tags,
+            got_cache: self.got_cache,
+            stack_pointer: self.stack_pointer,
+            layout: self.layout,
+            main: self.main,
+            groups: self.groups,
+            log,
+            outcome: Some(outcome),
+        };
+        Ok(Plan {
+            kind,
+            group: self.group,
+            generation: base.generation,
+            modules: self.modules_out,
+            ops,
+            diagnostics: self.diags,
+            delta,
+        })
+    }
+}

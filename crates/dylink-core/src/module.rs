@@ -1,0 +1,1026 @@
+//! Reading a module: the `dylink.0` section, every import classified by the role the linker
+//! plays for it, every export with its type or unrelocated constant value, and the init
+//! functions the linker must call. Malformed input of any kind is an [`Error`], never a panic.
+
+use core::fmt;
+
+use smallvec::SmallVec;
+use wasmparser::{
+    CompositeInnerType, Dylink0Subsection, ExternalKind, KnownCustom, Operator, Parser, Payload,
+    TypeRef,
+};
+
+use crate::error::{ParseError as Error, Warning};
+use crate::prelude::*;
+
+/// A value type, as far as the linker needs to tell types apart.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ValType {
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+    /// `f32`
+    F32,
+    /// `f64`
+    F64,
+    /// `v128`
+    V128,
+    /// `funcref`
+    FuncRef,
+    /// `externref`
+    ExternRef,
+    /// `exnref`
+    ExnRef,
+    /// Any other reference type (GC proposal); compared only by kind.
+    OtherRef,
+}
+
+impl ValType {
+    fn from_wasm(ty: wasmparser::ValType) -> Self {
+        use wasmparser::ValType as W;
+        match ty {
+            W::I32 => Self::I32,
+            W::I64 => Self::I64,
+            W::F32 => Self::F32,
+            W::F64 => Self::F64,
+            W::V128 => Self::V128,
+            W::Ref(r) if r == wasmparser::RefType::FUNCREF => Self::FuncRef,
+            W::Ref(r) if r == wasmparser::RefType::EXTERNREF => Self::ExternRef,
+            W::Ref(r) if r == wasmparser::RefType::EXNREF => Self::ExnRef,
+            W::Ref(_) => Self::OtherRef,
+        }
+    }
+
+    /// The pointer-sized integer type for a memory of this kind.
+    pub fn pointer(memory64: bool) -> Self {
+        if memory64 { Self::I64 } else { Self::I32 }
+    }
+}
+
+impl fmt::Display for ValType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::I32 => "i32",
+            Self::I64 => "i64",
+            Self::F32 => "f32",
+            Self::F64 => "f64",
+            Self::V128 => "v128",
+            Self::FuncRef => "funcref",
+            Self::ExternRef => "externref",
+            Self::ExnRef => "exnref",
+            Self::OtherRef => "ref",
+        })
+    }
+}
+
+/// A function signature.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct FuncType {
+    /// Parameter types.
+    pub params: SmallVec<[ValType; 6]>,
+    /// Result types.
+    pub results: SmallVec<[ValType; 2]>,
+}
+
+impl FuncType {
+    /// A signature from parameter and result slices.
+    pub fn new(params: &[ValType], results: &[ValType]) -> Self {
+        Self {
+            params: params.iter().copied().collect(),
+            results: results.iter().copied().collect(),
+        }
+    }
+    fn from_wasm(ty: &wasmparser::FuncType) -> Self {
+        Self {
+            params: ty.params().iter().map(|t| ValType::from_wasm(*t)).collect(),
+            results: ty
+                .results()
+                .iter()
+                .map(|t| ValType::from_wasm(*t))
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for FuncType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(")?;
+        for (i, p) in self.params.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        f.write_str(") -> ")?;
+        match self.results.as_slice() {
+            [] => f.write_str("()"),
+            [one] => write!(f, "{one}"),
+            many => {
+                f.write_str("(")?;
+                for (i, r) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// A linear memory's type.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MemoryType {
+    /// Minimum size in 64 KiB pages.
+    pub min_pages: u64,
+    /// Maximum size in pages, if bounded.
+    pub max_pages: Option<u64>,
+    /// Shared between threads.
+    pub shared: bool,
+    /// Indexed by i64 (memory64).
+    pub memory64: bool,
+}
+
+/// A table's type (the linker only deals with `funcref` tables).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TableType {
+    /// Minimum number of elements.
+    pub min: u64,
+    /// Maximum number of elements, if bounded.
+    pub max: Option<u64>,
+    /// Indexed by i64 (table64).
+    pub table64: bool,
+    /// Holds `funcref`s.
+    pub funcref: bool,
+}
+
+/// What kind of item an import asks for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ImportType {
+    /// A function of the given type index.
+    Func(u32),
+    /// A global.
+    Global {
+        /// Its value type.
+        ty: ValType,
+        /// Whether it is mutable.
+        mutable: bool,
+    },
+    /// A memory.
+    Memory(MemoryType),
+    /// A table.
+    Table(TableType),
+    /// An exception tag whose parameters are given by the type index.
+    Tag(u32),
+}
+
+/// The four layout globals a PIE main imports as `GOT.mem.*`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum LayoutGlobal {
+    /// `__heap_base`: where `malloc` may start.
+    HeapBase,
+    /// `__heap_end`: the end of the initial heap.
+    HeapEnd,
+    /// `__stack_low`: lowest stack address.
+    StackLow,
+    /// `__stack_high`: initial stack pointer.
+    StackHigh,
+}
+
+impl LayoutGlobal {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "__heap_base" => Self::HeapBase,
+            "__heap_end" => Self::HeapEnd,
+            "__stack_low" => Self::StackLow,
+            "__stack_high" => Self::StackHigh,
+            _ => return None,
+        })
+    }
+}
+
+/// The guest dlfcn functions the adapter provides as `env.*` imports.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DlFunc {
+    /// `void *dlopen(const char *, int)`
+    Open,
+    /// `void *dlsym(void *, const char *)`
+    Sym,
+    /// `int dlclose(void *)`
+    Close,
+    /// `char *dlerror(void)`
+    Error,
+    /// `int dladdr(const void *, Dl_info *)`
+    Addr,
+}
+
+impl DlFunc {
+    /// All of them, in a fixed order.
+    pub const ALL: [DlFunc; 5] = [Self::Open, Self::Sym, Self::Close, Self::Error, Self::Addr];
+
+    /// The C name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "dlopen",
+            Self::Sym => "dlsym",
+            Self::Close => "dlclose",
+            Self::Error => "dlerror",
+            Self::Addr => "dladdr",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The C prototype's wasm signature for the given pointer type.
+    pub fn signature(self, memory64: bool) -> FuncType {
+        let p = ValType::pointer(memory64);
+        let i = ValType::I32;
+        match self {
+            Self::Open => FuncType::new(&[p, i], &[p]),
+            Self::Sym => FuncType::new(&[p, p], &[p]),
+            Self::Close => FuncType::new(&[p], &[i]),
+            Self::Error => FuncType::new(&[], &[p]),
+            Self::Addr => FuncType::new(&[p, p], &[i]),
+        }
+    }
+}
+
+/// The role the linker plays for an import: decided once, when the module is read.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ImportRole {
+    /// `env.memory`
+    Memory,
+    /// `env.__indirect_function_table`
+    Table,
+    /// `env.__stack_pointer`
+    StackPointer,
+    /// `env.__memory_base`
+    MemoryBase,
+    /// `env.__table_base`
+    TableBase,
+    /// `env.__table_base32` (older wasm64 LLVM)
+    TableBase32,
+    /// `GOT.mem.<sym>`: absolute address of a data symbol.
+    GotMem(String),
+    /// `GOT.mem.__heap_base` and the other layout globals.
+    Layout(LayoutGlobal),
+    /// `GOT.func.<sym>`: function pointer (table slot) of a function.
+    GotFunc(String),
+    /// `env.__cpp_exception`, `env.__c_longjmp` or another `env` tag shared by all modules.
+    Tag(String),
+    /// `env.dlopen` and friends: served by the adapter.
+    Dl(DlFunc),
+    /// `env.<func>`: a function from another module or the host.
+    Func(String),
+    /// `env.<global>` that is none of the above: from another module's export or the host.
+    Global(String),
+    /// Any other namespace (`wasi_snapshot_preview1`, …): from the host only.
+    Host,
+}
+
+/// One import of a module.
+#[derive(Clone, Debug)]
+pub struct Import {
+    /// Module namespace.
+    pub module: String,
+    /// Field name.
+    pub name: String,
+    /// What it asks for.
+    pub ty: ImportType,
+    /// What the linker does for it.
+    pub role: ImportRole,
+    /// Marked `binding-weak` in IMPORT_INFO (for `env.X`, the mark covers `GOT.*.X` too).
+    pub weak: bool,
+}
+
+/// What kind of item an export is.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ExportKind {
+    /// A function: its index in the module's function space and its type index.
+    Func {
+        /// Function index.
+        index: u32,
+        /// Type index.
+        ty: u32,
+    },
+    /// A global. For a data symbol this is an immutable pointer-typed global whose constant
+    /// `value` is the symbol's unrelocated address.
+    Global {
+        /// Value type.
+        ty: ValType,
+        /// Mutable.
+        mutable: bool,
+        /// Constant initial value, when the initialiser is a plain constant.
+        value: Option<u64>,
+    },
+    /// A memory.
+    Memory,
+    /// A table.
+    Table,
+    /// A tag with its type index.
+    Tag(u32),
+}
+
+/// One export of a module.
+#[derive(Clone, Debug)]
+pub struct Export {
+    /// Export name.
+    pub name: String,
+    /// What it is.
+    pub kind: ExportKind,
+    /// EXPORT_INFO `tls` (0x100): the value is an offset from the module's `__tls_base`.
+    pub tls: bool,
+    /// EXPORT_INFO `visibility-hidden` (0x4): not visible to other modules or `dlsym`.
+    pub hidden: bool,
+    /// EXPORT_INFO `binding-weak` (0x1): a strong definition elsewhere wins.
+    pub weak: bool,
+}
+
+impl Export {
+    /// Whether this export is a symbol other modules may bind to: not hidden, and not one of
+    /// the per-module names the linker itself uses (`__wasm_call_ctors`, `__tls_base`, …).
+    pub fn is_symbol(&self) -> bool {
+        !self.hidden && !is_linker_internal(&self.name)
+    }
+}
+
+/// Names every PIC module defines for the linker's own use; they never take part in symbol
+/// resolution (two modules both exporting `__wasm_call_ctors` is normal, not a duplicate).
+pub fn is_linker_internal(name: &str) -> bool {
+    matches!(
+        name,
+        "__wasm_call_ctors"
+            | "__wasm_call_dtors"
+            | "__wasm_apply_data_relocs"
+            | "__wasm_apply_tls_relocs"
+            | "__wasm_apply_global_relocs"
+            | "__wasm_init_tls"
+            | "__wasm_init_memory"
+            | "__tls_base"
+            | "__tls_size"
+            | "__tls_align"
+            | "__dso_handle"
+            | "__memory_base"
+            | "__table_base"
+            | "__stack_pointer"
+            | "_initialize"
+            | "_start"
+            | "memory"
+            | "__indirect_function_table"
+            | "__data_end"
+            | "__heap_base"
+            | "__heap_end"
+            | "__global_base"
+            | "__stack_low"
+            | "__stack_high"
+    )
+}
+
+/// The functions and globals the linker calls or reads after instantiation.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct InitExports {
+    /// `__wasm_apply_data_relocs: () -> ()`
+    pub apply_data_relocs: bool,
+    /// `__wasm_apply_tls_relocs: () -> ()`
+    pub apply_tls_relocs: bool,
+    /// `__wasm_call_ctors: () -> ()`
+    pub call_ctors: bool,
+    /// `_initialize: () -> ()` (reactor entry)
+    pub initialize: bool,
+    /// `_start: () -> ()` (command entry)
+    pub start: bool,
+    /// `__wasm_call_dtors: () -> ()`
+    pub call_dtors: bool,
+    /// `__wasm_init_tls: (ptr) -> ()`
+    pub init_tls: bool,
+    /// `__tls_base` exported as a mutable global.
+    pub tls_base: bool,
+    /// `__tls_size` value.
+    pub tls_size: Option<u64>,
+    /// `__tls_align` value.
+    pub tls_align: Option<u64>,
+    /// The module has a start function (runs at every instantiation).
+    pub has_start_function: bool,
+}
+
+/// The `dylink.0` section's content.
+#[derive(Clone, Debug, Default)]
+pub struct DylinkInfo {
+    /// MEM_INFO memorysize: bytes of data + bss to reserve.
+    pub memory_size: u32,
+    /// MEM_INFO memoryalignment (log2 of bytes).
+    pub memory_align_log2: u32,
+    /// MEM_INFO tablesize: table slots to reserve.
+    pub table_size: u32,
+    /// MEM_INFO tablealignment (log2 of slots).
+    pub table_align_log2: u32,
+    /// NEEDED, in order.
+    pub needed: Vec<String>,
+    /// RUNTIME_PATH, in order, unexpanded.
+    pub runtime_path: Vec<String>,
+}
+
+/// Everything the linker needs to know about one module, read from its bytes alone.
+#[derive(Clone, Debug)]
+pub struct ModuleInfo {
+    /// The `dylink.0` section; `None` for a module that is not a dynamic library (a non-PIE main).
+    pub dylink: Option<DylinkInfo>,
+    /// Function types by type index (non-function types hold an empty placeholder).
+    pub types: Vec<FuncType>,
+    /// Imports in order.
+    pub imports: Vec<Import>,
+    /// Exports in order.
+    pub exports: Vec<Export>,
+    /// Export index by name.
+    export_index: HashMap<String, u32>,
+    /// The memory the module defines (a non-PIE main), if any.
+    pub defined_memory: Option<MemoryType>,
+    /// The table the module defines (a non-PIE main), if any.
+    pub defined_table: Option<TableType>,
+    /// Memory64: pointers, bases and GOT entries are i64.
+    pub memory64: bool,
+    /// Whether the module's memory (imported or defined) is shared.
+    pub shared_memory: bool,
+    /// Init functions and TLS exports.
+    pub init: InitExports,
+    /// Elements the module places in its own table region: (offset from `__table_base`,
+    /// function index). Used by `dladdr` for function pointers that never went through a GOT.
+    pub table_elems: Vec<(u32, u32)>,
+    /// Names of functions from the `name` section, when present (for `dladdr` and traps).
+    pub func_names: HashMap<u32, String>,
+    /// Number of imported functions (function index space offset).
+    pub imported_funcs: u32,
+    /// Things worth telling the user that do not stop the load.
+    pub warnings: Vec<Warning>,
+}
+
+const WASM_SYM_BINDING_WEAK: u32 = 0x1;
+const WASM_SYM_VISIBILITY_HIDDEN: u32 = 0x4;
+const WASM_SYM_TLS: u32 = 0x100;
+
+impl ModuleInfo {
+    /// Read a module. Fails on bytes that are not a well-formed core module, on a duplicated
+    /// `dylink.0` section, or on an import whose type does not fit its role.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        parse(bytes)
+    }
+
+    /// Look an export up by name.
+    pub fn export(&self, name: &str) -> Option<&Export> {
+        self.export_index
+            .get(name)
+            .map(|&i| &self.exports[i as usize])
+    }
+
+    /// The type of a function export or import, by type index.
+    pub fn func_type(&self, ty: u32) -> &FuncType {
+        &self.types[ty as usize]
+    }
+
+    /// The pointer-sized value type of this module.
+    pub fn ptr_type(&self) -> ValType {
+        ValType::pointer(self.memory64)
+    }
+
+    /// Whether this module is a `dylink.0` dynamic library (a side module or a PIE main).
+    pub fn is_dynamic(&self) -> bool {
+        self.dylink.is_some()
+    }
+
+    /// A readable name for a function index: export name, then `name` section, then index.
+    pub fn func_name(&self, index: u32) -> String {
+        if let Some(e) = self
+            .exports
+            .iter()
+            .find(|e| matches!(e.kind, ExportKind::Func { index: i, .. } if i == index))
+        {
+            return e.name.clone();
+        }
+        match self.func_names.get(&index) {
+            Some(n) => n.clone(),
+            None => format!("func[{index}]"),
+        }
+    }
+}
+
+fn bad(offset: usize, message: impl Into<String>) -> Error {
+    Error::Malformed {
+        offset,
+        message: message.into(),
+    }
+}
+
+fn from_wasm(e: wasmparser::BinaryReaderError) -> Error {
+    Error::Malformed {
+        offset: e.offset(),
+        message: e.message().to_string(),
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
+    let mut info = ModuleInfo {
+        dylink: None,
+        types: Vec::new(),
+        imports: Vec::new(),
+        exports: Vec::new(),
+        export_index: HashMap::new(),
+        defined_memory: None,
+        defined_table: None,
+        memory64: false,
+        shared_memory: false,
+        init: InitExports::default(),
+        table_elems: Vec::new(),
+        func_names: HashMap::new(),
+        imported_funcs: 0,
+        warnings: Vec::new(),
+    };
+    // Function index -> type index, for imported and defined functions.
+    let mut func_types: Vec<u32> = Vec::new();
+    // Global index -> (type, mutable, constant value).
+    let mut globals: Vec<(ValType, bool, Option<u64>)> = Vec::new();
+    let mut import_flags: HashMap<(String, String), u32> = HashMap::new();
+    let mut export_flags: HashMap<String, u32> = HashMap::new();
+    let mut table_base_global: Option<u32> = None;
+    let mut saw_section = false;
+    let mut saw_header = false;
+
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(from_wasm)?;
+        match payload {
+            Payload::Version {
+                encoding, range, ..
+            } => {
+                saw_header = true;
+                if encoding != wasmparser::Encoding::Module {
+                    return Err(bad(range.start, "a component, not a core module"));
+                }
+            }
+            Payload::CustomSection(c) => {
+                let offset = c.range().start;
+                match c.as_known() {
+                    KnownCustom::Dylink0(reader) => {
+                        if info.dylink.is_some() {
+                            return Err(Error::DuplicateDylink { offset });
+                        }
+                        if saw_section {
+                            info.warnings.push(Warning::DylinkNotFirst { offset });
+                        }
+                        let mut d = DylinkInfo::default();
+                        for sub in reader {
+                            match sub.map_err(from_wasm)? {
+                                Dylink0Subsection::MemInfo(m) => {
+                                    d.memory_size = m.memory_size;
+                                    d.memory_align_log2 = m.memory_alignment;
+                                    d.table_size = m.table_size;
+                                    d.table_align_log2 = m.table_alignment;
+                                }
+                                Dylink0Subsection::Needed(n) => {
+                                    d.needed.extend(n.into_iter().map(String::from));
+                                }
+                                Dylink0Subsection::ExportInfo(list) => {
+                                    for e in list {
+                                        *export_flags.entry(e.name.into()).or_default() |=
+                                            e.flags.bits();
+                                    }
+                                }
+                                Dylink0Subsection::ImportInfo(list) => {
+                                    for i in list {
+                                        *import_flags
+                                            .entry((i.module.into(), i.field.into()))
+                                            .or_default() |= i.flags.bits();
+                                    }
+                                }
+                                Dylink0Subsection::RuntimePath(p) => {
+                                    d.runtime_path.extend(p.into_iter().map(String::from));
+                                }
+                                Dylink0Subsection::Unknown { ty, range, .. } => {
+                                    info.warnings.push(Warning::UnknownSubsection {
+                                        id: ty,
+                                        offset: range.start,
+                                    });
+                                }
+                            }
+                        }
+                        // 32 is the widest alignment an address space could honour.
+                        if d.memory_align_log2 >= 32 || d.table_align_log2 >= 32 {
+                            return Err(bad(offset, "dylink.0 MEM_INFO alignment is 2^32 or more"));
+                        }
+                        info.dylink = Some(d);
+                    }
+                    KnownCustom::Name(names) => {
+                        // The name section is advisory: a malformed one is ignored.
+                        for n in names.into_iter().flatten() {
+                            if let wasmparser::Name::Function(map) = n {
+                                for naming in map.into_iter().flatten() {
+                                    info.func_names.insert(naming.index, naming.name.into());
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Payload::TypeSection(reader) => {
+                saw_section = true;
+                for rec in reader {
+                    for sub in rec.map_err(from_wasm)?.into_types() {
+                        info.types.push(match &sub.composite_type.inner {
+                            CompositeInnerType::Func(f) => FuncType::from_wasm(f),
+                            _ => FuncType::default(),
+                        });
+                    }
+                }
+            }
+            Payload::ImportSection(reader) => {
+                saw_section = true;
+                for imp in reader.into_imports_with_offsets() {
+                    let (offset, imp) = imp.map_err(from_wasm)?;
+                    let ty = match imp.ty {
+                        TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                            check_func_type(&info, t, offset)?;
+                            func_types.push(t);
+                            info.imported_funcs += 1;
+                            ImportType::Func(t)
+                        }
+                        TypeRef::Global(g) => {
+                            let ty = ValType::from_wasm(g.content_type);
+                            globals.push((ty, g.mutable, None));
+                            if imp.module == "env" && imp.name == "__table_base" {
+                                table_base_global = Some(globals.len() as u32 - 1);
+                            }
+                            ImportType::Global {
+                                ty,
+                                mutable: g.mutable,
+                            }
+                        }
+                        TypeRef::Memory(m) => {
+                            let m = memory_type(m);
+                            info.memory64 |= m.memory64;
+                            info.shared_memory |= m.shared;
+                            ImportType::Memory(m)
+                        }
+                        TypeRef::Table(t) => ImportType::Table(table_type(t)),
+                        TypeRef::Tag(t) => {
+                            check_func_type(&info, t.func_type_idx, offset)?;
+                            ImportType::Tag(t.func_type_idx)
+                        }
+                    };
+                    info.imports.push(Import {
+                        module: imp.module.into(),
+                        name: imp.name.into(),
+                        role: ImportRole::Host,
+                        ty,
+                        weak: false,
+                    });
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                saw_section = true;
+                for t in reader.into_iter_with_offsets() {
+                    let (offset, t) = t.map_err(from_wasm)?;
+                    check_func_type(&info, t, offset)?;
+                    func_types.push(t);
+                }
+            }
+            Payload::TableSection(reader) => {
+                saw_section = true;
+                for t in reader {
+                    let t = t.map_err(from_wasm)?;
+                    if info.defined_table.is_none() {
+                        info.defined_table = Some(table_type(t.ty));
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                saw_section = true;
+                for m in reader {
+                    let m = memory_type(m.map_err(from_wasm)?);
+                    if info.defined_memory.is_none() {
+                        info.memory64 |= m.memory64;
+                        info.shared_memory |= m.shared;
+                        info.defined_memory = Some(m);
+                    }
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                saw_section = true;
+                for g in reader {
+                    let g = g.map_err(from_wasm)?;
+                    let ty = ValType::from_wasm(g.ty.content_type);
+                    globals.push((ty, g.ty.mutable, const_value(&g.init_expr)));
+                }
+            }
+            Payload::ExportSection(reader) => {
+                saw_section = true;
+                for e in reader.into_iter_with_offsets() {
+                    let (offset, e) = e.map_err(from_wasm)?;
+                    let kind = match e.kind {
+                        ExternalKind::Func | ExternalKind::FuncExact => {
+                            let ty = *func_types
+                                .get(e.index as usize)
+                                .ok_or_else(|| bad(offset, "export of an unknown function"))?;
+                            ExportKind::Func { index: e.index, ty }
+                        }
+                        ExternalKind::Global => {
+                            let &(ty, mutable, value) = globals
+                                .get(e.index as usize)
+                                .ok_or_else(|| bad(offset, "export of an unknown global"))?;
+                            ExportKind::Global { ty, mutable, value }
+                        }
+                        ExternalKind::Memory => ExportKind::Memory,
+                        ExternalKind::Table => ExportKind::Table,
+                        ExternalKind::Tag => ExportKind::Tag(0),
+                    };
+                    let idx = info.exports.len() as u32;
+                    if info.export_index.insert(e.name.into(), idx).is_some() {
+                        return Err(bad(offset, format!("export `{}` appears twice", e.name)));
+                    }
+                    info.exports.push(Export {
+                        name: e.name.into(),
+                        kind,
+                        tls: false,
+                        hidden: false,
+                        weak: false,
+                    });
+                }
+            }
+            Payload::StartSection { .. } => {
+                saw_section = true;
+                info.init.has_start_function = true;
+            }
+            Payload::ElementSection(reader) => {
+                saw_section = true;
+                for elem in reader {
+                    let elem = elem.map_err(from_wasm)?;
+                    let wasmparser::ElementKind::Active { offset_expr, .. } = elem.kind else {
+                        continue;
+                    };
+                    let Some(base) = relative_offset(&offset_expr, table_base_global) else {
+                        continue;
+                    };
+                    if let wasmparser::ElementItems::Functions(funcs) = elem.items {
+                        for (i, f) in funcs.into_iter().enumerate() {
+                            let f = f.map_err(from_wasm)?;
+                            info.table_elems.push((base.saturating_add(i as u32), f));
+                        }
+                    }
+                }
+            }
+            Payload::End(_) => {}
+            _ => saw_section = true,
+        }
+    }
+    if !saw_header {
+        return Err(bad(0, "empty input"));
+    }
+
+    // Flags from dylink.0 apply to the exports and imports they name.
+    for e in &mut info.exports {
+        if let Some(&f) = export_flags.get(&e.name) {
+            e.tls = f & WASM_SYM_TLS != 0;
+            e.hidden = f & WASM_SYM_VISIBILITY_HIDDEN != 0;
+            e.weak = f & WASM_SYM_BINDING_WEAK != 0;
+        }
+    }
+    // A weak mark on `env.X` also covers `GOT.func.X` and `GOT.mem.X`.
+    let is_weak = |module: &str, name: &str| {
+        import_flags
+            .get(&(module.to_string(), name.to_string()))
+            .is_some_and(|f| f & WASM_SYM_BINDING_WEAK != 0)
+    };
+    let mut roles = Vec::with_capacity(info.imports.len());
+    for imp in &info.imports {
+        let role = classify(imp, &info)?;
+        let weak = is_weak(&imp.module, &imp.name)
+            || (matches!(imp.module.as_str(), "GOT.mem" | "GOT.func") && is_weak("env", &imp.name));
+        roles.push((role, weak));
+    }
+    for (imp, (role, weak)) in info.imports.iter_mut().zip(roles) {
+        imp.role = role;
+        imp.weak = weak;
+    }
+
+    read_init_exports(&mut info)?;
+    Ok(info)
+}
+
+fn check_func_type(info: &ModuleInfo, t: u32, offset: usize) -> Result<(), Error> {
+    if (t as usize) < info.types.len() {
+        Ok(())
+    } else {
+        Err(bad(offset, format!("type index {t} out of bounds")))
+    }
+}
+
+fn memory_type(m: wasmparser::MemoryType) -> MemoryType {
+    MemoryType {
+        min_pages: m.initial,
+        max_pages: m.maximum,
+        shared: m.shared,
+        memory64: m.memory64,
+    }
+}
+
+fn table_type(t: wasmparser::TableType) -> TableType {
+    TableType {
+        min: t.initial,
+        max: t.maximum,
+        table64: t.table64,
+        funcref: t.element_type == wasmparser::RefType::FUNCREF,
+    }
+}
+
+fn const_value(expr: &wasmparser::ConstExpr<'_>) -> Option<u64> {
+    let mut ops = expr.get_operators_reader();
+    let v = match ops.read().ok()? {
+        Operator::I32Const { value } => value as u32 as u64,
+        Operator::I64Const { value } => value as u64,
+        _ => return None,
+    };
+    matches!(ops.read().ok()?, Operator::End).then_some(v)
+}
+
+/// An element segment offset of the form `global.get $__table_base [+ const]`.
+fn relative_offset(expr: &wasmparser::ConstExpr<'_>, table_base: Option<u32>) -> Option<u32> {
+    let mut ops = expr.get_operators_reader();
+    match ops.read().ok()? {
+        Operator::GlobalGet { global_index } if Some(global_index) == table_base => {}
+        Operator::I32Const { value } if table_base.is_none() => return Some(value as u32),
+        _ => return None,
+    }
+    match ops.read().ok()? {
+        Operator::End => Some(0),
+        Operator::I32Const { value } => {
+            matches!(ops.read().ok()?, Operator::I32Add).then_some(value as u32)
+        }
+        Operator::I64Const { value } => {
+            matches!(ops.read().ok()?, Operator::I64Add).then_some(value as u32)
+        }
+        _ => None,
+    }
+}
+
+fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
+    let ptr = info.ptr_type();
+    let wrong = |want: &str| Error::BadImport {
+        module: imp.module.clone(),
+        name: imp.name.clone(),
+        message: format!("must be {want}, found {}", describe(&imp.ty, info)),
+    };
+    let pointer_global = |mutable: bool| -> Result<(), Error> {
+        match imp.ty {
+            ImportType::Global { ty, mutable: m } if ty == ptr && m == mutable => Ok(()),
+            // Older LLVM emitted i32 GOT entries under wasm64; accept both integer widths.
+            ImportType::Global {
+                ty: ValType::I32 | ValType::I64,
+                mutable: m,
+            } if m == mutable => Ok(()),
+            _ => Err(wrong(&format!(
+                "a{} {ptr} global",
+                if mutable { " mutable" } else { "n immutable" }
+            ))),
+        }
+    };
+    Ok(match (imp.module.as_str(), imp.name.as_str()) {
+        ("GOT.mem", name) => {
+            pointer_global(true)?;
+            match LayoutGlobal::from_name(name) {
+                Some(l) => ImportRole::Layout(l),
+                None => ImportRole::GotMem(name.into()),
+            }
+        }
+        ("GOT.func", name) => {
+            pointer_global(true)?;
+            ImportRole::GotFunc(name.into())
+        }
+        ("env", "memory") => match imp.ty {
+            ImportType::Memory(_) => ImportRole::Memory,
+            _ => return Err(wrong("a memory")),
+        },
+        ("env", "__indirect_function_table") => match imp.ty {
+            ImportType::Table(t) if t.funcref => ImportRole::Table,
+            _ => return Err(wrong("a funcref table")),
+        },
+        ("env", "__stack_pointer") => {
+            pointer_global(true)?;
+            ImportRole::StackPointer
+        }
+        ("env", "__memory_base") => {
+            pointer_global(false)?;
+            ImportRole::MemoryBase
+        }
+        ("env", "__table_base") => {
+            pointer_global(false)?;
+            ImportRole::TableBase
+        }
+        ("env", "__table_base32") => match imp.ty {
+            ImportType::Global {
+                ty: ValType::I32,
+                mutable: false,
+            } => ImportRole::TableBase32,
+            _ => return Err(wrong("an immutable i32 global")),
+        },
+        ("env", name) => match &imp.ty {
+            ImportType::Tag(_) => ImportRole::Tag(name.into()),
+            ImportType::Func(t) => match DlFunc::from_name(name) {
+                Some(dl) if *info.func_type(*t) == dl.signature(info.memory64) => {
+                    ImportRole::Dl(dl)
+                }
+                Some(dl) => {
+                    return Err(wrong(&format!(
+                        "a function `{}` for `{}`",
+                        dl.signature(info.memory64),
+                        dl.name()
+                    )));
+                }
+                None => ImportRole::Func(name.into()),
+            },
+            ImportType::Global { .. } => ImportRole::Global(name.into()),
+            ImportType::Memory(_) | ImportType::Table(_) => ImportRole::Host,
+        },
+        _ => ImportRole::Host,
+    })
+}
+
+fn describe(ty: &ImportType, info: &ModuleInfo) -> String {
+    match ty {
+        ImportType::Func(t) => format!("a function `{}`", info.func_type(*t)),
+        ImportType::Global { ty, mutable } => {
+            format!(
+                "a{} {ty} global",
+                if *mutable { " mutable" } else { "n immutable" }
+            )
+        }
+        ImportType::Memory(_) => "a memory".into(),
+        ImportType::Table(_) => "a table".into(),
+        ImportType::Tag(_) => "a tag".into(),
+    }
+}
+
+fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
+    let ptr = info.ptr_type();
+    let nullary = FuncType::default();
+    let init_tls = FuncType::new(&[ptr], &[]);
+    let mut init = info.init;
+    for e in &info.exports {
+        let func_ty = match e.kind {
+            ExportKind::Func { ty, .. } => Some(&info.types[ty as usize]),
+            _ => None,
+        };
+        let flag = match e.name.as_str() {
+            "__wasm_apply_data_relocs" => &mut init.apply_data_relocs,
+            "__wasm_apply_tls_relocs" => &mut init.apply_tls_relocs,
+            "__wasm_call_ctors" => &mut init.call_ctors,
+            "_initialize" => &mut init.initialize,
+            "_start" => &mut init.start,
+            "__wasm_call_dtors" => &mut init.call_dtors,
+            "__wasm_init_tls" => {
+                if func_ty != Some(&init_tls) {
+                    return Err(Error::BadExport {
+                        name: e.name.clone(),
+                        message: format!("must be a function `{init_tls}`"),
+                    });
+                }
+                init.init_tls = true;
+                continue;
+            }
+            "__tls_base" => {
+                init.tls_base = matches!(e.kind, ExportKind::Global { mutable: true, .. });
+                continue;
+            }
+            "__tls_size" | "__tls_align" => {
+                let ExportKind::Global {
+                    value: Some(v),
+                    mutable: false,
+                    ..
+                } = e.kind
+                else {
+                    return Err(Error::BadExport {
+                        name: e.name.clone(),
+                        message: "must be an immutable global with a constant value".into(),
+                    });
+                };
+                if e.name == "__tls_size" {
+                    init.tls_size = Some(v);
+                } else {
+                    init.tls_align = Some(v);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        if func_ty != Some(&nullary) {
+            return Err(Error::BadExport {
+                name: e.name.clone(),
+                message: format!("must be a function `{nullary}`"),
+            });
+        }
+        *flag = true;
+    }
+    info.init = init;
+    Ok(())
+}

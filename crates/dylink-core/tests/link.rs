@@ -1,0 +1,1142 @@
+//! Linking scenarios, applied to the simulated store.
+
+mod common;
+
+use common::*;
+use dylink_core::*;
+
+fn source(files: &[(&str, std::sync::Arc<[u8]>)]) -> MemorySource {
+    let mut s = MemorySource::new();
+    for (p, b) in files {
+        s.insert(p, b.clone());
+    }
+    s
+}
+
+fn startup(
+    linker: &mut Linker,
+    sim: &mut Sim,
+    main: std::sync::Arc<[u8]>,
+    src: &MemorySource,
+    host: &dyn HostNames,
+) -> Plan {
+    let plan = linker
+        .plan_startup("/app/main.wasm", main, src, host)
+        .unwrap_or_else(|e| panic!("{e}"));
+    sim.apply(&plan).unwrap_or_else(|e| panic!("{e}\n{plan}"));
+    plan
+}
+
+fn commit(linker: &mut Linker, plan: Plan) -> Outcome {
+    linker.commit(plan).unwrap()
+}
+
+const LIB_ADD: &str = r#"
+  (import "GOT.mem" "counter" (global $counter (mut i32)))
+  (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+  (global (export "table_of_things") i32 (i32.const 8))
+"#;
+
+#[test]
+fn main_calls_side_directly_and_side_data_is_relocated() {
+    let lib = side(32, 1, &[], LIB_ADD);
+    let main = pie_main(
+        64,
+        &["libadd.so"],
+        r#"(import "env" "add" (func $add (param i32 i32) (result i32)))
+           (import "GOT.mem" "table_of_things" (global (mut i32)))
+           (global (export "counter") i32 (i32.const 4))"#,
+    );
+    let src = source(&[("/lib/libadd.so", lib)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let ops = plan.ops.clone();
+    let Outcome::Loaded(main_id) = commit(&mut l, plan) else {
+        panic!()
+    };
+    let lib_id = l.modules().find(|m| m.path == "/lib/libadd.so").unwrap().id;
+    let (mainm, libm) = (l.module(main_id).unwrap(), l.module(lib_id).unwrap());
+    // Main's data sits at a non-zero, aligned base; the library's region does not overlap.
+    assert!(mainm.memory_base >= 1024 && mainm.memory_base % 16 == 0);
+    assert!(libm.memory_base >= mainm.memory_base + 64 && libm.memory_base % 4 == 0);
+    assert!(libm.table_base >= 1, "slot 0 stays null");
+    // The library is instantiated first, so main binds `add` straight to its export.
+    let main_inst = ops
+        .iter()
+        .find_map(|o| match o {
+            Op::Instantiate { module, imports } if *module == main_id => Some(imports.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(main_inst.contains(&Binding::Export {
+        module: lib_id,
+        name: "add".into()
+    }));
+    // GOT.mem values are absolute: base + the exporter's unrelocated value.
+    assert_eq!(
+        got_value(
+            &ops,
+            &sim,
+            MAIN_GROUP,
+            main_id,
+            "GOT.mem",
+            "table_of_things"
+        ),
+        Some(libm.memory_base + 8)
+    );
+    assert_eq!(
+        got_value(&ops, &sim, MAIN_GROUP, lib_id, "GOT.mem", "counter"),
+        Some(mainm.memory_base + 4)
+    );
+    // Layout globals: heap after stack, inside the initial memory.
+    let lay = l.main_layout().unwrap();
+    assert_eq!(
+        got_value(&ops, &sim, MAIN_GROUP, main_id, "GOT.mem", "__heap_base"),
+        Some(lay.heap_base)
+    );
+    assert!(
+        lay.stack_low >= libm.memory_base + 32
+            && lay.stack_high > lay.stack_low
+            && lay.heap_end <= sim.memory_pages * PAGE
+    );
+    // Init order: relocations of both, then the library's constructors; main's `_start` is
+    // left to the embedder.
+    let calls = &sim.groups[&MAIN_GROUP].calls;
+    assert_eq!(
+        calls,
+        &[
+            format!("{lib_id}.__wasm_apply_data_relocs"),
+            format!("{main_id}.__wasm_apply_data_relocs"),
+            format!("{lib_id}.__wasm_call_ctors")
+        ]
+    );
+}
+
+#[test]
+fn side_calls_main_through_a_trampoline_patched_after_instantiation() {
+    let lib = side(
+        0,
+        0,
+        &[],
+        r#"(import "env" "from_main" (func (param i32) (result i32)))
+        (func (export "g") (result i32) i32.const 1 call 0)"#,
+    );
+    let main = pie_main(
+        16,
+        &["libg.so"],
+        r#"(func (export "from_main") (param i32) (result i32) local.get 0)"#,
+    );
+    let src = source(&[("/lib/libg.so", lib)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let main_id = ModuleId(0);
+    // The trampoline's table entry points at main's export once main exists.
+    let g = &sim.groups[&MAIN_GROUP];
+    let (_, tramp_table) = g.generated.values().next().expect("a trampoline module");
+    assert_eq!(
+        tramp_table[0].as_deref(),
+        Some(format!("{main_id}.from_main").as_str())
+    );
+    commit(&mut l, plan);
+}
+
+#[test]
+fn function_pointers_are_canonical_across_modules() {
+    let a = side(
+        0,
+        0,
+        &[],
+        r#"(import "GOT.func" "shared_fn" (global (mut i32)))"#,
+    );
+    let b = side(
+        0,
+        0,
+        &[],
+        r#"(import "GOT.func" "shared_fn" (global (mut i32)))
+        (func (export "shared_fn") (param i32) (result i32) local.get 0)"#,
+    );
+    let main = pie_main(
+        0,
+        &["liba.so", "libb.so"],
+        r#"(import "GOT.func" "shared_fn" (global (mut i32)))"#,
+    );
+    let src = source(&[("/lib/liba.so", a), ("/lib/libb.so", b)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let ops = plan.ops.clone();
+    commit(&mut l, plan);
+    let vals: Vec<u64> = (0..3)
+        .map(|m| got_value(&ops, &sim, MAIN_GROUP, ModuleId(m), "GOT.func", "shared_fn").unwrap())
+        .collect();
+    assert!(
+        vals[0] != 0 && vals.iter().all(|v| *v == vals[0]),
+        "{vals:?}"
+    );
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].table[vals[0] as usize].as_deref(),
+        Some("m2.shared_fn")
+    );
+    // dlsym hands out the same slot.
+    let DlsymAnswer::Ready(SymbolValue::Func(s)) = l
+        .plan_dlsym(Handle::Default, "shared_fn", None, MAIN_GROUP)
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.0, vals[0]);
+}
+
+#[test]
+fn needed_cycles_and_diamonds_load_each_module_once() {
+    // a -> b, c; b -> d; c -> d; d -> a (cycle back)
+    let a = side(4, 0, &["libb.so", "libc.so"], r#"(func (export "fa"))"#);
+    let b = side(
+        4,
+        0,
+        &["libd.so"],
+        r#"(import "env" "fd" (func)) (func (export "fb"))"#,
+    );
+    let c = side(4, 0, &["libd.so"], r#"(func (export "fc"))"#);
+    let d = side(
+        4,
+        0,
+        &["liba.so"],
+        r#"(import "env" "fa" (func)) (func (export "fd"))"#,
+    );
+    let main = pie_main(0, &["liba.so"], "");
+    let src = source(&[
+        ("/lib/liba.so", a),
+        ("/lib/libb.so", b),
+        ("/lib/libc.so", c),
+        ("/lib/libd.so", d),
+    ]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    assert_eq!(plan.modules.len(), 5);
+    let order: Vec<ModuleId> = plan
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Instantiate { module, .. } => Some(*module),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order.len(), 5);
+    let pos = |p: &str| {
+        let id = plan.modules.iter().find(|m| m.path == p).unwrap().id;
+        order.iter().position(|m| *m == id).unwrap()
+    };
+    assert!(pos("/lib/libd.so") < pos("/lib/libb.so") && pos("/lib/libd.so") < pos("/lib/libc.so"));
+    assert!(pos("/lib/libb.so") < pos("/lib/liba.so") && pos("/app/main.wasm") == 4);
+    commit(&mut l, plan);
+}
+
+#[test]
+fn missing_symbols_are_all_reported_with_bind_now_and_deferred_when_lazy() {
+    let lib = side(
+        0,
+        0,
+        &[],
+        r#"
+        (import "env" "nowhere" (func (param i32)))
+        (import "env" "also_nowhere" (func))
+        (import "GOT.mem" "no_data" (global (mut i32)))"#,
+    );
+    let main = pie_main(0, &["libm.so"], "");
+    let src = source(&[("/lib/libm.so", lib.clone())]);
+    let cfg = Config {
+        bind: BindMode::Now,
+        ..Config::default()
+    };
+    let err = Linker::new(cfg)
+        .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
+        .unwrap_err();
+    let Error::Link { diagnostics } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        diagnostics.iter().filter(|d| d.is_error()).count(),
+        3,
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`nowhere`") && msg.contains("`also_nowhere`") && msg.contains("`no_data`"),
+        "{msg}"
+    );
+    // Lazy: functions are deferred, but undefined data is still an error.
+    let err = Linker::new(Config::default())
+        .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
+        .unwrap_err();
+    let Error::Link { diagnostics } = &err else {
+        panic!()
+    };
+    assert_eq!(
+        diagnostics.iter().filter(|d| d.is_error()).count(),
+        1,
+        "{err}"
+    );
+    // Without the data import, a lazy link succeeds and the function traps by name.
+    let lib = side(0, 0, &[], r#"(import "env" "nowhere" (func (param i32)))"#);
+    let src = source(&[("/lib/libm.so", lib)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    assert!(
+        plan.diagnostics
+            .iter()
+            .any(|d| matches!(d, Diagnostic::Missing { deferred: true, .. }))
+    );
+    let (_, t) = sim.groups[&MAIN_GROUP].generated.values().next().unwrap();
+    assert_eq!(t[0].as_deref(), Some("trap:nowhere"));
+    commit(&mut l, plan);
+}
+
+#[test]
+fn weak_undefined_function_traps_and_weak_data_is_null() {
+    let lib = wat(r#"(module
+      (@dylink.0 (mem-info (memory 0 0)) (import-info "env" "maybe" binding-weak undefined) (import-info "env" "maybe_data" binding-weak undefined))
+      (import "env" "maybe" (func (result i32)))
+      (import "GOT.func" "maybe" (global (mut i32)))
+      (import "GOT.mem" "maybe_data" (global (mut i32))))"#);
+    let main = pie_main(0, &["libw.so"], "");
+    let src = source(&[("/lib/libw.so", lib)]);
+    let mut l = Linker::new(Config {
+        bind: BindMode::Now,
+        ..Config::default()
+    });
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let ops = plan.ops.clone();
+    let lib_id = ModuleId(1);
+    assert_eq!(
+        got_value(&ops, &sim, MAIN_GROUP, lib_id, "GOT.func", "maybe"),
+        Some(0)
+    );
+    assert_eq!(
+        got_value(&ops, &sim, MAIN_GROUP, lib_id, "GOT.mem", "maybe_data"),
+        Some(0)
+    );
+    let inst = ops
+        .iter()
+        .find_map(|o| match o {
+            Op::Instantiate { module, imports } if *module == lib_id => Some(imports.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(matches!(&inst[0], Binding::Trap { symbol, .. } if symbol == "maybe"));
+    assert_eq!(
+        plan.diagnostics
+            .iter()
+            .filter(|d| matches!(d, Diagnostic::WeakMissing { .. }))
+            .count(),
+        3
+    );
+    commit(&mut l, plan);
+}
+
+#[test]
+fn type_mismatch_names_both_modules_and_both_types() {
+    let a = side(
+        0,
+        0,
+        &[],
+        r#"(func (export "bar") (param i64) (result i32) i32.const 0)"#,
+    );
+    let b = side(
+        0,
+        0,
+        &["liba.so"],
+        r#"(import "env" "bar" (func (param i32) (result i32)))"#,
+    );
+    let main = pie_main(0, &["libb.so"], "");
+    let src = source(&[("/lib/liba.so", a), ("/lib/libb.so", b)]);
+    let err = Linker::new(Config::default())
+        .plan_startup("/app/main.wasm", main, &src, &NoHost)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "/lib/libb.so needs `bar: (i32) -> i32` but /lib/liba.so exports `bar: (i64) -> i32`"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn duplicates_resolve_to_the_first_in_scope_and_are_reported() {
+    let a = side(
+        0,
+        0,
+        &[],
+        r#"(func (export "dup") (result i32) i32.const 1)"#,
+    );
+    let b = side(
+        0,
+        0,
+        &[],
+        r#"(func (export "dup") (result i32) i32.const 2)"#,
+    );
+    let main = pie_main(
+        0,
+        &["liba.so", "libb.so"],
+        r#"(import "env" "dup" (func (result i32)))"#,
+    );
+    let src = source(&[("/lib/liba.so", a), ("/lib/libb.so", b)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let main_inst = plan
+        .ops
+        .iter()
+        .find_map(|o| match o {
+            Op::Instantiate {
+                module: ModuleId(0),
+                imports,
+            } => Some(imports.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        main_inst.last().unwrap(),
+        &Binding::Export {
+            module: ModuleId(1),
+            name: "dup".into()
+        }
+    );
+    assert!(plan.diagnostics.iter().any(|d| matches!(d, Diagnostic::Duplicate { symbol, chosen, .. } if symbol == "dup" && chosen == "/lib/liba.so")));
+    commit(&mut l, plan);
+}
+
+#[test]
+fn search_reports_every_path_tried_and_refuses_escapes() {
+    let main = pie_main(0, &["libnope.so"], "");
+    let mut cfg = Config::default();
+    cfg.search.library_path = vec!["/opt/lib".into()];
+    let err = Linker::new(cfg.clone())
+        .plan_startup("/app/main.wasm", main, &MemorySource::new(), &NoHost)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/opt/lib/libnope.so")
+            && msg.contains("/usr/local/lib/libnope.so")
+            && msg.contains("needed by /app/main.wasm"),
+        "{msg}"
+    );
+    let main = pie_main(0, &["../../etc/secret.so"], "");
+    cfg.search.roots = vec!["/app".into(), "/lib".into()];
+    let err = Linker::new(cfg)
+        .plan_startup("/app/main.wasm", main, &MemorySource::new(), &NoHost)
+        .unwrap_err();
+    assert!(matches!(err, Error::OutsideRoots { .. }), "{err}");
+}
+
+#[test]
+fn runtime_path_origin_finds_libraries_next_to_the_requester() {
+    let dep = side(0, 0, &[], "");
+    let lib = wat(
+        r#"(module (@dylink.0 (mem-info (memory 0 0)) (needed "libdep.so") (runtime-path "$ORIGIN/deps")))"#,
+    );
+    let main = pie_main(0, &["plugins/libp.so"], "");
+    let src = source(&[
+        ("/app/plugins/libp.so", lib),
+        ("/app/plugins/deps/libdep.so", dep),
+    ]);
+    let mut cfg = Config::default();
+    cfg.search.cwd = "/app".into();
+    let mut l = Linker::new(cfg);
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    assert!(
+        plan.modules
+            .iter()
+            .any(|m| m.path == "/app/plugins/deps/libdep.so")
+    );
+    commit(&mut l, plan);
+}
+
+fn program_with_heap() -> (Linker, Sim) {
+    let main = pie_main(
+        16,
+        &[],
+        r#"(import "env" "dlopen" (func (param i32 i32) (result i32)))
+        (func (export "main_fn") (result i32) i32.const 7)"#,
+    );
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &MemorySource::new(), &NoHost);
+    commit(&mut l, plan);
+    (l, sim)
+}
+
+fn plugin_source() -> MemorySource {
+    let util = side(
+        64,
+        2,
+        &[],
+        r#"(func (export "util") (result i32) i32.const 3)
+        (global (export "util_data") i32 (i32.const 0))"#,
+    );
+    let plugin = side(
+        128,
+        1,
+        &["libutil.so"],
+        r#"
+        (import "env" "util" (func (result i32)))
+        (import "env" "main_fn" (func (result i32)))
+        (import "GOT.func" "util" (global (mut i32)))
+        (func (export "run") (result i32) call 0 call 1 i32.add)
+        (global (export "plugin_data") i32 (i32.const 16))"#,
+    );
+    source(&[("/lib/libplugin.so", plugin), ("/lib/libutil.so", util)])
+}
+
+fn facts(sim: &Sim) -> Facts {
+    Facts {
+        memory_bytes: sim.memory_pages * PAGE,
+    }
+}
+
+#[test]
+fn dlopen_dlsym_dlclose_reuses_memory_and_slots() {
+    let (mut l, mut sim) = program_with_heap();
+    let src = plugin_source();
+    let before = l.clone();
+    let plan = l
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW,
+            Some(ModuleId(0)),
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    // New memory comes from new pages above the program's heap, never from inside it.
+    assert!(plan.ops.iter().any(|o| matches!(o, Op::GrowMemory { .. })));
+    sim.apply(&plan).unwrap_or_else(|e| panic!("{e}\n{plan}"));
+    let Outcome::Loaded(h) = commit(&mut l, plan) else {
+        panic!()
+    };
+    let p = l.module(h).unwrap().clone();
+    assert!(p.memory_base >= l.main_layout().unwrap().heap_end);
+    // dlsym of data and of a function; the function gets a slot once and keeps it.
+    let DlsymAnswer::Ready(SymbolValue::Data(a)) = l
+        .plan_dlsym(Handle::Module(h), "plugin_data", None, MAIN_GROUP)
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(a.0, p.memory_base + 16);
+    let DlsymAnswer::Plan(plan) = l
+        .plan_dlsym(Handle::Module(h), "run", None, MAIN_GROUP)
+        .unwrap()
+    else {
+        panic!("needs a slot")
+    };
+    sim.apply(&plan).unwrap();
+    let Outcome::Symbol(SymbolValue::Func(slot)) = commit(&mut l, plan) else {
+        panic!()
+    };
+    let DlsymAnswer::Ready(SymbolValue::Func(again)) = l
+        .plan_dlsym(Handle::Module(h), "run", None, MAIN_GROUP)
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(slot, again);
+    // A symbol of the dependency through the handle; RTLD_LOCAL keeps it out of the default scope.
+    assert!(
+        l.plan_dlsym(Handle::Module(h), "util", None, MAIN_GROUP)
+            .is_ok()
+    );
+    assert!(matches!(
+        l.plan_dlsym(Handle::Default, "util", None, MAIN_GROUP),
+        Err(Error::SymbolNotFound { .. })
+    ));
+    // dladdr
+    let info = l.dladdr(slot.0).unwrap();
+    assert_eq!(
+        (info.path.as_str(), info.symbol.as_deref()),
+        ("/lib/libplugin.so", Some("run"))
+    );
+    let info = l.dladdr(p.memory_base + 20).unwrap();
+    assert_eq!(info.symbol.as_deref(), Some("plugin_data"));
+    // A second dlopen only counts a reference.
+    let plan = l
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    assert!(plan.ops.is_empty());
+    commit(&mut l, plan);
+    let plan = l.plan_dlclose(h, MAIN_GROUP).unwrap();
+    assert!(plan.ops.is_empty(), "still referenced once");
+    commit(&mut l, plan);
+    let plan = l.plan_dlclose(h, MAIN_GROUP).unwrap();
+    assert!(
+        plan.ops
+            .iter()
+            .any(|o| matches!(o, Op::Unload { module } if *module == h))
+    );
+    assert_eq!(
+        plan.ops
+            .iter()
+            .filter(|o| matches!(o, Op::Unload { .. }))
+            .count(),
+        2,
+        "the dependency goes too"
+    );
+    assert!(
+        plan.ops
+            .iter()
+            .any(|o| matches!(o, Op::SetSlot { slot: s, value: SlotValue::Null } if *s == slot)),
+        "dangling pointer traps"
+    );
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    assert!(l.module(h).is_none());
+    assert!(l.dladdr(p.memory_base + 20).is_none());
+    // Re-opening reuses the reclaimed memory (zeroed first) instead of growing.
+    let plan = l
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    assert!(
+        !plan.ops.iter().any(|o| matches!(o, Op::GrowMemory { .. })),
+        "{plan}"
+    );
+    assert!(
+        plan.ops.iter().any(|o| matches!(o, Op::ZeroMemory { .. })),
+        "{plan}"
+    );
+    sim.apply(&plan).unwrap();
+    let Outcome::Loaded(h2) = commit(&mut l, plan) else {
+        panic!()
+    };
+    assert_ne!(h, h2, "handles are never reused");
+    assert_eq!(l.module(h2).unwrap().memory_base, p.memory_base);
+    let _ = before;
+}
+
+#[test]
+fn an_aborted_dlopen_leaves_the_linker_exactly_as_before_at_every_step() {
+    let (mut l, sim0) = program_with_heap();
+    let src = plugin_source();
+    let snapshot = l.clone();
+    let probe = l
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW | rtld::GLOBAL,
+            None,
+            MAIN_GROUP,
+            facts(&sim0),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    let n = probe.ops.len();
+    l.abort(probe);
+    for fail_at in 0..n {
+        let mut sim = Sim {
+            memory_pages: sim0.memory_pages,
+            fail_at: Some(fail_at),
+            ..Sim::default()
+        };
+        sim.modules = sim0.modules.clone();
+        let plan = l
+            .plan_dlopen(
+                Some("libplugin.so"),
+                rtld::NOW | rtld::GLOBAL,
+                None,
+                MAIN_GROUP,
+                facts(&sim0),
+                &src,
+                &NoHost,
+            )
+            .unwrap();
+        assert!(sim.apply(&plan).is_err());
+        l.abort(plan);
+        assert!(
+            l == snapshot,
+            "state changed after a failure at op {fail_at}"
+        );
+    }
+    // A failure deep in the tree (a dependency that is not a wasm module) leaves no trace either.
+    let mut bad = plugin_source();
+    bad.insert("/lib/libutil.so", b"\0asm\x01\0\0\0garbage".to_vec());
+    let err = l
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim0),
+            &bad,
+            &NoHost,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("/lib/libutil.so"), "{err}");
+    assert!(l == snapshot);
+    // And the next successful load gets the same layout as if nothing had failed.
+    let plan = l
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim0),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    let fresh = snapshot
+        .plan_dlopen(
+            Some("libplugin.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim0),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    assert_eq!(plan.ops, fresh.ops);
+    l.abort(fresh);
+    commit(&mut l, plan);
+}
+
+#[test]
+fn rtld_local_isolates_and_global_promotion_satisfies_lazy_symbols() {
+    let (mut l, mut sim) = program_with_heap();
+    let provider = side(
+        0,
+        0,
+        &[],
+        r#"(func (export "late_fn") (param i32) (result i32) local.get 0)"#,
+    );
+    let consumer = side(
+        0,
+        0,
+        &[],
+        r#"(import "env" "late_fn" (func (param i32) (result i32)))
+        (import "GOT.func" "late_fn" (global (mut i32)))"#,
+    );
+    let src = source(&[("/lib/libprov.so", provider), ("/lib/libcons.so", consumer)]);
+    // The consumer loads lazily: `late_fn` is pending.
+    let plan = l
+        .plan_dlopen(
+            Some("libcons.so"),
+            rtld::LAZY | rtld::GLOBAL,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    let cons_ops = plan.ops.clone();
+    sim.apply(&plan).unwrap();
+    let Outcome::Loaded(cons) = commit(&mut l, plan) else {
+        panic!()
+    };
+    let pending_slot = got_value(&cons_ops, &sim, MAIN_GROUP, cons, "GOT.func", "late_fn").unwrap();
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].table[pending_slot as usize].as_deref(),
+        Some("trap:late_fn")
+    );
+    // Loaded locally, the provider does not satisfy it.
+    let plan = l
+        .plan_dlopen(
+            Some("libprov.so"),
+            rtld::LAZY | rtld::LOCAL,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    let Outcome::Loaded(prov) = commit(&mut l, plan) else {
+        panic!()
+    };
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].table[pending_slot as usize].as_deref(),
+        Some("trap:late_fn")
+    );
+    // Promoted to global, it does: the pending slot becomes the canonical slot.
+    let plan = l
+        .plan_dlopen(
+            Some("libprov.so"),
+            rtld::LAZY | rtld::GLOBAL,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].table[pending_slot as usize].as_deref(),
+        Some(format!("{prov}.late_fn").as_str())
+    );
+    let (_, t) = sim.groups[&MAIN_GROUP].generated.values().next().unwrap();
+    assert_eq!(t[0].as_deref(), Some(format!("{prov}.late_fn").as_str()));
+    let DlsymAnswer::Ready(SymbolValue::Func(s)) = l
+        .plan_dlsym(Handle::Default, "late_fn", None, MAIN_GROUP)
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.0, pending_slot, "one function, one pointer");
+    // RTLD_NOLOAD of something never loaded
+    assert!(matches!(
+        l.plan_dlopen(
+            Some("libzz.so"),
+            rtld::NOLOAD,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost
+        ),
+        Err(Error::NotLoaded { .. })
+    ));
+    // The consumer now depends on the provider: closing the provider keeps it loaded.
+    let plan = l.plan_dlclose(prov, MAIN_GROUP).unwrap();
+    commit(&mut l, plan);
+    let plan = l.plan_dlclose(prov, MAIN_GROUP).unwrap();
+    assert!(
+        !plan.ops.iter().any(|o| matches!(o, Op::Unload { .. })),
+        "{plan}"
+    );
+    commit(&mut l, plan);
+    assert!(l.module(prov).is_some());
+}
+
+#[test]
+fn rtld_next_finds_the_next_definition() {
+    let (mut l, mut sim) = program_with_heap();
+    let a = side(
+        0,
+        0,
+        &[],
+        r#"(func (export "hook") (result i32) i32.const 1)"#,
+    );
+    let b = side(
+        0,
+        0,
+        &[],
+        r#"(func (export "hook") (result i32) i32.const 2)"#,
+    );
+    let src = source(&[("/lib/liba.so", a), ("/lib/libb.so", b)]);
+    let mut ids = vec![];
+    for n in ["liba.so", "libb.so"] {
+        let plan = l
+            .plan_dlopen(
+                Some(n),
+                rtld::NOW | rtld::GLOBAL,
+                None,
+                MAIN_GROUP,
+                facts(&sim),
+                &src,
+                &NoHost,
+            )
+            .unwrap();
+        sim.apply(&plan).unwrap();
+        let Outcome::Loaded(id) = commit(&mut l, plan) else {
+            panic!()
+        };
+        ids.push(id);
+    }
+    let mut def = |h, c| match l.plan_dlsym(h, "hook", c, MAIN_GROUP).unwrap() {
+        DlsymAnswer::Ready(v) => v,
+        DlsymAnswer::Plan(p) => {
+            sim.apply(&p).unwrap();
+            match l.commit(p).unwrap() {
+                Outcome::Symbol(v) => v,
+                o => panic!("{o:?}"),
+            }
+        }
+    };
+    let first = def(Handle::Default, None);
+    let next = def(Handle::Next, Some(ids[0]));
+    assert_ne!(first, next);
+    let again = def(Handle::Module(ids[1]), None);
+    assert_eq!(next, again, "RTLD_NEXT from liba finds libb's definition");
+    assert_eq!(l.dladdr(first.as_u64()).unwrap().path, "/lib/liba.so");
+    assert!(matches!(
+        l.plan_dlsym(Handle::Next, "hook", Some(ids[1]), MAIN_GROUP),
+        Err(Error::SymbolNotFound { .. })
+    ));
+}
+
+#[test]
+fn non_pie_main_adopts_its_memory_and_side_modules_grow_above_it() {
+    let main = wat(r#"(module
+      (import "env" "greet" (func $greet (result i32)))
+      (import "GOT.mem" "greeting" (global (mut i32)))
+      (memory (export "memory") 2)
+      (table (export "__indirect_function_table") 1 funcref)
+      (global $sp (export "__stack_pointer") (mut i32) (i32.const 65536))
+      (func (export "printf") (param i32 i32) (result i32) i32.const 0)
+      (func (export "_start") call $greet drop))"#);
+    let lib = side(
+        16,
+        0,
+        &[],
+        r#"(import "env" "printf" (func (param i32 i32) (result i32)))
+        (func (export "greet") (result i32) i32.const 0 i32.const 0 call 0)
+        (global (export "greeting") i32 (i32.const 4))"#,
+    );
+    let src = source(&[("/lib/libgreet.so", lib)]);
+    let mut l = Linker::new(Config {
+        preload: vec!["libgreet.so".into()],
+        ..Config::default()
+    });
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    // Main first (it owns memory and libc), then memory grows for the library.
+    let kinds: Vec<String> = plan
+        .ops
+        .iter()
+        .map(|o| o.to_string().split(' ').next().unwrap().to_string())
+        .collect();
+    let first_inst = kinds.iter().position(|k| k == "instantiate").unwrap();
+    assert!(
+        kinds[first_inst..].starts_with(&[
+            "instantiate".into(),
+            "instantiate".into(),
+            "adopt-memory".into(),
+            "adopt-table".into(),
+            "grow-memory".into()
+        ]),
+        "{plan}"
+    );
+    let ops = plan.ops.clone();
+    commit(&mut l, plan);
+    let lib = l.modules().find(|m| m.path == "/lib/libgreet.so").unwrap();
+    assert!(lib.memory_base >= 2 * PAGE);
+    assert_eq!(
+        got_value(&ops, &sim, MAIN_GROUP, ModuleId(0), "GOT.mem", "greeting"),
+        Some(lib.memory_base + 4)
+    );
+}
+
+#[test]
+fn instance_groups_replay_the_log_with_their_own_tls() {
+    let tls_lib = wat(r#"(module
+      (@dylink.0 (mem-info (memory 8 2)) (export-info "tv" tls))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__memory_base" (global i32))
+      (global $tls_base (export "__tls_base") (mut i32) (i32.const 0))
+      (global (export "__tls_size") i32 (i32.const 16))
+      (global (export "__tls_align") i32 (i32.const 8))
+      (global (export "tv") i32 (i32.const 4))
+      (func (export "__wasm_init_tls") (param i32) local.get 0 global.set $tls_base)
+      (func (export "__wasm_call_ctors")))"#);
+    let user = wat(r#"(module
+      (@dylink.0 (mem-info (memory 0 0)) (needed "libtls.so"))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "GOT.mem" "tv" (global (mut i32))))"#);
+    let main = wat(r#"(module
+      (@dylink.0 (mem-info (memory 0 0)) (needed "libuser.so"))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (func (export "_start")))"#);
+    let src = source(&[("/lib/libtls.so", tls_lib), ("/lib/libuser.so", user)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let ops0 = plan.ops.clone();
+    commit(&mut l, plan);
+    let (tls_id, user_id) = (ModuleId(2), ModuleId(1));
+    let block0 = l.tls_block(MAIN_GROUP, tls_id).unwrap();
+    assert_eq!(
+        got_value(&ops0, &sim, MAIN_GROUP, user_id, "GOT.mem", "tv"),
+        Some(block0.0 + 4)
+    );
+    // A new group: same slots and modules, its own TLS block and TLS GOT values.
+    let plan = l.plan_group(facts(&sim)).unwrap();
+    let g1 = plan.group();
+    let ops1 = plan.ops.clone();
+    sim.apply(&plan).unwrap_or_else(|e| panic!("{e}\n{plan}"));
+    commit(&mut l, plan);
+    let block1 = l.tls_block(g1, tls_id).unwrap();
+    assert_ne!(block0, block1);
+    assert_eq!(
+        got_value(&ops1, &sim, g1, user_id, "GOT.mem", "tv"),
+        Some(block1.0 + 4)
+    );
+    assert!(
+        sim.groups[&g1]
+            .calls
+            .contains(&format!("{tls_id}.__wasm_init_tls({block1})"))
+    );
+    assert!(
+        !sim.groups[&g1].calls.iter().any(|c| c.contains("ctors")),
+        "constructors are not re-run"
+    );
+    assert_eq!(
+        sim.groups[&g1].table.len(),
+        sim.groups[&MAIN_GROUP].table.len()
+    );
+    // A dlopen in group 0 reaches group 1 through its pending ops.
+    let extra = side(0, 0, &[], r#"(func (export "x"))"#);
+    let mut src2 = src.clone();
+    src2.insert("/lib/libx.so", extra);
+    let _ = src2;
+    let (pending, cursor) = l.pending_ops(g1).unwrap();
+    assert!(pending.is_empty());
+    l.caught_up(g1, cursor);
+    // Exit frees the group's blocks.
+    let plan = l.plan_group_exit(g1).unwrap();
+    commit(&mut l, plan);
+    assert!(l.tls_block(g1, tls_id).is_none());
+}
+
+#[test]
+fn a_dlopen_in_one_group_reaches_the_others() {
+    let shared_main = wat(r#"(module
+      (@dylink.0 (mem-info (memory 0 0)))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (func (export "_start")))"#);
+    let lib = wat(r#"(module
+      (@dylink.0 (mem-info (memory 16 2)))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__memory_base" (global i32))
+      (func (export "work") (result i32) i32.const 5))"#);
+    let src = source(&[("/lib/libwork.so", lib)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, shared_main, &src, &NoHost);
+    commit(&mut l, plan);
+    let plan = l.plan_group(facts(&sim)).unwrap();
+    let g1 = plan.group();
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    // Group 1 dlopens and takes a function pointer.
+    let plan = l
+        .plan_dlopen(
+            Some("libwork.so"),
+            rtld::NOW,
+            None,
+            g1,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    let Outcome::Loaded(h) = commit(&mut l, plan) else {
+        panic!()
+    };
+    let DlsymAnswer::Plan(plan) = l.plan_dlsym(Handle::Module(h), "work", None, g1).unwrap() else {
+        panic!()
+    };
+    sim.apply(&plan).unwrap();
+    let Outcome::Symbol(SymbolValue::Func(slot)) = commit(&mut l, plan) else {
+        panic!()
+    };
+    // Group 0 catches up: same module, same slot content, no memory ops repeated.
+    let (ops, cursor) = l.pending_ops(MAIN_GROUP).unwrap();
+    assert!(ops.iter().all(|o| !o.is_memory_op()), "{ops:?}");
+    sim.apply_ops(MAIN_GROUP, &ops).unwrap();
+    l.caught_up(MAIN_GROUP, cursor);
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].table[slot.0 as usize],
+        sim.groups[&g1].table[slot.0 as usize]
+    );
+    assert_eq!(sim.groups[&MAIN_GROUP].table, sim.groups[&g1].table);
+    assert!(l.pending_ops(MAIN_GROUP).unwrap().0.is_empty());
+}
+
+#[test]
+fn closures_allocate_batches_and_free_for_reuse() {
+    let (mut l, mut sim) = program_with_heap();
+    let plan = l.plan_closures(8, MAIN_GROUP).unwrap();
+    sim.apply(&plan).unwrap();
+    let Outcome::Slots(first, 8) = commit(&mut l, plan) else {
+        panic!()
+    };
+    let plan = l
+        .plan_set_closure(
+            first,
+            SlotValue::Export {
+                module: ModuleId(0),
+                name: "main_fn".into(),
+            },
+            MAIN_GROUP,
+        )
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].table[first.0 as usize].as_deref(),
+        Some("m0.main_fn")
+    );
+    let plan = l.plan_free_closures(first, 8, MAIN_GROUP).unwrap();
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    assert!(
+        l.plan_set_closure(first, SlotValue::Null, MAIN_GROUP)
+            .is_err()
+    );
+    let plan = l.plan_closures(8, MAIN_GROUP).unwrap();
+    let Outcome::Slots(again, _) = commit(&mut l, plan) else {
+        panic!()
+    };
+    assert_eq!(again, first, "freed slots are reused");
+}
+
+#[test]
+fn stale_plans_are_refused() {
+    let (mut l, sim) = program_with_heap();
+    let src = plugin_source();
+    let a = l
+        .plan_dlopen(
+            Some("libutil.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    let b = l
+        .plan_dlopen(
+            Some("libutil.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    commit(&mut l, a);
+    assert_eq!(l.commit(b).unwrap_err(), Error::StalePlan);
+}
