@@ -340,6 +340,12 @@ pub enum Error {
     },
     /// A plan was made against a state that has changed since (another plan was committed).
     StalePlan,
+    /// A group made a plan without first applying what other groups committed
+    /// ([`Linker::pending_ops`](crate::Linker::pending_ops)).
+    GroupBehind {
+        /// The group.
+        group: u32,
+    },
     /// A handle that does not name a loaded module.
     BadHandle {
         /// The handle value.
@@ -425,6 +431,11 @@ impl fmt::Display for Error {
             }
             Self::StalePlan => f.write_str(
                 "plan is stale: another plan was committed since it was made; plan again",
+            ),
+            Self::GroupBehind { group } => write!(
+                f,
+                "instance group {group} has not applied the operations other groups committed; \
+                 apply its pending ops, then plan again"
             ),
             Self::BadHandle { handle } => write!(f, "invalid handle {handle:#x}"),
             Self::NotLoaded { name } => write!(f, "`{name}` is not loaded (RTLD_NOLOAD)"),

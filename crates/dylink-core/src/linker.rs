@@ -83,11 +83,11 @@ enum SlotUse {
     /// The canonical slot of a module's function.
     Func { module: ModuleId, func: u32 },
     /// The slot of a function not defined yet.
-    Pending(String),
+    Pending(Name),
     /// A closure slot.
     Closure,
     /// A host function's slot.
-    Host(String),
+    Host(Name),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,10 +131,18 @@ pub struct MainLayout {
     pub heap_end: u64,
 }
 
-/// A log entry: an op every group applies, or a template made concrete per group.
+/// One committed plan in the replication log: its ops (shared with the plan, never copied)
+/// and the positions whose op depends on the group replaying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LogChunk {
+    ops: Arc<[Op]>,
+    /// Sorted by position.
+    templates: Vec<(u32, LogOp)>,
+}
+
+/// An op made concrete per group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum LogOp {
-    Op(Op),
     /// A GOT global holding a TLS address: `tls_block(group, module) + offset`.
     TlsGlobal {
         global: GlobalId,
@@ -143,9 +151,7 @@ enum LogOp {
         offset: u64,
     },
     /// `__wasm_init_tls(tls_block(group, module))`.
-    InitTls {
-        module: ModuleId,
-    },
+    InitTls { module: ModuleId },
 }
 
 /// The changes a plan makes, applied by [`Linker::commit`].
@@ -158,15 +164,15 @@ pub(crate) struct Delta {
     table: Option<TableState>,
     canonical: Vec<((ModuleId, u32), Slot)>,
     slot_uses: Vec<(Slot, Option<SlotUse>)>,
-    pending: Option<HashMap<String, Pending>>,
+    pending: Option<HashMap<Name, Pending>>,
     counters: Counters,
-    tags: Vec<(String, TagId)>,
+    tags: Vec<(Name, TagId)>,
     got_cache: Vec<((ValType, bool, u64), GlobalId)>,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
     groups: Option<Vec<Option<GroupState>>>,
-    log: Vec<LogOp>,
+    log: Option<LogChunk>,
     outcome: Option<Outcome>,
 }
 
@@ -209,20 +215,22 @@ pub struct Linker {
     config: Config,
     generation: u64,
     modules: Vec<Option<LoadedModule>>,
-    symbols: HashMap<String, SmallVec<[Def; 1]>>,
+    /// Live modules by requested name and by path.
+    names: HashMap<Name, ModuleId>,
+    symbols: HashMap<Name, SmallVec<[Def; 1]>>,
     mem: MemState,
     table: TableState,
     canonical: HashMap<(ModuleId, u32), Slot>,
     slot_uses: alloc::collections::BTreeMap<u64, SlotUse>,
-    pending: HashMap<String, Pending>,
+    pending: HashMap<Name, Pending>,
     counters: Counters,
-    tags: HashMap<String, TagId>,
+    tags: HashMap<Name, TagId>,
     got_cache: HashMap<(ValType, bool, u64), GlobalId>,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
     groups: Vec<Option<GroupState>>,
-    log: Vec<LogOp>,
+    log: Vec<LogChunk>,
 }
 
 impl PartialEq for Linker {
@@ -284,6 +292,7 @@ impl Linker {
             config,
             generation: 0,
             modules: Vec::new(),
+            names: HashMap::new(),
             symbols: HashMap::new(),
             mem: MemState {
                 bytes: 0,
@@ -386,6 +395,13 @@ impl Linker {
         if plan.generation != self.generation {
             return Err(Error::StalePlan);
         }
+        if let Some(g) = self.group(plan.group) {
+            if g.cursor != self.log.len() {
+                return Err(Error::GroupBehind {
+                    group: plan.group.0,
+                });
+            }
+        }
         let d = plan.delta;
         self.generation += 1;
         for m in d.new_modules {
@@ -398,6 +414,8 @@ impl Linker {
                 }
             }
             debug_assert_eq!(m.id.index(), self.modules.len());
+            self.names.entry(m.name.as_str().into()).or_insert(m.id);
+            self.names.insert(m.path.as_str().into(), m.id);
             self.modules.push(Some(m));
         }
         for (id, u) in d.updates {
@@ -417,6 +435,7 @@ impl Linker {
         }
         for id in d.unload {
             if let Some(m) = self.modules[id.index()].take() {
+                self.names.retain(|_, v| *v != id);
                 for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
                     if let Some(defs) = self.symbols.get_mut(&e.name) {
                         defs.retain(|d| d.module != id);
@@ -479,10 +498,10 @@ impl Linker {
         let g = self.group(group).ok_or(Error::BadHandle {
             handle: group.0 as u64,
         })?;
-        let ops = self.log[g.cursor..]
-            .iter()
-            .map(|l| self.materialize(l, g))
-            .collect();
+        let mut ops = Vec::new();
+        for chunk in &self.log[g.cursor..] {
+            materialize(chunk, g, false, &mut ops);
+        }
         Ok((ops, self.log.len()))
     }
 
@@ -492,11 +511,28 @@ impl Linker {
             g.cursor = cursor.min(self.log.len());
         }
     }
+}
 
-    fn materialize(&self, l: &LogOp, g: &GroupState) -> Op {
+/// Append the ops of `chunk` that group `g` must apply: shared-memory ops are skipped (done
+/// once already), templates are made concrete with `g`'s TLS blocks, and with `fresh` (a new
+/// group, whose table is created at the current size) table sizing ops are skipped too.
+fn materialize(chunk: &LogChunk, g: &GroupState, fresh: bool, out: &mut Vec<Op>) {
+    let mut templates = chunk.templates.iter().peekable();
+    for (i, op) in chunk.ops.iter().enumerate() {
+        if let Some((_, t)) = templates.next_if(|(at, _)| *at as usize == i) {
+            out.push(materialize_one(t, g));
+        } else if !op.is_memory_op()
+            && !(fresh && matches!(op, Op::GrowTable { .. } | Op::CreateTable { .. }))
+        {
+            out.push(op.clone());
+        }
+    }
+}
+
+fn materialize_one(l: &LogOp, g: &GroupState) -> Op {
+    {
         let block = |m: ModuleId| g.tls.iter().find(|(x, _)| *x == m).map_or(0, |(_, a)| a.0);
         match l {
-            LogOp::Op(op) => op.clone(),
             LogOp::TlsGlobal {
                 global,
                 ty,
@@ -514,7 +550,9 @@ impl Linker {
             },
         }
     }
+}
 
+impl Linker {
     fn txn<'a>(&'a self, group: GroupId) -> Txn<'a> {
         Txn {
             base: self,
@@ -529,7 +567,8 @@ impl Linker {
             pending: None,
             counters: self.counters,
             tags: Vec::new(),
-            got_cache: Vec::new(),
+            got_cache: HashMap::new(),
+            new_names: HashMap::new(),
             stack_pointer: self.stack_pointer,
             layout: self.layout,
             main: self.main,
@@ -588,11 +627,11 @@ impl Linker {
             let mem_export = info
                 .exports
                 .iter()
-                .any(|e| e.kind == ExportKind::Memory && e.name == "memory");
+                .any(|e| e.kind == ExportKind::Memory && &*e.name == "memory");
             let table_export = info
                 .exports
                 .iter()
-                .any(|e| e.kind == ExportKind::Table && e.name == "__indirect_function_table");
+                .any(|e| e.kind == ExportKind::Table && &*e.name == "__indirect_function_table");
             if info.defined_memory.is_none() || !mem_export {
                 return Err(Error::BadMain {
                     path,
@@ -1043,15 +1082,11 @@ impl Linker {
             min: t.table.size,
             table64: t.table.table64,
         });
-        for l in &self.log {
-            let op = self.materialize(l, &state);
-            if matches!(op, Op::GrowTable { .. } | Op::CreateTable { .. }) {
-                continue;
-            }
-            all.push(op);
+        for chunk in &self.log {
+            materialize(chunk, &state, true, &mut all);
         }
         let mut plan = t.finish(PlanKind::Group, Outcome::Group(id))?;
-        plan.ops = all;
+        plan.ops = all.into();
         plan.group = id;
         Ok(plan)
     }
@@ -1107,7 +1142,7 @@ pub struct AddrInfo {
     /// Its memory base (`dli_fbase`).
     pub base: u64,
     /// The nearest symbol (`dli_sname`).
-    pub symbol: Option<String>,
+    pub symbol: Option<Name>,
     /// The symbol's value (`dli_saddr`).
     pub symbol_value: u64,
 }
@@ -1118,21 +1153,23 @@ struct Txn<'a> {
     base: &'a Linker,
     group: GroupId,
     new: Vec<LoadedModule>,
-    new_symbols: HashMap<String, SmallVec<[Def; 1]>>,
+    new_symbols: HashMap<Name, SmallVec<[Def; 1]>>,
     updates: Vec<(ModuleId, Update)>,
     unload: Vec<ModuleId>,
     mem: MemState,
     table: TableState,
     canonical: HashMap<(ModuleId, u32), Slot>,
     slot_uses: Vec<(Slot, Option<SlotUse>)>,
-    pending: Option<HashMap<String, Pending>>,
+    pending: Option<HashMap<Name, Pending>>,
     counters: Counters,
-    tags: Vec<(String, TagId)>,
-    got_cache: Vec<((ValType, bool, u64), GlobalId)>,
+    tags: Vec<(Name, TagId)>,
+    got_cache: HashMap<(ValType, bool, u64), GlobalId>,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
     groups: Option<Vec<Option<GroupState>>>,
+    /// New modules by requested name and by path.
+    new_names: HashMap<Name, ModuleId>,
     // Op sections, assembled by `finish` in this order.
     setup: Vec<(Op, Option<LogOp>)>,
     adopt: Vec<Op>,
@@ -1140,7 +1177,7 @@ struct Txn<'a> {
     body: Vec<Op>,
     inits: Vec<(Op, Option<LogOp>)>,
     diags: Vec<Diagnostic>,
-    dup_seen: HashSet<String>,
+    dup_seen: HashSet<Name>,
     modules_out: Vec<NewModule>,
     trampolines: Vec<FuncType>,
     gen_id: Option<GenId>,
@@ -1150,7 +1187,7 @@ struct Txn<'a> {
     mem_bytes0: u64,
     table_size0: u64,
     late: Vec<Op>,
-    host_slots: Vec<(String, Slot)>,
+    host_slots: Vec<(Name, Slot)>,
     bind: BindMode,
 }
 
@@ -1227,7 +1264,7 @@ impl<'a> Txn<'a> {
         self.mem_bytes0 = self.mem.bytes;
     }
 
-    fn pending_mut(&mut self) -> &mut HashMap<String, Pending> {
+    fn pending_mut(&mut self) -> &mut HashMap<Name, Pending> {
         if self.pending.is_none() {
             self.pending = Some(self.base.pending.clone());
         }
@@ -1285,6 +1322,8 @@ impl<'a> Txn<'a> {
             path: path.into(),
             bytes,
         });
+        self.new_names.entry(name.into()).or_insert(id);
+        self.new_names.insert(path.into(), id);
         self.new.push(LoadedModule {
             id,
             name: name.into(),
@@ -1309,10 +1348,11 @@ impl<'a> Txn<'a> {
 
     fn loaded_by_path(&self, path: &str) -> Option<ModuleId> {
         self.base
-            .modules()
-            .find(|m| m.path == path)
-            .map(|m| m.id)
-            .or_else(|| self.new.iter().find(|m| m.path == path).map(|m| m.id))
+            .names
+            .get(path)
+            .filter(|m| self.base.module(**m).is_some_and(|x| x.path == path))
+            .or_else(|| self.new_names.get(path))
+            .copied()
     }
 
     /// An already loaded module answering to `name`: same requested name (a soname match),
@@ -1325,10 +1365,10 @@ impl<'a> Txn<'a> {
         if !name.contains('/') {
             let by_name = self
                 .base
-                .modules()
-                .find(|m| m.name == name)
-                .map(|m| m.id)
-                .or_else(|| self.new.iter().find(|m| m.name == name).map(|m| m.id));
+                .names
+                .get(name)
+                .or_else(|| self.new_names.get(name))
+                .copied();
             if by_name.is_some() {
                 return Ok(by_name);
             }
@@ -1355,6 +1395,7 @@ impl<'a> Txn<'a> {
         let mut queue: alloc::collections::VecDeque<(String, Option<ModuleId>)> =
             roots.iter().cloned().collect();
         let mut out: Vec<ModuleId> = Vec::new();
+        let mut listed: HashSet<ModuleId> = HashSet::new();
         while let Some((name, req)) = queue.pop_front() {
             let id = match self.find_loaded(&name, req)? {
                 Some(id) => id,
@@ -1380,7 +1421,7 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
-            if !out.contains(&id) {
+            if listed.insert(id) {
                 out.push(id);
             }
         }
@@ -1867,16 +1908,16 @@ impl<'a> Txn<'a> {
 
     fn const_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
         let key = (ty, mutable, value);
-        if let Some(g) = self.base.got_cache.get(&key).copied().or_else(|| {
-            self.got_cache
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, g)| *g)
-        }) {
-            return g;
+        if let Some(g) = self
+            .base
+            .got_cache
+            .get(&key)
+            .or_else(|| self.got_cache.get(&key))
+        {
+            return *g;
         }
         let g = self.new_global(ty, mutable, value);
-        self.got_cache.push((key, g));
+        self.got_cache.insert(key, g);
         g
     }
 
@@ -1896,13 +1937,12 @@ impl<'a> Txn<'a> {
     }
 
     fn tag(&mut self, name: &str, ty: FuncType) -> TagId {
-        if let Some(t) = self
-            .base
-            .tags
-            .get(name)
-            .copied()
-            .or_else(|| self.tags.iter().find(|(n, _)| n == name).map(|(_, t)| *t))
-        {
+        if let Some(t) = self.base.tags.get(name).copied().or_else(|| {
+            self.tags
+                .iter()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, t)| *t)
+        }) {
             return t;
         }
         let t = TagId(self.counters.tag);
@@ -2159,7 +2199,7 @@ impl<'a> Txn<'a> {
         }
         Binding::Generated {
             gen_id,
-            name: trampoline::export_name(index),
+            name: trampoline::export_name(index).into(),
         }
     }
 }
@@ -2221,7 +2261,7 @@ impl fmt::Display for Linker {
                 SlotUse::Func { module, func } => {
                     let name = self
                         .module(*module)
-                        .map_or(String::from("?"), |m| m.info.func_name(*func));
+                        .map_or(Name::from("?"), |m| m.info.func_name(*func));
                     writeln!(f, "  slot {slot}: {module}.{name}")?
                 }
                 SlotUse::Pending(s) => writeln!(f, "  slot {slot}: undefined `{s}`")?,
@@ -2353,7 +2393,7 @@ impl<'a> Txn<'a> {
                 Binding::Global(self.const_global(import_ty, true, v))
             }
             ImportRole::Layout(_) | ImportRole::GotMem(_) => {
-                let sym = imp.name.as_str();
+                let sym = &*imp.name;
                 match self.lookup(sym, m) {
                     Some(def) => match self.data_address(def, m, sym) {
                         Ok((value, None)) => {
@@ -2565,12 +2605,12 @@ impl<'a> Txn<'a> {
             .base
             .slot_uses
             .iter()
-            .find(|(_, u)| matches!(u, SlotUse::Host(n) if n == sym))
+            .find(|(_, u)| matches!(u, SlotUse::Host(n) if &**n == sym))
             .map(|(s, _)| Slot(*s));
         if let Some(s) = known.or_else(|| {
             self.host_slots
                 .iter()
-                .find(|(n, _)| n == sym)
+                .find(|(n, _)| &**n == sym)
                 .map(|(_, s)| *s)
         }) {
             return Ok(s);
@@ -2630,8 +2670,8 @@ impl<'a> Txn<'a> {
     /// their slots and trampolines are pointed at the definition.
     fn adopt_pending(&mut self, mods: &[ModuleId]) {
         let names: Vec<String> = match &self.pending {
-            Some(p) => p.keys().cloned().collect(),
-            None => self.base.pending.keys().cloned().collect(),
+            Some(p) => p.keys().map(|k| k.to_string()).collect(),
+            None => self.base.pending.keys().map(|k| k.to_string()).collect(),
         };
         for name in names {
             let Some(def) = self.lookup(&name, mods[0]) else {
@@ -2712,7 +2752,7 @@ impl<'a> Txn<'a> {
             for w in p.waiters.clone() {
                 self.note_use(w, def.module);
             }
-            self.pending_mut().remove(&name);
+            self.pending_mut().remove(name.as_str());
         }
     }
 
@@ -2923,12 +2963,10 @@ impl<'a> Txn<'a> {
             self.table.size = self.table_min;
         }
         let mut ops: Vec<Op> = Vec::new();
-        let mut log: Vec<LogOp> = Vec::new();
+        let mut templates: Vec<(u32, LogOp)> = Vec::new();
         let mut push = |op: Op, tpl: Option<LogOp>, ops: &mut Vec<Op>| {
-            match tpl {
-                Some(t) => log.push(t),
-                None if !op.is_memory_op() => log.push(LogOp::Op(op.clone())),
-                None => {}
+            if let Some(t) = tpl {
+                templates.push((ops.len() as u32, t));
             }
             ops.push(op);
         };
@@ -2977,6 +3015,7 @@ impl<'a> Txn<'a> {
         for (op, tpl) in core::mem::take(&mut self.inits) {
             push(op, tpl, &mut ops);
         }
+        let ops: Arc<[Op]> = ops.into();
         let base = self.base;
         let slot_uses = self.slot_uses;
         let delta = Delta {
@@ -2990,12 +3029,15 @@ impl<'a> Txn<'a> {
             pending: self.pending,
             counters: self.counters,
             tags: self.tags,
-            got_cache: self.got_cache,
+            got_cache: self.got_cache.into_iter().collect(),
             stack_pointer: self.stack_pointer,
             layout: self.layout,
             main: self.main,
             groups: self.groups,
-            log,
+            log: (!ops.is_empty() || !templates.is_empty()).then(|| LogChunk {
+                ops: ops.clone(),
+                templates,
+            }),
             outcome: Some(outcome),
         };
         Ok(Plan {

@@ -13,6 +13,10 @@ use wasmparser::{
 use crate::error::{ParseError as Error, Warning};
 use crate::prelude::*;
 
+/// A shared, immutable name (symbol, import field, export): cloning it costs a reference
+/// count, so plans and the symbol table can hold names without copying them.
+pub type Name = Arc<str>;
+
 /// A value type, as far as the linker needs to tell types apart.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ValType {
@@ -265,19 +269,19 @@ pub enum ImportRole {
     /// `env.__table_base32` (older wasm64 LLVM)
     TableBase32,
     /// `GOT.mem.<sym>`: absolute address of a data symbol.
-    GotMem(String),
+    GotMem(Name),
     /// `GOT.mem.__heap_base` and the other layout globals.
     Layout(LayoutGlobal),
     /// `GOT.func.<sym>`: function pointer (table slot) of a function.
-    GotFunc(String),
+    GotFunc(Name),
     /// `env.__cpp_exception`, `env.__c_longjmp` or another `env` tag shared by all modules.
-    Tag(String),
+    Tag(Name),
     /// `env.dlopen` and friends: served by the adapter.
     Dl(DlFunc),
     /// `env.<func>`: a function from another module or the host.
-    Func(String),
+    Func(Name),
     /// `env.<global>` that is none of the above: from another module's export or the host.
-    Global(String),
+    Global(Name),
     /// Any other namespace (`wasi_snapshot_preview1`, …): from the host only.
     Host,
 }
@@ -286,9 +290,9 @@ pub enum ImportRole {
 #[derive(Clone, Debug)]
 pub struct Import {
     /// Module namespace.
-    pub module: String,
+    pub module: Name,
     /// Field name.
-    pub name: String,
+    pub name: Name,
     /// What it asks for.
     pub ty: ImportType,
     /// What the linker does for it.
@@ -329,7 +333,7 @@ pub enum ExportKind {
 #[derive(Clone, Debug)]
 pub struct Export {
     /// Export name.
-    pub name: String,
+    pub name: Name,
     /// What it is.
     pub kind: ExportKind,
     /// EXPORT_INFO `tls` (0x100): the value is an offset from the module's `__tls_base`.
@@ -436,7 +440,7 @@ pub struct ModuleInfo {
     /// Exports in order.
     pub exports: Vec<Export>,
     /// Export index by name.
-    export_index: HashMap<String, u32>,
+    export_index: HashMap<Name, u32>,
     /// The memory the module defines (a non-PIE main), if any.
     pub defined_memory: Option<MemoryType>,
     /// The table the module defines (a non-PIE main), if any.
@@ -451,7 +455,7 @@ pub struct ModuleInfo {
     /// function index). Used by `dladdr` for function pointers that never went through a GOT.
     pub table_elems: Vec<(u32, u32)>,
     /// Names of functions from the `name` section, when present (for `dladdr` and traps).
-    pub func_names: HashMap<u32, String>,
+    pub func_names: HashMap<u32, Name>,
     /// Number of imported functions (function index space offset).
     pub imported_funcs: u32,
     /// Things worth telling the user that do not stop the load.
@@ -492,7 +496,7 @@ impl ModuleInfo {
     }
 
     /// A readable name for a function index: export name, then `name` section, then index.
-    pub fn func_name(&self, index: u32) -> String {
+    pub fn func_name(&self, index: u32) -> Name {
         if let Some(e) = self
             .exports
             .iter()
@@ -502,7 +506,7 @@ impl ModuleInfo {
         }
         match self.func_names.get(&index) {
             Some(n) => n.clone(),
-            None => format!("func[{index}]"),
+            None => format!("func[{index}]").into(),
         }
     }
 }
@@ -736,11 +740,12 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                         ExternalKind::Tag => ExportKind::Tag(0),
                     };
                     let idx = info.exports.len() as u32;
-                    if info.export_index.insert(e.name.into(), idx).is_some() {
+                    let name: Name = e.name.into();
+                    if info.export_index.insert(name.clone(), idx).is_some() {
                         return Err(bad(offset, format!("export `{}` appears twice", e.name)));
                     }
                     info.exports.push(Export {
-                        name: e.name.into(),
+                        name,
                         kind,
                         tls: false,
                         hidden: false,
@@ -780,7 +785,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
 
     // Flags from dylink.0 apply to the exports and imports they name.
     for e in &mut info.exports {
-        if let Some(&f) = export_flags.get(&e.name) {
+        if let Some(&f) = export_flags.get(&*e.name) {
             e.tls = f & WASM_SYM_TLS != 0;
             e.hidden = f & WASM_SYM_VISIBILITY_HIDDEN != 0;
             e.weak = f & WASM_SYM_BINDING_WEAK != 0;
@@ -796,7 +801,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     for imp in &info.imports {
         let role = classify(imp, &info)?;
         let weak = is_weak(&imp.module, &imp.name)
-            || (matches!(imp.module.as_str(), "GOT.mem" | "GOT.func") && is_weak("env", &imp.name));
+            || (matches!(&*imp.module, "GOT.mem" | "GOT.func") && is_weak("env", &imp.name));
         roles.push((role, weak));
     }
     for (imp, (role, weak)) in info.imports.iter_mut().zip(roles) {
@@ -867,8 +872,8 @@ fn relative_offset(expr: &wasmparser::ConstExpr<'_>, table_base: Option<u32>) ->
 fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
     let ptr = info.ptr_type();
     let wrong = |want: &str| Error::BadImport {
-        module: imp.module.clone(),
-        name: imp.name.clone(),
+        module: imp.module.to_string(),
+        name: imp.name.to_string(),
         message: format!("must be {want}, found {}", describe(&imp.ty, info)),
     };
     let pointer_global = |mutable: bool| -> Result<(), Error> {
@@ -885,17 +890,17 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             ))),
         }
     };
-    Ok(match (imp.module.as_str(), imp.name.as_str()) {
+    Ok(match (&*imp.module, &*imp.name) {
         ("GOT.mem", name) => {
             pointer_global(true)?;
             match LayoutGlobal::from_name(name) {
                 Some(l) => ImportRole::Layout(l),
-                None => ImportRole::GotMem(name.into()),
+                None => ImportRole::GotMem(imp.name.clone()),
             }
         }
-        ("GOT.func", name) => {
+        ("GOT.func", _) => {
             pointer_global(true)?;
-            ImportRole::GotFunc(name.into())
+            ImportRole::GotFunc(imp.name.clone())
         }
         ("env", "memory") => match imp.ty {
             ImportType::Memory(_) => ImportRole::Memory,
@@ -925,7 +930,7 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             _ => return Err(wrong("an immutable i32 global")),
         },
         ("env", name) => match &imp.ty {
-            ImportType::Tag(_) => ImportRole::Tag(name.into()),
+            ImportType::Tag(_) => ImportRole::Tag(imp.name.clone()),
             ImportType::Func(t) => match DlFunc::from_name(name) {
                 Some(dl) if *info.func_type(*t) == dl.signature(info.memory64) => {
                     ImportRole::Dl(dl)
@@ -937,9 +942,9 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
                         dl.name()
                     )));
                 }
-                None => ImportRole::Func(name.into()),
+                None => ImportRole::Func(imp.name.clone()),
             },
-            ImportType::Global { .. } => ImportRole::Global(name.into()),
+            ImportType::Global { .. } => ImportRole::Global(imp.name.clone()),
             ImportType::Memory(_) | ImportType::Table(_) => ImportRole::Host,
         },
         _ => ImportRole::Host,
@@ -971,7 +976,7 @@ fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
             ExportKind::Func { ty, .. } => Some(&info.types[ty as usize]),
             _ => None,
         };
-        let flag = match e.name.as_str() {
+        let flag = match &*e.name {
             "__wasm_apply_data_relocs" => &mut init.apply_data_relocs,
             "__wasm_apply_tls_relocs" => &mut init.apply_tls_relocs,
             "__wasm_call_ctors" => &mut init.call_ctors,
@@ -981,7 +986,7 @@ fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
             "__wasm_init_tls" => {
                 if func_ty != Some(&init_tls) {
                     return Err(Error::BadExport {
-                        name: e.name.clone(),
+                        name: e.name.to_string(),
                         message: format!("must be a function `{init_tls}`"),
                     });
                 }
@@ -1000,11 +1005,11 @@ fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
                 } = e.kind
                 else {
                     return Err(Error::BadExport {
-                        name: e.name.clone(),
+                        name: e.name.to_string(),
                         message: "must be an immutable global with a constant value".into(),
                     });
                 };
-                if e.name == "__tls_size" {
+                if &*e.name == "__tls_size" {
                     init.tls_size = Some(v);
                 } else {
                     init.tls_align = Some(v);
@@ -1015,7 +1020,7 @@ fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
         };
         if func_ty != Some(&nullary) {
             return Err(Error::BadExport {
-                name: e.name.clone(),
+                name: e.name.to_string(),
                 message: format!("must be a function `{nullary}`"),
             });
         }

@@ -8,7 +8,7 @@ use core::fmt;
 
 use crate::error::Diagnostic;
 use crate::index::*;
-use crate::module::{DlFunc, FuncType, ValType};
+use crate::module::{DlFunc, FuncType, Name, ValType};
 use crate::prelude::*;
 
 /// How one import of a module is satisfied.
@@ -27,14 +27,14 @@ pub enum Binding {
         /// The module.
         module: ModuleId,
         /// Its export.
-        name: String,
+        name: Name,
     },
     /// The export `name` of a generated module (a lazy-binding trampoline).
     Generated {
         /// The generated module.
         gen_id: GenId,
         /// Its export.
-        name: String,
+        name: Name,
     },
     /// The adapter's guest dlfcn function, called from `caller` (for `RTLD_NEXT` and for
     /// the caller's RUNTIME_PATH).
@@ -48,16 +48,16 @@ pub enum Binding {
     /// undefined function that was called).
     Trap {
         /// The symbol.
-        symbol: String,
+        symbol: Name,
         /// The function type.
         ty: FuncType,
     },
     /// The embedder's own import `module.name` (its `wasmtime::Linker`, `wasmer::Imports`).
     Host {
         /// Namespace.
-        module: String,
+        module: Name,
         /// Name.
-        name: String,
+        name: Name,
     },
 }
 
@@ -71,20 +71,20 @@ pub enum SlotValue {
         /// The module.
         module: ModuleId,
         /// The export.
-        name: String,
+        name: Name,
     },
     /// The embedder's host function `module.name`.
     Host {
         /// Namespace.
-        module: String,
+        module: Name,
         /// Name.
-        name: String,
+        name: Name,
     },
     /// A host function of type `ty` that traps naming `symbol`: the slot of a function that
     /// is not defined (yet). Replaced by [`SlotValue::Export`] once a library defines it.
     Trap {
         /// The symbol.
-        symbol: String,
+        symbol: Name,
         /// Its type, as far as the importer declared it.
         ty: FuncType,
     },
@@ -355,8 +355,8 @@ pub struct Plan {
     pub(crate) generation: u64,
     /// Modules to compile before applying the ops.
     pub modules: Vec<NewModule>,
-    /// The ops, in order.
-    pub ops: Vec<Op>,
+    /// The ops, in order (shared with the replication log, so never copied).
+    pub ops: Arc<[Op]>,
     /// Every finding of symbol resolution (warnings only: a plan with errors is not made).
     pub diagnostics: Vec<Diagnostic>,
     pub(crate) delta: crate::linker::Delta,
@@ -502,7 +502,7 @@ impl fmt::Display for Plan {
                 m.bytes.len()
             )?;
         }
-        for op in &self.ops {
+        for op in self.ops.iter() {
             writeln!(f, "  {op}")?;
         }
         for d in &self.diagnostics {

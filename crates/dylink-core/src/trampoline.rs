@@ -125,7 +125,7 @@ mod tests {
             .expect("generated trampolines validate");
         let info = crate::ModuleInfo::parse(&bytes).unwrap();
         assert_eq!(info.exports.len(), 4);
-        assert_eq!(info.exports[2].name, "t1");
+        assert_eq!(&*info.exports[2].name, "t1");
         assert!(info.imports.is_empty());
         assert_eq!(info.defined_table.unwrap().min, 3);
     }

@@ -328,7 +328,7 @@ fn weak_undefined_function_traps_and_weak_data_is_null() {
             _ => None,
         })
         .unwrap();
-    assert!(matches!(&inst[0], Binding::Trap { symbol, .. } if symbol == "maybe"));
+    assert!(matches!(&inst[0], Binding::Trap { symbol, .. } if &**symbol == "maybe"));
     assert_eq!(
         plan.diagnostics
             .iter()

@@ -340,7 +340,7 @@ pub fn got_value(
     let idx = info
         .imports
         .iter()
-        .position(|i| i.module == module && i.name == name)?;
+        .position(|i| &*i.module == module && &*i.name == name)?;
     let binding = plan_ops.iter().find_map(|op| match op {
         Op::Instantiate { module, imports } if *module == m => Some(imports[idx].clone()),
         _ => None,

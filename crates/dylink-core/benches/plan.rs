@@ -1,0 +1,131 @@
+//! Planning cost without any engine: `cargo bench -p dylink-core --bench plan`.
+//!
+//! Synthetic programs of N side modules, each exporting 50 functions and 50 data symbols and
+//! importing 50 functions and 50 data symbols (half through `GOT.func`) from its neighbour,
+//! so every module needs a trampoline or a direct binding and every `GOT.*` entry is
+//! resolved. Prints the median of several runs per N, and the cost per symbol.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dylink_core::*;
+
+const EXPORTS: usize = 50; // functions; as many data symbols again
+
+fn side_module(i: usize, n: usize) -> Arc<[u8]> {
+    let j = (i + 1) % n;
+    let mut w = String::new();
+    write!(
+        w,
+        "(module (@dylink.0 (mem-info (memory {} 2) (table {} 0)))",
+        EXPORTS * 4,
+        2
+    )
+    .unwrap();
+    w.push_str(r#"(import "env" "memory" (memory 1)) (import "env" "__indirect_function_table" (table 0 funcref))"#);
+    w.push_str(
+        r#"(import "env" "__memory_base" (global i32)) (import "env" "__table_base" (global i32))"#,
+    );
+    w.push_str(r#"(import "env" "__stack_pointer" (global (mut i32)))"#);
+    for k in 0..EXPORTS {
+        write!(
+            w,
+            r#"(import "env" "f{j}_{k}" (func (param i32) (result i32)))"#
+        )
+        .unwrap();
+    }
+    for k in 0..EXPORTS {
+        if k % 2 == 0 {
+            write!(w, r#"(import "GOT.mem" "d{j}_{k}" (global (mut i32)))"#).unwrap();
+        } else {
+            write!(w, r#"(import "GOT.func" "f{j}_{k}" (global (mut i32)))"#).unwrap();
+        }
+    }
+    for k in 0..EXPORTS {
+        write!(
+            w,
+            r#"(func (export "f{i}_{k}") (param i32) (result i32) local.get 0)"#
+        )
+        .unwrap();
+        write!(
+            w,
+            r#"(global (export "d{i}_{k}") i32 (i32.const {}))"#,
+            k * 4
+        )
+        .unwrap();
+    }
+    w.push_str(
+        r#"(func (export "__wasm_apply_data_relocs")) (func (export "__wasm_call_ctors")))"#,
+    );
+    wat::parse_str(&w).unwrap().into()
+}
+
+fn program(n: usize) -> (Arc<[u8]>, MemorySource) {
+    let mut src = MemorySource::new();
+    let mut needed = String::new();
+    for i in 0..n {
+        src.insert(&format!("/lib/lib{i}.so"), side_module(i, n));
+        write!(needed, " \"lib{i}.so\"").unwrap();
+    }
+    let main = format!(
+        r#"(module (@dylink.0 (mem-info (memory 16 2)) (needed {needed}))
+           (import "env" "memory" (memory 1)) (import "env" "__indirect_function_table" (table 0 funcref))
+           (import "env" "__memory_base" (global i32)) (func (export "_start")))"#
+    );
+    (wat::parse_str(&main).unwrap().into(), src)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::var_os("PHASES").is_some() {
+        phases();
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("DYLINK_BENCH_QUICK").is_some();
+    let sizes: &[usize] = if quick { &[10] } else { &[10, 100, 1000] };
+    let runs = if quick { 1 } else { 7 };
+    println!(
+        "plan_ms: startup plan (parse + search + layout + resolve) of N side modules, {} symbols each",
+        EXPORTS * 4
+    );
+    for &n in sizes {
+        let (main, src) = program(n);
+        let mut times = Vec::new();
+        let mut ops = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let linker = Linker::new(Config::default());
+            let plan = linker
+                .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
+                .expect("synthetic program links");
+            times.push(t.elapsed());
+            ops = plan.ops.len();
+        }
+        let m = median(times);
+        let symbols = n * EXPORTS * 4;
+        println!(
+            "  N={n:5}: {:8.3} ms median of {runs}, {ops} ops, {:.0} ns per symbol",
+            m.as_secs_f64() * 1e3,
+            m.as_secs_f64() * 1e9 / symbols as f64
+        );
+    }
+}
+
+#[allow(dead_code)]
+fn phases() {
+    let (main, src) = program(1000);
+    let t = Instant::now();
+    let mut n = 0;
+    for i in 0..1000 {
+        let b = src.read(&format!("/lib/lib{i}.so")).unwrap().unwrap();
+        n += ModuleInfo::parse(&b).unwrap().exports.len();
+    }
+    println!("parse only: {:?} ({n})", t.elapsed());
+    let _ = main;
+}

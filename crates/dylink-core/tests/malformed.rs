@@ -1,0 +1,206 @@
+//! Malformed input of any kind is an error value, never a panic.
+
+mod common;
+
+use common::*;
+use dylink_core::*;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn valid_side() -> Vec<u8> {
+    side(
+        64,
+        2,
+        &["libdep.so"],
+        r#"
+        (import "env" "f" (func (param i32) (result i32)))
+        (import "GOT.mem" "d" (global (mut i32)))
+        (import "GOT.func" "f" (global (mut i32)))
+        (func (export "g") (result i32) i32.const 1 call 0)
+        (global (export "x") i32 (i32.const 8))
+        (elem (global.get $__table_base) func 1)"#,
+    )
+    .to_vec()
+}
+
+#[test]
+fn truncations_and_bit_flips_never_panic() {
+    let bytes = valid_side();
+    assert!(ModuleInfo::parse(&bytes).is_ok());
+    for len in 0..bytes.len() {
+        let _ = ModuleInfo::parse(&bytes[..len]);
+    }
+    let mut rng = Rng(0x1234_5678);
+    for _ in 0..20_000 {
+        let mut b = bytes.clone();
+        for _ in 0..1 + rng.next() % 4 {
+            let i = (rng.next() as usize) % b.len();
+            b[i] ^= 1 << (rng.next() % 8);
+        }
+        // Whatever parses must also plan without panicking.
+        if let Ok(info) = ModuleInfo::parse(&b) {
+            let _ = info.func_name(0);
+            let mut src = MemorySource::new();
+            src.insert("/lib/libx.so", b.clone());
+            let main = pie_main(0, &["libx.so"], "");
+            let _ =
+                Linker::new(Config::default()).plan_startup("/app/main.wasm", main, &src, &NoHost);
+        }
+    }
+    for _ in 0..2_000 {
+        let len = (rng.next() % 200) as usize;
+        let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if rng.next() % 2 == 0 && b.len() >= 8 {
+            b[..8].copy_from_slice(b"\0asm\x01\0\0\0");
+        }
+        let _ = ModuleInfo::parse(&b);
+    }
+}
+
+#[test]
+fn structural_errors_are_named() {
+    let err = ModuleInfo::parse(b"").unwrap_err();
+    assert!(err.to_string().contains("not a valid wasm module"), "{err}");
+    let err = ModuleInfo::parse(b"\0asm\x0d\0\x01\0").unwrap_err();
+    assert!(err.to_string().contains("not a valid wasm module"), "{err}");
+    // Two dylink.0 sections.
+    let mut twice = valid_side();
+    let first = wat(r#"(module (@dylink.0 (mem-info (memory 1 0))))"#);
+    twice.extend_from_slice(&first[8..]);
+    assert!(matches!(
+        ModuleInfo::parse(&twice),
+        Err(ParseError::DuplicateDylink { .. })
+    ));
+    // A GOT import with the wrong type.
+    let bad =
+        wat(r#"(module (@dylink.0 (mem-info (memory 0 0))) (import "GOT.mem" "x" (global i32)))"#);
+    let err = ModuleInfo::parse(&bad).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "import `GOT.mem.x` must be a mutable i32 global, found an immutable i32 global"
+    );
+    // dlopen with the wrong signature.
+    let bad = wat(r#"(module (import "env" "dlopen" (func (param i32) (result i32))))"#);
+    assert!(
+        ModuleInfo::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("dlopen")
+    );
+    // An unknown dylink.0 subsection is skipped with a warning.
+    let mut custom = vec![0u8, 0, 0, 0, 0, 0, 0, 0];
+    custom.copy_from_slice(b"\0asm\x01\0\0\0");
+    let payload = [
+        &[8u8][..],
+        b"dylink.0",
+        &[9u8, 2, 0xAA, 0xBB],
+        &[1, 4, 16, 0, 0, 0],
+    ]
+    .concat();
+    custom.push(0);
+    custom.push(payload.len() as u8);
+    custom.extend_from_slice(&payload);
+    let info = ModuleInfo::parse(&custom).unwrap();
+    assert_eq!(info.dylink.as_ref().unwrap().memory_size, 16);
+    assert!(matches!(
+        info.warnings[0],
+        Warning::UnknownSubsection { id: 9, .. }
+    ));
+    // A library that is not a dynamic library.
+    let mut src = MemorySource::new();
+    src.insert("/lib/libplain.so", wat("(module)"));
+    let err = Linker::new(Config::default())
+        .plan_startup(
+            "/app/main.wasm",
+            pie_main(0, &["libplain.so"], ""),
+            &src,
+            &NoHost,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not a dynamic library"), "{err}");
+    // A main that is neither PIE nor exports its memory.
+    let err = Linker::new(Config::default())
+        .plan_startup("/app/main.wasm", wat("(module (memory 1))"), &src, &NoHost)
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be a main module"), "{err}");
+}
+
+#[test]
+fn wasm64_modules_use_i64_everywhere_and_do_not_mix_with_wasm32() {
+    let lib = wat(r#"(module
+      (@dylink.0 (mem-info (memory 16 3) (table 1 0)))
+      (import "env" "memory" (memory i64 1))
+      (import "env" "__indirect_function_table" (table i64 1 funcref))
+      (import "env" "__memory_base" (global i64))
+      (import "env" "__table_base" (global i64))
+      (import "env" "__stack_pointer" (global (mut i64)))
+      (import "GOT.mem" "main_data" (global (mut i64)))
+      (import "env" "dlsym" (func (param i64 i64) (result i64)))
+      (global (export "lib_data") i64 (i64.const 8)))"#);
+    let main = wat(r#"(module
+      (@dylink.0 (mem-info (memory 16 3)) (needed "lib64.so"))
+      (import "env" "memory" (memory i64 1))
+      (import "env" "__indirect_function_table" (table i64 1 funcref))
+      (import "env" "__memory_base" (global i64))
+      (import "GOT.mem" "lib_data" (global (mut i64)))
+      (global (export "main_data") i64 (i64.const 0))
+      (func (export "_start")))"#);
+    let mut src = MemorySource::new();
+    src.insert("/lib/lib64.so", lib);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = l
+        .plan_startup("/app/main.wasm", main, &src, &NoHost)
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    assert!(
+        plan.ops
+            .iter()
+            .any(|o| matches!(o, Op::CreateMemory { memory64: true, .. }))
+    );
+    assert!(
+        plan.ops
+            .iter()
+            .any(|o| matches!(o, Op::CreateTable { table64: true, .. }))
+    );
+    assert!(
+        plan.ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::CreateGlobal { ty, .. } => Some(*ty),
+                _ => None,
+            })
+            .all(|t| t == ValType::I64)
+    );
+    l.commit(plan).unwrap();
+    assert!(l.memory64());
+    // A wasm32 library cannot join.
+    let mut src32 = MemorySource::new();
+    src32.insert("/lib/lib32.so", side(0, 0, &[], ""));
+    let err = l
+        .plan_dlopen(
+            Some("lib32.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            Facts {
+                memory_bytes: sim.memory_pages * PAGE,
+            },
+            &src32,
+            &NoHost,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wasm32 module cannot join a wasm64 program"),
+        "{err}"
+    );
+}
