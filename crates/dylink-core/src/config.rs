@@ -33,6 +33,15 @@ pub struct Config {
     pub preload: Vec<String>,
     /// Bytes reserved per instance group for the text `dlerror` returns.
     pub dlerror_size: u64,
+    /// Bytes reserved per instance group for the names `dladdr` returns.
+    pub dladdr_size: u64,
+}
+
+impl Config {
+    /// Bytes of linker text (dlerror then dladdr) each instance group reserves.
+    pub fn dl_text_size(&self) -> u64 {
+        self.dlerror_size + self.dladdr_size
+    }
 }
 
 impl Default for Config {
@@ -45,6 +54,7 @@ impl Default for Config {
             global_base: 1024,
             preload: Vec::new(),
             dlerror_size: 256,
+            dladdr_size: 1024,
         }
     }
 }

@@ -367,6 +367,12 @@ impl Linker {
             .map(|g| (g.dlerror, self.config.dlerror_size))
     }
 
+    /// Where a group's `dladdr` names go (`dli_fname`, `dli_sname`), and how many bytes.
+    pub fn dladdr_buffer(&self, group: GroupId) -> Option<(Addr, u64)> {
+        self.group(group)
+            .map(|g| (Addr(g.dlerror.0 + self.config.dlerror_size), self.config.dladdr_size))
+    }
+
     /// Live instance groups.
     pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
         self.groups
@@ -622,6 +628,14 @@ impl Linker {
         let main = t.add_module(&path, &path, Arc::new(info), bytes, true)?;
         t.main = Some(main);
         let pie = t.module(main).info.is_dynamic();
+        if pie && t.module(main).info.defined_memory.is_some() {
+            return Err(Error::BadMain {
+                path,
+                message: "a PIE main module must import its memory so the linker can lay it out; \
+                          link it with --import-memory (and --import-table if it uses function pointers)"
+                    .into(),
+            });
+        }
         if !pie {
             let info = &t.module(main).info;
             let mem_export = info
@@ -1102,7 +1116,7 @@ impl Linker {
         let mut t = self.txn(group);
         t.mem
             .alloc
-            .free(g.dlerror.0, self.config.dlerror_size, true);
+            .free(g.dlerror.0, self.config.dl_text_size(), true);
         for (m, block) in &g.tls {
             if let Some(m) = self.module(*m) {
                 t.mem.alloc.free(block.0, tls_len(&m.info), true);
@@ -1601,7 +1615,7 @@ impl<'a> Txn<'a> {
                 x.memory_size = d.memory_size as u64;
             }
             let dlerror = align_up(next, 16).ok_or_else(|| oom(next))?;
-            next = dlerror + cfg.dlerror_size;
+            next = dlerror + cfg.dl_text_size();
             let mut tls = Vec::new();
             for &m in order {
                 let mi = &self.module(m).info;
@@ -1680,7 +1694,7 @@ impl<'a> Txn<'a> {
             for &m in order.iter().filter(|m| **m != main) {
                 self.place_module_memory(m)?;
             }
-            let dlerror = self.alloc_mem(self.base.config.dlerror_size, 16)?;
+            let dlerror = self.alloc_mem(self.base.config.dl_text_size(), 16)?;
             let mut tls = Vec::new();
             for &m in order {
                 let mi = self.module(m).info.clone();
@@ -2913,7 +2927,7 @@ impl<'a> Txn<'a> {
     }
 
     fn new_group_state(&mut self) -> Result<GroupState, Error> {
-        let dlerror = self.alloc_mem(self.base.config.dlerror_size, 16)?;
+        let dlerror = self.alloc_mem(self.base.config.dl_text_size(), 16)?;
         let mut tls = Vec::new();
         let mods: Vec<ModuleId> = self
             .base
@@ -3016,6 +3030,7 @@ impl<'a> Txn<'a> {
             push(op, tpl, &mut ops);
         }
         let ops: Arc<[Op]> = ops.into();
+        let memory64 = self.mem.memory64;
         let base = self.base;
         let slot_uses = self.slot_uses;
         let delta = Delta {
@@ -3044,6 +3059,7 @@ impl<'a> Txn<'a> {
             kind,
             group: self.group,
             generation: base.generation,
+            memory64,
             modules: self.modules_out,
             ops,
             diagnostics: self.diags,

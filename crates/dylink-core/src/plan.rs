@@ -359,6 +359,8 @@ pub struct Plan {
     pub ops: Arc<[Op]>,
     /// Every finding of symbol resolution (warnings only: a plan with errors is not made).
     pub diagnostics: Vec<Diagnostic>,
+    /// Pointers are 64-bit (memory64): the width of the guest dlfcn functions' pointers.
+    pub memory64: bool,
     pub(crate) delta: crate::linker::Delta,
 }
 

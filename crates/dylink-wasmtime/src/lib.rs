@@ -1,0 +1,372 @@
+//! Run clang/wasm-ld `dylink.0` programs — a main module and its shared libraries — on
+//! [wasmtime].
+//!
+//! Every decision (where each library's data goes, which slot a function pointer gets, what
+//! each import binds to, in which order constructors run) is made by [`dylink_core`]; this
+//! crate only applies its plans to wasmtime stores and serves the guest's `dlopen` family.
+//!
+//! # Adding dynamic linking to an embedding
+//!
+//! ```no_run
+//! use dylink_wasmtime::{DirSource, Options, Program};
+//! use wasmtime::{Engine, Linker, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::default();
+//! let mut store = Store::new(&engine, ());
+//! let linker = Linker::new(&engine); // your WASI and host functions go here, as usual
+//!
+//! let mut libs = DirSource::new();
+//! libs.mount("/lib", "path/to/libs")?;
+//! let mut options = Options::new(libs);
+//! options.config.search.library_path.push("/lib".into());
+//!
+//! let main = std::fs::read("path/to/main.wasm")?;
+//! let program = Program::load(&mut store, &linker, options, "/main.wasm", &main)?;
+//! let run = program.main_func(&mut store, "run").expect("main exports run");
+//! run.call(&mut store, &[], &mut [])?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod apply;
+mod dl;
+mod mem;
+mod source;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dylink_core::{
+    Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
+    ModuleSource, Outcome, Plan, SymbolValue, TagId,
+};
+use wasmtime::{AsContextMut, Engine, Extern, Func, Global, Instance, Module, Table, Tag, Val};
+
+pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, rtld};
+pub use mem::Mem;
+pub use source::DirSource;
+
+/// An error a user can act on: the core's (which module, which symbol, what to do) or the
+/// engine's, with what dylink was doing when it happened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The linker refused: missing library, undefined symbol, type mismatch, bad module, …
+    Core(dylink_core::Error),
+    /// wasmtime failed while dylink applied a plan.
+    Engine {
+        /// What dylink was doing.
+        context: String,
+        /// wasmtime's error.
+        source: wasmtime::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Core(e) => write!(f, "{e}"),
+            Error::Engine { context, source } => write!(f, "{context}: {source:#}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<dylink_core::Error> for Error {
+    fn from(e: dylink_core::Error) -> Self {
+        Error::Core(e)
+    }
+}
+
+/// How a program is loaded.
+pub struct Options {
+    /// Search paths, roots, bind mode, stack and heap sizes, preloads.
+    pub config: Config,
+    /// Where library bytes come from.
+    pub source: Arc<dyn ModuleSource + Send + Sync>,
+}
+
+impl Options {
+    /// Default configuration reading from `source`. When `source` is a [`DirSource`], its
+    /// mounts become the roots: nothing outside them can be loaded.
+    pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
+        Self { config: Config::default(), source: Arc::new(source) }
+    }
+
+    /// Confine library names to `roots` (virtual directories).
+    pub fn roots(mut self, roots: Vec<String>) -> Self {
+        self.config.search.roots = roots;
+        self
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// What every instance group of a program shares.
+pub(crate) struct Shared<T: 'static> {
+    engine: Engine,
+    core: Mutex<Core>,
+    source: Arc<dyn ModuleSource + Send + Sync>,
+    host: wasmtime::Linker<T>,
+    host_names: HostSet,
+    /// Compiled modules by linker id.
+    compiled: Mutex<HashMap<ModuleId, Module>>,
+    /// The shared memory, when the program has one.
+    shared_memory: Mutex<Option<wasmtime::SharedMemory>>,
+    /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
+    /// a lazily bound call never leaves wasm after it is resolved.
+    host_calls: AtomicU64,
+}
+
+/// Compiled modules by content, shared by every program on an engine.
+fn compile_cache() -> &'static Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>> {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
+pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    let key = (bytes.len(), h.finish());
+    let mut cache = lock(compile_cache());
+    if let Some((_, m)) = cache
+        .get(&key)
+        .and_then(|v| v.iter().find(|(b, m)| **b == **bytes && Engine::same(m.engine(), engine)))
+    {
+        return Ok(m.clone());
+    }
+    let module = Module::new(engine, &bytes[..])
+        .map_err(|source| Error::Engine { context: format!("compiling {what}"), source })?;
+    cache.entry(key).or_default().push((bytes.clone(), module.clone()));
+    Ok(module)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves consistent data (plans are applied then
+    // committed, never half-recorded), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One instance group's handles: its store's memory, table, globals, tags and instances.
+#[derive(Default)]
+pub(crate) struct Group {
+    id: GroupId,
+    memory: Option<Mem>,
+    table: Option<Table>,
+    globals: Vec<Option<Global>>,
+    tags: Vec<Option<Tag>>,
+    instances: HashMap<ModuleId, Instance>,
+    generated: HashMap<GenId, Instance>,
+    /// The message `dlerror` returns next.
+    dl_error: Option<String>,
+    /// A dl operation is being applied (constructors may run guest code that calls back).
+    busy: bool,
+}
+
+impl Group {
+    fn global(&self, g: GlobalId) -> Option<Global> {
+        self.globals.get(g.index()).copied().flatten()
+    }
+    fn tag(&self, t: TagId) -> Option<Tag> {
+        self.tags.get(t.index()).copied().flatten()
+    }
+}
+
+/// A loaded program: its main module, libraries, and the state `dlopen` works on.
+pub struct Program<T: 'static> {
+    shared: Arc<Shared<T>>,
+    group: Arc<Mutex<Group>>,
+}
+
+impl<T: 'static> Clone for Program<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), group: self.group.clone() }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Program<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program").field("group", &lock(&self.group).id).finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Program<T> {
+    /// Load the main module `main` (its path, used for `$ORIGIN` and messages, is `path`),
+    /// the preloads and its NEEDED tree into `store`. Imports no module defines come from
+    /// `host` (WASI, your functions). Runs relocations and constructors; a command's `_start`
+    /// is left for you to call.
+    pub fn load(
+        mut store: impl AsContextMut<Data = T>,
+        host: &wasmtime::Linker<T>,
+        options: Options,
+        path: &str,
+        main: &[u8],
+    ) -> Result<Self, Error> {
+        let mut host_names = HostSet::new();
+        for (module, name, _) in host.iter(&mut store) {
+            host_names.insert(module, name);
+        }
+        let engine = store.as_context().engine().clone();
+        let shared = Arc::new(Shared {
+            engine,
+            core: Mutex::new(Core::new(options.config)),
+            source: options.source,
+            host: host.clone(),
+            host_names,
+            compiled: Mutex::new(HashMap::new()),
+            shared_memory: Mutex::new(None),
+            host_calls: AtomicU64::new(0),
+        });
+        let group = Arc::new(Mutex::new(Group { id: dylink_core::MAIN_GROUP, ..Group::default() }));
+        let program = Program { shared, group };
+        let mut core = lock(&program.shared.core);
+        let plan = core.plan_startup(path, main.into(), &*program.shared.source, &program.shared.host_names)?;
+        program.run_plan(&mut store, &mut core, plan)?;
+        drop(core);
+        Ok(program)
+    }
+
+    /// Apply a plan in this program's group, then commit it; on failure abort it and undo
+    /// what was applied, so the linker and the store's reachable state are as before.
+    pub(crate) fn run_plan(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        core: &mut Core,
+        plan: Plan,
+    ) -> Result<Outcome, Error> {
+        for m in &plan.modules {
+            let module = compile(&self.shared.engine, &m.bytes, &m.path)?;
+            lock(&self.shared.compiled).insert(m.id, module);
+        }
+        let mut undo = apply::Undo::default();
+        lock(&self.group).busy = true;
+        let ctx = apply::Ctx { core, new: &plan.modules, memory64: plan.memory64 };
+        let applied = apply::apply(self, &mut store, &plan.ops, &ctx, &mut undo);
+        lock(&self.group).busy = false;
+        match applied {
+            Ok(()) => Ok(core.commit(plan)?),
+            Err(e) => {
+                apply::rollback(self, &mut store, undo);
+                core.abort(plan);
+                Err(e)
+            }
+        }
+    }
+
+    /// The engine's facts the core plans against.
+    pub(crate) fn facts(&self, store: impl AsContextMut<Data = T>) -> Facts {
+        let g = lock(&self.group);
+        Facts { memory_bytes: g.memory.as_ref().map_or(0, |m| m.size_bytes(&store)) }
+    }
+
+    /// The main module's instance.
+    pub fn main_instance(&self) -> Instance {
+        let main = lock(&self.shared.core).main().expect("a loaded program has a main module");
+        lock(&self.group).instances[&main]
+    }
+
+    /// An export of the main module.
+    pub fn main_export(&self, store: impl AsContextMut<Data = T>, name: &str) -> Option<Extern> {
+        self.main_instance().get_export(store, name)
+    }
+
+    /// A function exported by the main module.
+    pub fn main_func(&self, store: impl AsContextMut<Data = T>, name: &str) -> Option<Func> {
+        self.main_instance().get_func(store, name)
+    }
+
+    /// The instance of a loaded module.
+    pub fn instance(&self, module: ModuleId) -> Option<Instance> {
+        lock(&self.group).instances.get(&module).copied()
+    }
+
+    /// The program's linear memory.
+    pub fn memory(&self) -> Mem {
+        lock(&self.group).memory.clone().expect("a loaded program has a memory")
+    }
+
+    /// The function table of this group.
+    pub fn table(&self) -> Table {
+        lock(&self.group).table.expect("a loaded program has a table")
+    }
+
+    /// Run `f` with the linker core (for reports: layout, modules, `ldd`-style listings).
+    pub fn with_core<R>(&self, f: impl FnOnce(&Core) -> R) -> R {
+        f(&lock(&self.shared.core))
+    }
+
+    /// How many times guest code called into dylink's host functions (dlfcn and the trap
+    /// stubs of undefined functions).
+    pub fn host_calls(&self) -> u64 {
+        self.shared.host_calls.load(Ordering::Relaxed)
+    }
+
+    /// `dlopen(name, flags)` from the host. `None` is the program itself.
+    pub fn dlopen(&self, mut store: impl AsContextMut<Data = T>, name: Option<&str>, flags: i32) -> Result<ModuleId, Error> {
+        let mut core = lock(&self.shared.core);
+        let facts = self.facts(&mut store);
+        let group = lock(&self.group).id;
+        let plan = core.plan_dlopen(name, flags, None, group, facts, &*self.shared.source, &self.shared.host_names)?;
+        match self.run_plan(&mut store, &mut core, plan)? {
+            Outcome::Loaded(m) => Ok(m),
+            other => unreachable!("dlopen yields a module, not {other:?}"),
+        }
+    }
+
+    /// `dlsym(handle, name)` from the host (`caller` matters for `RTLD_NEXT`).
+    pub fn dlsym(&self, mut store: impl AsContextMut<Data = T>, handle: Handle, name: &str, caller: Option<ModuleId>) -> Result<SymbolValue, Error> {
+        let mut core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        match core.plan_dlsym(handle, name, caller, group)? {
+            dylink_core::DlsymAnswer::Ready(v) => Ok(v),
+            dylink_core::DlsymAnswer::Plan(plan) => match self.run_plan(&mut store, &mut core, plan)? {
+                Outcome::Symbol(v) => Ok(v),
+                other => unreachable!("dlsym yields a symbol, not {other:?}"),
+            },
+        }
+    }
+
+    /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
+    pub fn dlclose(&self, mut store: impl AsContextMut<Data = T>, handle: ModuleId) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        let plan = core.plan_dlclose(handle, group)?;
+        self.run_plan(&mut store, &mut core, plan).map(|_| ())
+    }
+
+    /// `dladdr(value)`: the module and nearest symbol of a data address or function pointer.
+    pub fn dladdr(&self, value: u64) -> Option<AddrInfo> {
+        lock(&self.shared.core).dladdr(value)
+    }
+
+    /// The function a function pointer (table slot) designates.
+    pub fn func_at(&self, mut store: impl AsContextMut<Data = T>, slot: u64) -> Option<Func> {
+        let table = self.table();
+        table.get(&mut store, slot)?.as_func().flatten().copied()
+    }
+
+    /// Read an integer global of the main module, or the value a data symbol holds.
+    pub fn read_memory(&self, store: impl AsContextMut<Data = T>, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.memory().read(store, addr, buf)
+    }
+}
+
+/// Integer bits of a value.
+pub(crate) fn val_bits(v: &Val) -> u64 {
+    match v {
+        Val::I32(x) => *x as u32 as u64,
+        Val::I64(x) => *x as u64,
+        _ => 0,
+    }
+}

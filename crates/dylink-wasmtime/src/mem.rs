@@ -1,0 +1,133 @@
+//! The linear memory, plain or shared, and the few byte accesses the linker itself makes
+//! (reading a `dlopen` name, writing `dlerror` text and `Dl_info`, zeroing a reused region).
+
+use wasmtime::{AsContext, AsContextMut, Extern, Memory, SharedMemory};
+
+/// The program's linear memory.
+#[derive(Clone, Debug)]
+pub enum Mem {
+    /// Unshared: owned by one store.
+    Plain(Memory),
+    /// Shared between the stores of every instance group.
+    Shared(SharedMemory),
+}
+
+impl Mem {
+    /// As an import.
+    pub fn to_extern(&self) -> Extern {
+        match self {
+            Mem::Plain(m) => (*m).into(),
+            Mem::Shared(m) => m.clone().into(),
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size_bytes(&self, store: impl AsContext) -> u64 {
+        match self {
+            Mem::Plain(m) => m.data_size(&store) as u64,
+            Mem::Shared(m) => m.data_size() as u64,
+        }
+    }
+
+    /// Size in pages.
+    pub fn pages(&self, store: impl AsContext) -> u64 {
+        match self {
+            Mem::Plain(m) => m.size(&store),
+            Mem::Shared(m) => m.size(),
+        }
+    }
+
+    /// Grow by `delta` pages.
+    pub fn grow(&self, store: impl AsContextMut, delta: u64) -> wasmtime::Result<u64> {
+        match self {
+            Mem::Plain(m) => m.grow(store, delta),
+            Mem::Shared(m) => m.grow(delta),
+        }
+    }
+
+    /// Copy bytes out.
+    pub fn read(&self, store: impl AsContext, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+        let start = usize::try_from(addr).map_err(|_| "address out of range")?;
+        match self {
+            Mem::Plain(m) => m.read(&store, start, buf).map_err(|_| out_of_bounds(addr, buf.len())),
+            Mem::Shared(m) => shared::read(m, start, buf).ok_or_else(|| out_of_bounds(addr, buf.len())),
+        }
+    }
+
+    /// Copy bytes in.
+    pub fn write(&self, store: impl AsContextMut, addr: u64, bytes: &[u8]) -> Result<(), String> {
+        let start = usize::try_from(addr).map_err(|_| "address out of range")?;
+        match self {
+            Mem::Plain(m) => m.write(store, start, bytes).map_err(|_| out_of_bounds(addr, bytes.len())),
+            Mem::Shared(m) => shared::write(m, start, bytes).ok_or_else(|| out_of_bounds(addr, bytes.len())),
+        }
+    }
+
+    /// Zero `len` bytes.
+    pub fn zero(&self, mut store: impl AsContextMut, addr: u64, len: u64) -> Result<(), String> {
+        let zeros = [0u8; 4096];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            self.write(&mut store, addr + done, &zeros[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// A NUL-terminated string at `addr` (at most `max` bytes).
+    pub fn read_cstr(&self, store: impl AsContext, addr: u64, max: usize) -> Result<String, String> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 64];
+        let size = self.size_bytes(&store);
+        while out.len() < max {
+            let at = addr + out.len() as u64;
+            if at >= size {
+                return Err(out_of_bounds(addr, out.len() + 1));
+            }
+            let n = ((size - at) as usize).min(chunk.len());
+            self.read(&store, at, &mut chunk[..n])?;
+            match chunk[..n].iter().position(|b| *b == 0) {
+                Some(end) => {
+                    out.extend_from_slice(&chunk[..end]);
+                    return String::from_utf8(out).map_err(|_| "string is not UTF-8".into());
+                }
+                None => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Err(format!("string at {addr:#x} is longer than {max} bytes"))
+    }
+}
+
+fn out_of_bounds(addr: u64, len: usize) -> String {
+    format!("{len} bytes at {addr:#x} are outside linear memory")
+}
+
+/// Byte copies in and out of a shared memory. wasmtime exposes shared memory as a slice of
+/// `UnsafeCell<u8>`, because other threads may touch it concurrently.
+#[allow(unsafe_code)]
+mod shared {
+    use wasmtime::SharedMemory;
+
+    pub fn read(m: &SharedMemory, start: usize, buf: &mut [u8]) -> Option<()> {
+        let data = m.data();
+        let cells = data.get(start..start.checked_add(buf.len())?)?;
+        for (b, c) in buf.iter_mut().zip(cells) {
+            // SAFETY: the cell is inside the memory, which lives as long as `m`; a racing
+            // guest write can only make the byte read stale, as for any shared-memory reader.
+            *b = unsafe { c.get().read_volatile() };
+        }
+        Some(())
+    }
+
+    pub fn write(m: &SharedMemory, start: usize, bytes: &[u8]) -> Option<()> {
+        let data = m.data();
+        let cells = data.get(start..start.checked_add(bytes.len())?)?;
+        for (b, c) in bytes.iter().zip(cells) {
+            // SAFETY: as above; the linker only writes regions it owns (its dlerror buffer,
+            // a `Dl_info` the caller passed, a region being handed to a new module).
+            unsafe { c.get().write_volatile(*b) };
+        }
+        Some(())
+    }
+}
