@@ -1900,6 +1900,19 @@ impl<'a> Txn<'a> {
         {
             return Ok(*s);
         }
+        // A function the module already places in its own table region (its own `&f`
+        // relocated against `__table_base`) keeps that slot, so every module's pointer to it
+        // is the same value.
+        let m = self.module(module);
+        let own = m.info.elem_offset(func).filter(|&rel| {
+            (rel as u64) < m.table_size || (m.is_main && !m.info.is_dynamic())
+        });
+        if let Some(rel) = own {
+            let slot = Slot(m.table_base + rel as u64);
+            self.canonical.insert((module, func), slot);
+            self.slot_uses.push((slot, Some(SlotUse::Func { module, func })));
+            return Ok(slot);
+        }
         let slot = self.alloc_slots(1, 1)?;
         self.canonical.insert((module, func), slot);
         self.slot_uses
@@ -2880,12 +2893,16 @@ impl<'a> Txn<'a> {
                 .map(|(_, s)| *s)
                 .collect();
             slots.sort();
+            let region = x.table_base..x.table_base + x.table_size;
             for s in slots {
+                self.slot_uses.push((s, None));
+                if region.contains(&s.0) {
+                    continue; // cleared with the region below
+                }
                 self.body.push(Op::SetSlot {
                     slot: s,
                     value: SlotValue::Null,
                 });
-                self.slot_uses.push((s, None));
                 self.table.alloc.free(s.0, 1, true);
             }
             if x.table_size > 0 {

@@ -473,6 +473,12 @@ impl ModuleInfo {
         parse(bytes)
     }
 
+    /// Where the module's own element segments put function `func`, as an offset from its
+    /// `__table_base` (absolute for a non-PIE main).
+    pub fn elem_offset(&self, func: u32) -> Option<u32> {
+        self.table_elems.iter().find(|(_, f)| *f == func).map(|(o, _)| *o)
+    }
+
     /// Look an export up by name.
     pub fn export(&self, name: &str) -> Option<&Export> {
         self.export_index

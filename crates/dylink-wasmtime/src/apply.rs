@@ -151,6 +151,7 @@ pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsC
                 } else {
                     Mem::Plain(wasmtime::Memory::new(&mut store, ty).map_err(engine_err("creating the memory"))?)
                 };
+                let _ = program.shared.memory_cell.set(mem.clone());
                 lock(&program.group).memory = Some(mem);
             }
             Op::AdoptMemory { module, export } => {
@@ -160,6 +161,7 @@ pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsC
                     Some(Extern::SharedMemory(m)) => Mem::Shared(m),
                     _ => return Err(fail("adopting the main module's memory", format_args!("no memory export `{export}`"))),
                 };
+                let _ = program.shared.memory_cell.set(mem.clone());
                 lock(&program.group).memory = Some(mem);
             }
             Op::AttachMemory => {

@@ -82,19 +82,25 @@ impl From<dylink_core::Error> for Error {
     }
 }
 
+/// The program's memory, filled in as soon as it exists: host functions that constructors
+/// call during [`Program::load`] (output, say) read guest memory through it.
+pub type MemoryCell = Arc<std::sync::OnceLock<Mem>>;
+
 /// How a program is loaded.
 pub struct Options {
     /// Search paths, roots, bind mode, stack and heap sizes, preloads.
     pub config: Config,
     /// Where library bytes come from.
     pub source: Arc<dyn ModuleSource + Send + Sync>,
+    /// Filled with the memory once it is created (clone it before loading).
+    pub memory: MemoryCell,
 }
 
 impl Options {
     /// Default configuration reading from `source`. When `source` is a [`DirSource`], its
     /// mounts become the roots: nothing outside them can be loaded.
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
-        Self { config: Config::default(), source: Arc::new(source) }
+        Self { config: Config::default(), source: Arc::new(source), memory: MemoryCell::default() }
     }
 
     /// Confine library names to `roots` (virtual directories).
@@ -121,6 +127,7 @@ pub(crate) struct Shared<T: 'static> {
     compiled: Mutex<HashMap<ModuleId, Module>>,
     /// The shared memory, when the program has one.
     shared_memory: Mutex<Option<wasmtime::SharedMemory>>,
+    memory_cell: MemoryCell,
     /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
     /// a lazily bound call never leaves wasm after it is resolved.
     host_calls: AtomicU64,
@@ -226,6 +233,7 @@ impl<T: Send + 'static> Program<T> {
             host_names,
             compiled: Mutex::new(HashMap::new()),
             shared_memory: Mutex::new(None),
+            memory_cell: options.memory,
             host_calls: AtomicU64::new(0),
         });
         let group = Arc::new(Mutex::new(Group { id: dylink_core::MAIN_GROUP, ..Group::default() }));

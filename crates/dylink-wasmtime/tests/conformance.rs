@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use dylink_conformance::{Adapter, LoadSpec, Program as Suite};
-use dylink_wasmtime::{DirSource, Mem, Options, Program};
+use dylink_wasmtime::{DirSource, Options, Program};
 use wasmtime::{Caller, Config, Engine, Linker, Store, Val};
 
 struct Wasmtime {
@@ -82,12 +82,14 @@ impl Adapter for Wasmtime {
         let mut store = Store::new(&self.engine, ());
         let mut linker = Linker::new(&self.engine);
         let output = Arc::new(Mutex::new(String::new()));
-        let memory: Arc<Mutex<Option<Mem>>> = Arc::default();
+        let memory = dylink_wasmtime::MemoryCell::default();
         let (out, mem) = (output.clone(), memory.clone());
         linker
             .func_wrap("test", "log_str", move |caller: Caller<'_, ()>, ptr: i32| {
-                let m = mem.lock().unwrap().clone().expect("memory is set after load");
-                let s = m.read_cstr(&caller, ptr as u32 as u64, 1 << 16).unwrap_or_else(|e| format!("<{e}>"));
+                let s = match mem.get() {
+                    Some(m) => m.read_cstr(&caller, ptr as u32 as u64, 1 << 16).unwrap_or_else(|e| format!("<{e}>")),
+                    None => "<no memory yet>".into(),
+                };
                 out.lock().unwrap().push_str(&s);
             })
             .map_err(|e| e.to_string())?;
@@ -100,6 +102,7 @@ impl Adapter for Wasmtime {
         let mut source = DirSource::new();
         source.mount("/", &spec.root).map_err(|e| e.to_string())?;
         let mut options = Options::new(source);
+        options.memory = memory;
         options.config.search.library_path = spec.library_path.clone();
         options.config.search.roots = spec.roots.clone();
         options.config.search.cwd = "/app".into();
@@ -109,7 +112,6 @@ impl Adapter for Wasmtime {
         }
         let main = std::fs::read(spec.root.join(spec.main.trim_start_matches('/'))).map_err(|e| format!("{}: {e}", spec.main))?;
         let program = Program::load(&mut store, &linker, options, &spec.main, &main).map_err(|e| e.to_string())?;
-        *memory.lock().unwrap() = Some(program.memory());
         Ok(Box::new(Loaded { store, program, output }))
     }
 }

@@ -1,0 +1,3 @@
+extern int b_base;
+int b_mul(int);
+int a_compute(int x) { return b_mul(x) + b_base; }
