@@ -1,0 +1,1 @@
+int found_me(void) { return 5; }
