@@ -1,0 +1,1 @@
+int keep_fn(void) { return 6; }

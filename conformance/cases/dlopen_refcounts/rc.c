@@ -1,0 +1,1 @@
+int rc_fn(void) { return 5; }

@@ -1,0 +1,1 @@
+int bot_fn(void) { return 3; }

@@ -1,0 +1,2 @@
+int loc_fn(void);
+int use_loc(void) { return loc_fn() + 1; }
