@@ -41,7 +41,7 @@ for case_dir in cases/*/; do
         done
         mkdir -p "$(dirname "$case_dir/out/$target")"
         case "$kind" in
-            lib) $LD --experimental-pic -shared --unresolved-symbols=import-dynamic \
+            lib) $LD --experimental-pic -shared --unresolved-symbols=import-dynamic --export-if-defined=__dso_handle \
                     -o "$case_dir/out/$target" $objs $libs ;;
             pie) $LD --experimental-pic -pie --no-entry --export-dynamic --import-memory --import-table \
                     --unresolved-symbols=import-dynamic --export-if-defined=__wasm_call_ctors \

@@ -30,7 +30,7 @@
 //! output => text with \n escapes            (all guest output so far)
 //! dlopen libx.so GLOBAL|NOW => $h
 //! dlopen libx.so NOW => error words
-//! dlsym $h name => $p  |  => error words
+//! dlsym $h name => $p  |  => error words  |  => =$p (equals an earlier value)
 //! dlclose $h => 0
 //! callptr $p 5 => 6                          (call through a function pointer)
 //! read32 $p => 7                             (a data pointer)
@@ -133,18 +133,31 @@ pub struct Case {
 /// Every case, sorted by name.
 pub fn catalog() -> Vec<Case> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(suite_dir().join("cases")) else { return out };
+    let Ok(rd) = std::fs::read_dir(suite_dir().join("cases")) else {
+        return out;
+    };
     for e in rd.flatten() {
         let dir = e.path();
-        let Ok(text) = std::fs::read_to_string(dir.join("case.txt")) else { continue };
-        let title = text.lines().find_map(|l| l.strip_prefix("# ")).unwrap_or("").to_string();
+        let Ok(text) = std::fs::read_to_string(dir.join("case.txt")) else {
+            continue;
+        };
+        let title = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# "))
+            .unwrap_or("")
+            .to_string();
         let lines = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("build:"))
             .map(String::from)
             .collect();
-        out.push(Case { name: e.file_name().to_string_lossy().into(), dir, lines, title });
+        out.push(Case {
+            name: e.file_name().to_string_lossy().into(),
+            dir,
+            lines,
+            title,
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -152,7 +165,8 @@ pub fn catalog() -> Vec<Case> {
 
 /// Expected failures for an engine: case name → reason.
 pub fn expected_failures(engine: &str) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(suite_dir().join("expected-failures.txt")).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(suite_dir().join("expected-failures.txt")).unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
@@ -164,7 +178,10 @@ pub fn expected_failures(engine: &str) -> HashMap<String, String> {
 }
 
 fn words_present(text: &str, words: &str) -> Result<(), String> {
-    let missing: Vec<&str> = words.split_whitespace().filter(|w| !text.contains(w)).collect();
+    let missing: Vec<&str> = words
+        .split_whitespace()
+        .filter(|w| !text.contains(w))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -178,7 +195,10 @@ fn unescape(s: &str) -> String {
 
 /// Prepare a case's work directory (copies, assembled WAT, symlinks) and its load spec.
 fn prepare(case: &Case, engine: &str) -> Result<LoadSpec, String> {
-    let work = suite_dir().join("../target/conformance/work").join(engine).join(&case.name);
+    let work = suite_dir()
+        .join("../target/conformance/work")
+        .join(engine)
+        .join(&case.name);
     let _ = std::fs::remove_dir_all(&work);
     let root = work.join("root");
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
@@ -198,17 +218,22 @@ fn prepare(case: &Case, engine: &str) -> Result<LoadSpec, String> {
         std::fs::write(&dst, bytes).map_err(|e| format!("{}: {e}", dst.display()))
     };
     for line in &case.lines {
-        let (key, rest) = line.split_once(':').map(|(k, r)| (k.trim(), r.trim())).unwrap_or((line.as_str(), ""));
+        let (key, rest) = line
+            .split_once(':')
+            .map(|(k, r)| (k.trim(), r.trim()))
+            .unwrap_or((line.as_str(), ""));
         match key {
             "file" => {
                 let (dst, src) = rest.split_once(' ').ok_or("file: DST SRC.wat")?;
-                let text = std::fs::read_to_string(case.dir.join(src.trim())).map_err(|e| format!("{src}: {e}"))?;
+                let text = std::fs::read_to_string(case.dir.join(src.trim()))
+                    .map_err(|e| format!("{src}: {e}"))?;
                 let bytes = wat::parse_str(&text).map_err(|e| format!("{src}: {e}"))?;
                 place(dst, &bytes)?;
             }
             "copy" => {
                 let (dst, src) = rest.split_once(' ').ok_or("copy: DST SRC")?;
-                let bytes = std::fs::read(case.dir.join(src.trim())).map_err(|e| format!("{src}: {e} (run conformance/build.sh)"))?;
+                let bytes = std::fs::read(case.dir.join(src.trim()))
+                    .map_err(|e| format!("{src}: {e} (run conformance/build.sh)"))?;
                 place(dst, &bytes)?;
             }
             "symlink" => {
@@ -240,9 +265,16 @@ fn prepare(case: &Case, engine: &str) -> Result<LoadSpec, String> {
 /// Run one case against an adapter.
 pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
     let spec = prepare(case, adapter.engine())?;
-    let load_error = case.lines.iter().find_map(|l| l.strip_prefix("load-error:").map(str::trim));
+    let load_error = case
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("load-error:").map(str::trim));
     let mut program = match (adapter.load(&spec), load_error) {
-        (Ok(_), Some(words)) => return Err(format!("the load succeeded; expected an error mentioning `{words}`")),
+        (Ok(_), Some(words)) => {
+            return Err(format!(
+                "the load succeeded; expected an error mentioning `{words}`"
+            ));
+        }
         (Err(e), Some(words)) => return words_present(&e, words),
         (Err(e), None) => return Err(format!("load failed: {e}")),
         (Ok(p), None) => p,
@@ -257,11 +289,17 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
         let Some(&verb) = words.first() else { continue };
         let value = |s: &str, vars: &HashMap<String, u64>| -> Result<i64, String> {
             match s.strip_prefix('$') {
-                Some(v) => vars.get(v).map(|x| *x as i64).ok_or_else(|| format!("unknown variable ${v}")),
+                Some(v) => vars
+                    .get(v)
+                    .map(|x| *x as i64)
+                    .ok_or_else(|| format!("unknown variable ${v}")),
                 None => s.parse::<i64>().map_err(|_| format!("not a number: {s}")),
             }
         };
-        let step = |r: Result<Option<i64>, String>, expect: Option<&str>, vars: &mut HashMap<String, u64>| -> Result<(), String> {
+        let step = |r: Result<Option<i64>, String>,
+                    expect: Option<&str>,
+                    vars: &mut HashMap<String, u64>|
+         -> Result<(), String> {
             let expect = expect.unwrap_or("");
             match (r, expect) {
                 (Err(e), x) if x.starts_with("trap") || x.starts_with("error") => {
@@ -270,6 +308,20 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                 (Err(e), x) => Err(format!("`{line}` failed: {e} (expected {x:?})")),
                 (Ok(v), x) if x.starts_with("trap") || x.starts_with("error") => {
                     Err(format!("`{line}` returned {v:?}; expected {x}"))
+                }
+                (Ok(v), x) if x.starts_with("=$") => {
+                    let want = vars
+                        .get(&x[2..])
+                        .copied()
+                        .ok_or_else(|| format!("unknown variable {}", &x[1..]))?;
+                    if v.map(|n| n as u64) == Some(want) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "`{line}` returned {v:?}; expected {want} (the value of {})",
+                            &x[1..]
+                        ))
+                    }
                 }
                 (Ok(v), x) if x.starts_with('$') => {
                     vars.insert(x[1..].to_string(), v.unwrap_or(0) as u64);
@@ -282,45 +334,75 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                 },
                 (Ok(v), x) => {
                     let want: i64 = x.parse().map_err(|_| format!("bad expectation `{x}`"))?;
-                    if v == Some(want) { Ok(()) } else { Err(format!("`{line}` returned {v:?}; expected {want}")) }
+                    if v == Some(want) {
+                        Ok(())
+                    } else {
+                        Err(format!("`{line}` returned {v:?}; expected {want}"))
+                    }
                 }
             }
         };
         match verb {
             "call" | "no-host-calls" => {
-                let (func, args) = if verb == "call" { (words[1], &words[2..]) } else { (words[2], &words[3..]) };
-                let args: Vec<i64> = args.iter().map(|a| value(a, &vars)).collect::<Result<_, _>>()?;
+                let (func, args) = if verb == "call" {
+                    (words[1], &words[2..])
+                } else {
+                    (words[2], &words[3..])
+                };
+                let args: Vec<i64> = args
+                    .iter()
+                    .map(|a| value(a, &vars))
+                    .collect::<Result<_, _>>()?;
                 let before = program.host_calls();
                 let r = program.call(func, &args);
                 if verb == "no-host-calls" {
                     let made = program.host_calls() - before;
                     if made != 0 {
-                        return Err(format!("`{line}` made {made} host call(s); lazily bound calls must stay in wasm once resolved"));
+                        return Err(format!(
+                            "`{line}` made {made} host call(s); lazily bound calls must stay in wasm once resolved"
+                        ));
                     }
                 }
                 step(r, expect, &mut vars)?;
             }
             "callptr" => {
                 let p = value(words[1], &vars)? as u64;
-                let args: Vec<i64> = words[2..].iter().map(|a| value(a, &vars)).collect::<Result<_, _>>()?;
+                let args: Vec<i64> = words[2..]
+                    .iter()
+                    .map(|a| value(a, &vars))
+                    .collect::<Result<_, _>>()?;
                 step(program.call_ptr(p, &args), expect, &mut vars)?;
             }
             "read32" => {
                 let p = value(words[1], &vars)? as u64;
-                step(program.read_u32(p).map(|v| Some(v as i32 as i64)), expect, &mut vars)?;
+                step(
+                    program.read_u32(p).map(|v| Some(v as i32 as i64)),
+                    expect,
+                    &mut vars,
+                )?;
             }
             "dlopen" => {
                 let flags = words.get(2).map_or(Ok(2), |f| {
-                    f.split('|').map(|n| flag(n).ok_or_else(|| format!("unknown flag {n}"))).sum::<Result<i32, String>>()
+                    f.split('|')
+                        .map(|n| flag(n).ok_or_else(|| format!("unknown flag {n}")))
+                        .sum::<Result<i32, String>>()
                 })?;
-                step(program.dlopen(words[1], flags).map(|h| Some(h as i64)), expect, &mut vars)?;
+                step(
+                    program.dlopen(words[1], flags).map(|h| Some(h as i64)),
+                    expect,
+                    &mut vars,
+                )?;
             }
             "dlsym" => {
                 let h = match words[1] {
                     "DEFAULT" => 0,
                     h => value(h, &vars)?,
                 };
-                step(program.dlsym(h as u64, words[2]).map(|v| Some(v as i64)), expect, &mut vars)?;
+                step(
+                    program.dlsym(h as u64, words[2]).map(|v| Some(v as i64)),
+                    expect,
+                    &mut vars,
+                )?;
             }
             "dlclose" => {
                 let h = value(words[1], &vars)? as u64;
@@ -354,14 +436,20 @@ pub fn run_main(adapter: &dyn Adapter) -> i32 {
         if filter.as_deref().is_some_and(|f| !trial.contains(f)) {
             continue;
         }
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(adapter, case)))
-            .unwrap_or_else(|p| {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                Err(format!("panicked: {}", msg.unwrap_or_default()))
-            });
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(adapter, case)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    Err(format!("panicked: {}", msg.unwrap_or_default()))
+                });
         let status = match (outcome, xfail.get(&case.name)) {
             (Ok(()), None) => Status::Pass,
-            (Ok(()), Some(reason)) => Status::Fail(format!("passed, but is listed as an expected failure ({reason}); remove it from expected-failures.txt")),
+            (Ok(()), Some(reason)) => Status::Fail(format!(
+                "passed, but is listed as an expected failure ({reason}); remove it from expected-failures.txt"
+            )),
             (Err(e), Some(reason)) => Status::ExpectedFail(format!("{reason} — {e}")),
             (Err(e), None) => Status::Fail(e),
         };
@@ -373,7 +461,10 @@ pub fn run_main(adapter: &dyn Adapter) -> i32 {
         results.push((case.name.clone(), status));
     }
     write_report(engine, &cases, &results);
-    let failed = results.iter().filter(|(_, s)| matches!(s, Status::Fail(_))).count();
+    let failed = results
+        .iter()
+        .filter(|(_, s)| matches!(s, Status::Fail(_)))
+        .count();
     let passed = results.len() - failed;
     println!(
         "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {} filtered out\n",
@@ -403,7 +494,10 @@ fn write_report(engine: &str, cases: &[Case], results: &[(String, Status)]) {
     let _ = std::fs::create_dir_all(&dir);
     let mut out = String::from("[\n");
     for (i, (name, status)) in results.iter().enumerate() {
-        let title = cases.iter().find(|c| &c.name == name).map_or("", |c| c.title.as_str());
+        let title = cases
+            .iter()
+            .find(|c| &c.name == name)
+            .map_or("", |c| c.title.as_str());
         let (s, detail) = match status {
             Status::Pass => ("pass", ""),
             Status::Fail(d) => ("fail", d.as_str()),
@@ -428,7 +522,11 @@ pub fn markdown_report() -> String {
     let dir = suite_dir().join("../target/conformance");
     let mut engines: Vec<(String, HashMap<String, (String, String)>)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
-        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
         files.sort();
         for f in files {
             let engine = f.file_stem().unwrap().to_string_lossy().to_string();
@@ -437,7 +535,13 @@ pub fn markdown_report() -> String {
             for line in text.lines().filter(|l| l.contains("\"case\"")) {
                 let field = |k: &str| -> String {
                     let at = line.find(&format!("\"{k}\": \"")).map(|i| i + k.len() + 5);
-                    at.and_then(|i| line[i..].find("\", \"").or_else(|| line[i..].find("\"}")).map(|j| line[i..i + j].to_string())).unwrap_or_default()
+                    at.and_then(|i| {
+                        line[i..]
+                            .find("\", \"")
+                            .or_else(|| line[i..].find("\"}"))
+                            .map(|j| line[i..i + j].to_string())
+                    })
+                    .unwrap_or_default()
                 };
                 rows.insert(field("case"), (field("status"), field("title")));
             }

@@ -369,8 +369,12 @@ impl Linker {
 
     /// Where a group's `dladdr` names go (`dli_fname`, `dli_sname`), and how many bytes.
     pub fn dladdr_buffer(&self, group: GroupId) -> Option<(Addr, u64)> {
-        self.group(group)
-            .map(|g| (Addr(g.dlerror.0 + self.config.dlerror_size), self.config.dladdr_size))
+        self.group(group).map(|g| {
+            (
+                Addr(g.dlerror.0 + self.config.dlerror_size),
+                self.config.dladdr_size,
+            )
+        })
     }
 
     /// Live instance groups.
@@ -1612,7 +1616,7 @@ impl<'a> Txn<'a> {
                     .ok_or_else(|| oom(base))?;
                 let x = self.module_mut(m).expect("startup modules are new");
                 x.memory_base = base;
-                x.memory_size = d.memory_size as u64;
+                x.memory_size = x.info.region_size();
             }
             let dlerror = align_up(next, 16).ok_or_else(|| oom(next))?;
             next = dlerror + cfg.dl_text_size();
@@ -1777,7 +1781,7 @@ impl<'a> Txn<'a> {
 
     fn place_module_memory(&mut self, m: ModuleId) -> Result<(), Error> {
         let d = self.module(m).info.dylink.clone().unwrap_or_default();
-        let len = d.memory_size as u64;
+        let len = self.module(m).info.region_size();
         let base = if len == 0 {
             // Nothing to reserve; any aligned non-zero value serves as a base.
             align_up(
@@ -1904,13 +1908,15 @@ impl<'a> Txn<'a> {
         // relocated against `__table_base`) keeps that slot, so every module's pointer to it
         // is the same value.
         let m = self.module(module);
-        let own = m.info.elem_offset(func).filter(|&rel| {
-            (rel as u64) < m.table_size || (m.is_main && !m.info.is_dynamic())
-        });
+        let own = m
+            .info
+            .elem_offset(func)
+            .filter(|&rel| (rel as u64) < m.table_size || (m.is_main && !m.info.is_dynamic()));
         if let Some(rel) = own {
             let slot = Slot(m.table_base + rel as u64);
             self.canonical.insert((module, func), slot);
-            self.slot_uses.push((slot, Some(SlotUse::Func { module, func })));
+            self.slot_uses
+                .push((slot, Some(SlotUse::Func { module, func })));
             return Ok(slot);
         }
         let slot = self.alloc_slots(1, 1)?;
@@ -1999,6 +2005,15 @@ impl<'a> Txn<'a> {
     /// Scope lookup for `requester`: the global scope in order (a strong definition beats a
     /// weak one), then the requester's local scope.
     fn lookup(&mut self, name: &str, requester: ModuleId) -> Option<Def> {
+        if is_linker_internal(name) {
+            // Per-module names (`__dso_handle`, …) always mean the requester's own.
+            let info = &self.module(requester).info;
+            let export = info.exports.iter().position(|e| &*e.name == name)?;
+            return Some(Def {
+                module: requester,
+                export: export as u32,
+            });
+        }
         let cands = self.candidates(name);
         if cands.is_empty() {
             return None;
@@ -2231,6 +2246,19 @@ impl<'a> Txn<'a> {
     }
 }
 
+/// The address a module's `atexit` registrations carry as their DSO: its exported
+/// `__dso_handle`, or the one the linker placed after its data.
+fn dso_handle(m: &LoadedModule) -> Option<u64> {
+    if let Some(ExportKind::Global { value: Some(v), .. }) =
+        m.info.export("__dso_handle").map(|e| &e.kind)
+    {
+        return Some(m.memory_base.wrapping_add(*v));
+    }
+    m.info
+        .needs_own_dso()
+        .then(|| m.memory_base + m.memory_size - 4)
+}
+
 fn has_tls_block(info: &ModuleInfo) -> bool {
     info.init.init_tls && info.init.tls_base && info.init.tls_size.is_some()
 }
@@ -2418,6 +2446,10 @@ impl<'a> Txn<'a> {
                     LayoutGlobal::StackHigh => lay.stack_high,
                 };
                 Binding::Global(self.const_global(import_ty, true, v))
+            }
+            ImportRole::GotMem(sym) if &**sym == "__dso_handle" && info.needs_own_dso() => {
+                let dso = dso_handle(self.module(m)).unwrap_or(0);
+                Binding::Global(self.const_global(import_ty, true, dso))
             }
             ImportRole::Layout(_) | ImportRole::GotMem(_) => {
                 let sym = &*imp.name;
@@ -2854,17 +2886,13 @@ impl<'a> Txn<'a> {
         // Destructors first, newest module first, while everything is still there.
         for &m in dead {
             let info = self.module(m).info.clone();
-            let memory_base = self.module(m).memory_base;
             if info.init.call_dtors {
                 self.body.push(Op::Call {
                     module: m,
                     func: InitCall::CallDtors,
                 });
             }
-            if let Some(ExportKind::Global { value: Some(v), .. }) =
-                info.export("__dso_handle").map(|e| e.kind.clone())
-            {
-                let dso = Addr(memory_base.wrapping_add(v));
+            if let Some(dso) = dso_handle(self.module(m)) {
                 let fin = self.lookup("__cxa_finalize", m).filter(|d| {
                     matches!(
                         self.module(d.module).info.exports[d.export as usize].kind,
@@ -2874,7 +2902,7 @@ impl<'a> Txn<'a> {
                 if let Some(fin) = fin {
                     self.body.push(Op::Finalize {
                         libc: fin.module,
-                        dso,
+                        dso: Addr(dso),
                     });
                 }
             }

@@ -476,7 +476,32 @@ impl ModuleInfo {
     /// Where the module's own element segments put function `func`, as an offset from its
     /// `__table_base` (absolute for a non-PIE main).
     pub fn elem_offset(&self, func: u32) -> Option<u32> {
-        self.table_elems.iter().find(|(_, f)| *f == func).map(|(o, _)| *o)
+        self.table_elems
+            .iter()
+            .find(|(_, f)| *f == func)
+            .map(|(o, _)| *o)
+    }
+
+    /// Whether the module refers to a `__dso_handle` it does not define (it was linked
+    /// against a library that exported one): the linker gives it its own, four bytes after
+    /// its data, so each library's `atexit` handlers stay its own.
+    pub fn needs_own_dso(&self) -> bool {
+        self.export("__dso_handle").is_none()
+            && self
+                .imports
+                .iter()
+                .any(|i| &*i.module == "GOT.mem" && &*i.name == "__dso_handle")
+    }
+
+    /// Bytes of memory the module's region takes: MEM_INFO's size, plus a `__dso_handle`
+    /// when the linker must provide one.
+    pub fn region_size(&self) -> u64 {
+        let size = self.dylink.as_ref().map_or(0, |d| d.memory_size as u64);
+        if self.needs_own_dso() {
+            size.div_ceil(4) * 4 + 4
+        } else {
+            size
+        }
     }
 
     /// Look an export up by name.

@@ -25,7 +25,10 @@ fn engine_err(context: impl Into<String>) -> impl FnOnce(wasmtime::Error) -> Err
 }
 
 fn fail(context: impl Into<String>, message: impl std::fmt::Display) -> Error {
-    Error::Engine { context: context.into(), source: wasmtime::format_err!("{message}") }
+    Error::Engine {
+        context: context.into(),
+        source: wasmtime::format_err!("{message}"),
+    }
 }
 
 pub(crate) fn val_type(t: ValType) -> wasmtime::ValType {
@@ -58,12 +61,20 @@ fn int_val(ty: ValType, v: u64) -> Val {
 }
 
 /// A host function that traps with a message naming `symbol`.
-pub(crate) fn trap_func<T: 'static>(program: &Program<T>, store: impl AsContextMut<Data = T>, symbol: &str, ty: &FuncType, weak: bool) -> Func {
+pub(crate) fn trap_func<T: 'static>(
+    program: &Program<T>,
+    store: impl AsContextMut<Data = T>,
+    symbol: &str,
+    ty: &FuncType,
+    weak: bool,
+) -> Func {
     let shared = program.shared.clone();
     let message = if weak {
         format!("dylink: called weak undefined function `{symbol}` (no loaded module defines it)")
     } else {
-        format!("dylink: called undefined function `{symbol}` (no loaded library defines it; load one with RTLD_GLOBAL that does)")
+        format!(
+            "dylink: called undefined function `{symbol}` (no loaded library defines it; load one with RTLD_GLOBAL that does)"
+        )
     };
     let ty = func_type(&program.shared.engine, ty);
     Func::new(store, ty, move |_, _, _| {
@@ -72,46 +83,101 @@ pub(crate) fn trap_func<T: 'static>(program: &Program<T>, store: impl AsContextM
     })
 }
 
-fn slot_func<T: Send + 'static>(program: &Program<T>, mut store: impl AsContextMut<Data = T>, value: &SlotValue) -> Result<Option<Func>, Error> {
+fn slot_func<T: Send + 'static>(
+    program: &Program<T>,
+    mut store: impl AsContextMut<Data = T>,
+    value: &SlotValue,
+) -> Result<Option<Func>, Error> {
     Ok(match value {
         SlotValue::Null => None,
         SlotValue::Export { module, name } => {
             let inst = lock(&program.group).instances.get(module).copied();
             let f = inst.and_then(|i| i.get_func(&mut store, name));
-            Some(f.ok_or_else(|| fail("setting a table slot", format_args!("{module} has no function export `{name}`")))?)
+            Some(f.ok_or_else(|| {
+                fail(
+                    "setting a table slot",
+                    format_args!("{module} has no function export `{name}`"),
+                )
+            })?)
         }
         SlotValue::Host { module, name } => {
-            let e = program.shared.host.get(&mut store, module, name).map_err(engine_err(format!("host function {module}.{name}")))?;
-            Some(e.into_func().ok_or_else(|| fail("setting a table slot", format_args!("host {module}.{name} is not a function")))?)
+            let e = program
+                .shared
+                .host
+                .get(&mut store, module, name)
+                .map_err(engine_err(format!("host function {module}.{name}")))?;
+            Some(e.into_func().ok_or_else(|| {
+                fail(
+                    "setting a table slot",
+                    format_args!("host {module}.{name} is not a function"),
+                )
+            })?)
         }
         SlotValue::Trap { symbol, ty } => Some(trap_func(program, store, symbol, ty, false)),
     })
 }
 
-fn set_slot(table: Table, mut store: impl AsContextMut, slot: u64, f: Option<Func>, undo: &mut Undo) -> Result<(), Error> {
-    let old = table.get(&mut store, slot).and_then(|r| r.as_func().flatten().copied());
-    table.set(&mut store, slot, Ref::Func(f)).map_err(engine_err(format!("setting table slot {slot}")))?;
+fn set_slot(
+    table: Table,
+    mut store: impl AsContextMut,
+    slot: u64,
+    f: Option<Func>,
+    undo: &mut Undo,
+) -> Result<(), Error> {
+    let old = table
+        .get(&mut store, slot)
+        .and_then(|r| r.as_func().flatten().copied());
+    table
+        .set(&mut store, slot, Ref::Func(f))
+        .map_err(engine_err(format!("setting table slot {slot}")))?;
     undo.slots.push((slot, old));
     Ok(())
 }
 
-fn binding<T: Send + 'static>(program: &Program<T>, mut store: impl AsContextMut<Data = T>, b: &Binding, memory64: bool) -> Result<Extern, Error> {
+fn binding<T: Send + 'static>(
+    program: &Program<T>,
+    mut store: impl AsContextMut<Data = T>,
+    b: &Binding,
+    memory64: bool,
+) -> Result<Extern, Error> {
     let g = lock(&program.group);
     let missing = |what: String| fail("instantiating", format_args!("{what} does not exist yet"));
     Ok(match b {
-        Binding::Memory => g.memory.as_ref().ok_or_else(|| missing("the memory".into()))?.to_extern(),
+        Binding::Memory => g
+            .memory
+            .as_ref()
+            .ok_or_else(|| missing("the memory".into()))?
+            .to_extern(),
         Binding::Table => g.table.ok_or_else(|| missing("the table".into()))?.into(),
-        Binding::Global(id) => g.global(*id).ok_or_else(|| missing(format!("global {id}")))?.into(),
-        Binding::Tag(id) => g.tag(*id).ok_or_else(|| missing(format!("tag {id}")))?.into(),
+        Binding::Global(id) => g
+            .global(*id)
+            .ok_or_else(|| missing(format!("global {id}")))?
+            .into(),
+        Binding::Tag(id) => g
+            .tag(*id)
+            .ok_or_else(|| missing(format!("tag {id}")))?
+            .into(),
         Binding::Export { module, name } => {
-            let inst = *g.instances.get(module).ok_or_else(|| missing(format!("module {module}")))?;
+            let inst = *g
+                .instances
+                .get(module)
+                .ok_or_else(|| missing(format!("module {module}")))?;
             drop(g);
-            inst.get_export(&mut store, name).ok_or_else(|| fail("instantiating", format_args!("{module} has no export `{name}`")))?
+            inst.get_export(&mut store, name).ok_or_else(|| {
+                fail(
+                    "instantiating",
+                    format_args!("{module} has no export `{name}`"),
+                )
+            })?
         }
         Binding::Generated { gen_id, name } => {
-            let inst = *g.generated.get(gen_id).ok_or_else(|| missing(format!("generated module {gen_id}")))?;
+            let inst = *g
+                .generated
+                .get(gen_id)
+                .ok_or_else(|| missing(format!("generated module {gen_id}")))?;
             drop(g);
-            inst.get_export(&mut store, name).ok_or_else(|| missing(format!("trampoline {name}")))?
+            inst.get_export(&mut store, name)
+                .ok_or_else(|| missing(format!("trampoline {name}")))?
         }
         Binding::Dl { func, caller } => {
             drop(g);
@@ -123,17 +189,32 @@ fn binding<T: Send + 'static>(program: &Program<T>, mut store: impl AsContextMut
         }
         Binding::Host { module, name } => {
             drop(g);
-            program.shared.host.get(&mut store, module, name).map_err(engine_err(format!("host import {module}.{name}")))?
+            program
+                .shared
+                .host
+                .get(&mut store, module, name)
+                .map_err(engine_err(format!("host import {module}.{name}")))?
         }
     })
 }
 
 /// Apply `ops` in order to this program's group in `store`.
-pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsContextMut<Data = T>, ops: &[Op], ctx: &Ctx<'_>, undo: &mut Undo) -> Result<(), Error> {
+pub(crate) fn apply<T: Send + 'static>(
+    program: &Program<T>,
+    mut store: impl AsContextMut<Data = T>,
+    ops: &[Op],
+    ctx: &Ctx<'_>,
+    undo: &mut Undo,
+) -> Result<(), Error> {
     let engine = program.shared.engine.clone();
     for op in ops {
         match op {
-            Op::CreateMemory { min_pages, max_pages, shared, memory64 } => {
+            Op::CreateMemory {
+                min_pages,
+                max_pages,
+                shared,
+                memory64,
+            } => {
                 let ty = MemoryType::builder()
                     .min(*min_pages)
                     .max(*max_pages)
@@ -149,7 +230,10 @@ pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsC
                     *lock(&program.shared.shared_memory) = Some(m.clone());
                     Mem::Shared(m)
                 } else {
-                    Mem::Plain(wasmtime::Memory::new(&mut store, ty).map_err(engine_err("creating the memory"))?)
+                    Mem::Plain(
+                        wasmtime::Memory::new(&mut store, ty)
+                            .map_err(engine_err("creating the memory"))?,
+                    )
                 };
                 let _ = program.shared.memory_cell.set(mem.clone());
                 lock(&program.group).memory = Some(mem);
@@ -159,44 +243,93 @@ pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsC
                 let mem = match inst.get_export(&mut store, export) {
                     Some(Extern::Memory(m)) => Mem::Plain(m),
                     Some(Extern::SharedMemory(m)) => Mem::Shared(m),
-                    _ => return Err(fail("adopting the main module's memory", format_args!("no memory export `{export}`"))),
+                    _ => {
+                        return Err(fail(
+                            "adopting the main module's memory",
+                            format_args!("no memory export `{export}`"),
+                        ));
+                    }
                 };
                 let _ = program.shared.memory_cell.set(mem.clone());
                 lock(&program.group).memory = Some(mem);
             }
             Op::AttachMemory => {
-                let m = lock(&program.shared.shared_memory).clone().ok_or_else(|| fail("attaching memory", "the program has no shared memory"))?;
+                let m = lock(&program.shared.shared_memory)
+                    .clone()
+                    .ok_or_else(|| fail("attaching memory", "the program has no shared memory"))?;
                 lock(&program.group).memory = Some(Mem::Shared(m));
             }
             Op::CreateTable { min, table64 } => {
-                let ty = if *table64 { TableType::new64(RefType::FUNCREF, *min, None) } else { TableType::new(RefType::FUNCREF, *min as u32, None) };
-                let t = Table::new(&mut store, ty, Ref::Func(None)).map_err(engine_err("creating the table"))?;
+                let ty = if *table64 {
+                    TableType::new64(RefType::FUNCREF, *min, None)
+                } else {
+                    TableType::new(RefType::FUNCREF, *min as u32, None)
+                };
+                let t = Table::new(&mut store, ty, Ref::Func(None))
+                    .map_err(engine_err("creating the table"))?;
                 lock(&program.group).table = Some(t);
             }
             Op::AdoptTable { module, export } => {
                 let inst = lock(&program.group).instances[module];
-                let t = inst.get_table(&mut store, export).ok_or_else(|| fail("adopting the main module's table", format_args!("no table export `{export}`")))?;
+                let t = inst.get_table(&mut store, export).ok_or_else(|| {
+                    fail(
+                        "adopting the main module's table",
+                        format_args!("no table export `{export}`"),
+                    )
+                })?;
                 lock(&program.group).table = Some(t);
             }
-            Op::GrowMemory { from_pages, to_pages } => {
-                let mem = lock(&program.group).memory.clone().ok_or_else(|| fail("growing memory", "no memory"))?;
+            Op::GrowMemory {
+                from_pages,
+                to_pages,
+            } => {
+                let mem = lock(&program.group)
+                    .memory
+                    .clone()
+                    .ok_or_else(|| fail("growing memory", "no memory"))?;
                 let now = mem.pages(&store);
                 if now != *from_pages {
-                    return Err(fail("growing memory", format_args!("it has {now} pages, the plan expected {from_pages}; plan again")));
+                    return Err(fail(
+                        "growing memory",
+                        format_args!(
+                            "it has {now} pages, the plan expected {from_pages}; plan again"
+                        ),
+                    ));
                 }
-                mem.grow(&mut store, to_pages - from_pages).map_err(engine_err(format!("growing memory to {to_pages} pages")))?;
+                mem.grow(&mut store, to_pages - from_pages)
+                    .map_err(engine_err(format!("growing memory to {to_pages} pages")))?;
             }
             Op::GrowTable { from, to } => {
-                let table = lock(&program.group).table.ok_or_else(|| fail("growing the table", "no table"))?;
+                let table = lock(&program.group)
+                    .table
+                    .ok_or_else(|| fail("growing the table", "no table"))?;
                 let now = table.size(&store);
                 if now != *from {
-                    return Err(fail("growing the table", format_args!("it has {now} slots, the plan expected {from}; plan again")));
+                    return Err(fail(
+                        "growing the table",
+                        format_args!("it has {now} slots, the plan expected {from}; plan again"),
+                    ));
                 }
-                table.grow(&mut store, to - from, Ref::Func(None)).map_err(engine_err(format!("growing the table to {to} slots")))?;
+                table
+                    .grow(&mut store, to - from, Ref::Func(None))
+                    .map_err(engine_err(format!("growing the table to {to} slots")))?;
             }
-            Op::CreateGlobal { global, ty, mutable, value } => {
-                let gt = GlobalType::new(val_type(*ty), if *mutable { Mutability::Var } else { Mutability::Const });
-                let g = Global::new(&mut store, gt, int_val(*ty, *value)).map_err(engine_err(format!("creating global {global}")))?;
+            Op::CreateGlobal {
+                global,
+                ty,
+                mutable,
+                value,
+            } => {
+                let gt = GlobalType::new(
+                    val_type(*ty),
+                    if *mutable {
+                        Mutability::Var
+                    } else {
+                        Mutability::Const
+                    },
+                );
+                let g = Global::new(&mut store, gt, int_val(*ty, *value))
+                    .map_err(engine_err(format!("creating global {global}")))?;
                 let mut grp = lock(&program.group);
                 if grp.globals.len() <= global.index() {
                     grp.globals.resize(global.index() + 1, None);
@@ -205,12 +338,15 @@ pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsC
                 undo.globals.push(*global);
             }
             Op::SetGlobal { global, value } => {
-                let g = lock(&program.group).global(*global).ok_or_else(|| fail("setting a global", format_args!("{global} does not exist")))?;
+                let g = lock(&program.group).global(*global).ok_or_else(|| {
+                    fail("setting a global", format_args!("{global} does not exist"))
+                })?;
                 let ty = match g.ty(&store).content() {
                     wasmtime::ValType::I64 => ValType::I64,
                     _ => ValType::I32,
                 };
-                g.set(&mut store, int_val(ty, *value)).map_err(engine_err(format!("setting {global}")))?;
+                g.set(&mut store, int_val(ty, *value))
+                    .map_err(engine_err(format!("setting {global}")))?;
             }
             Op::CreateTag { tag, ty } => {
                 let tt = TagType::new(func_type(&engine, ty));
@@ -222,68 +358,116 @@ pub(crate) fn apply<T: Send + 'static>(program: &Program<T>, mut store: impl AsC
                 grp.tags[tag.index()] = Some(t);
             }
             Op::ZeroMemory { addr, len } => {
-                let mem = lock(&program.group).memory.clone().ok_or_else(|| fail("zeroing memory", "no memory"))?;
-                mem.zero(&mut store, addr.0, *len).map_err(|m| fail("zeroing a reused region", m))?;
+                let mem = lock(&program.group)
+                    .memory
+                    .clone()
+                    .ok_or_else(|| fail("zeroing memory", "no memory"))?;
+                mem.zero(&mut store, addr.0, *len)
+                    .map_err(|m| fail("zeroing a reused region", m))?;
             }
-            Op::InstantiateGenerated { gen_id, bytes, imports } => {
+            Op::InstantiateGenerated {
+                gen_id,
+                bytes,
+                imports,
+            } => {
                 debug_assert!(imports.is_empty());
                 let module = crate::compile(&engine, bytes, "a generated trampoline module")?;
-                let inst = Instance::new(&mut store, &module, &[]).map_err(engine_err("instantiating trampolines"))?;
+                let inst = Instance::new(&mut store, &module, &[])
+                    .map_err(engine_err("instantiating trampolines"))?;
                 lock(&program.group).generated.insert(*gen_id, inst);
                 undo.generated.push(*gen_id);
             }
             Op::Instantiate { module, imports } => {
-                let compiled = lock(&program.shared.compiled).get(module).cloned().ok_or_else(|| fail("instantiating", format_args!("{module} was never compiled")))?;
+                let compiled = lock(&program.shared.compiled)
+                    .get(module)
+                    .cloned()
+                    .ok_or_else(|| {
+                        fail("instantiating", format_args!("{module} was never compiled"))
+                    })?;
                 let mut externs = Vec::with_capacity(imports.len());
                 for b in imports {
                     externs.push(binding(program, &mut store, b, ctx.memory64)?);
                 }
-                let inst = Instance::new(&mut store, &compiled, &externs).map_err(engine_err(format!("instantiating {}", ctx.path(*module))))?;
+                let inst = Instance::new(&mut store, &compiled, &externs)
+                    .map_err(engine_err(format!("instantiating {}", ctx.path(*module))))?;
                 lock(&program.group).instances.insert(*module, inst);
                 undo.instances.push(*module);
             }
             Op::SetSlot { slot, value } => {
                 let f = slot_func(program, &mut store, value)?;
-                let table = lock(&program.group).table.ok_or_else(|| fail("setting a slot", "no table"))?;
+                let table = lock(&program.group)
+                    .table
+                    .ok_or_else(|| fail("setting a slot", "no table"))?;
                 set_slot(table, &mut store, slot.0, f, undo)?;
             }
-            Op::SetTrampoline { gen_id, index, value } => {
+            Op::SetTrampoline {
+                gen_id,
+                index,
+                value,
+            } => {
                 let f = slot_func(program, &mut store, value)?;
-                let inst = *lock(&program.group).generated.get(gen_id).ok_or_else(|| fail("patching a trampoline", format_args!("{gen_id} does not exist")))?;
-                let table = inst.get_table(&mut store, dylink_core::trampoline::TABLE_EXPORT).ok_or_else(|| fail("patching a trampoline", "no table"))?;
-                table.set(&mut store, *index as u64, Ref::Func(f)).map_err(engine_err("patching a trampoline"))?;
+                let inst = *lock(&program.group).generated.get(gen_id).ok_or_else(|| {
+                    fail(
+                        "patching a trampoline",
+                        format_args!("{gen_id} does not exist"),
+                    )
+                })?;
+                let table = inst
+                    .get_table(&mut store, dylink_core::trampoline::TABLE_EXPORT)
+                    .ok_or_else(|| fail("patching a trampoline", "no table"))?;
+                table
+                    .set(&mut store, *index as u64, Ref::Func(f))
+                    .map_err(engine_err("patching a trampoline"))?;
             }
             Op::ClearSlots { start, len } => {
-                let table = lock(&program.group).table.ok_or_else(|| fail("clearing slots", "no table"))?;
-                table.fill(&mut store, start.0, Ref::Func(None), *len).map_err(engine_err("clearing an unloaded module's slots"))?;
+                let table = lock(&program.group)
+                    .table
+                    .ok_or_else(|| fail("clearing slots", "no table"))?;
+                table
+                    .fill(&mut store, start.0, Ref::Func(None), *len)
+                    .map_err(engine_err("clearing an unloaded module's slots"))?;
             }
             Op::Call { module, func } => {
                 let inst = lock(&program.group).instances[module];
-                let f = inst.get_typed_func::<(), ()>(&mut store, func.export_name()).map_err(engine_err(format!("{module}: {}", func.export_name())))?;
+                let f = inst
+                    .get_typed_func::<(), ()>(&mut store, func.export_name())
+                    .map_err(engine_err(format!("{module}: {}", func.export_name())))?;
                 let what = match func {
                     InitCall::CallCtors | InitCall::Initialize => "running constructors of",
                     InitCall::CallDtors => "running destructors of",
                     _ => "applying relocations of",
                 };
-                f.call(&mut store, ()).map_err(engine_err(format!("{what} {}", ctx.path(*module))))?;
+                f.call(&mut store, ())
+                    .map_err(engine_err(format!("{what} {}", ctx.path(*module))))?;
             }
             Op::InitTls { module, block } => {
                 let inst = lock(&program.group).instances[module];
-                let f = inst.get_func(&mut store, "__wasm_init_tls").ok_or_else(|| fail("initialising TLS", format_args!("{module} has no __wasm_init_tls")))?;
+                let f = inst
+                    .get_func(&mut store, "__wasm_init_tls")
+                    .ok_or_else(|| {
+                        fail(
+                            "initialising TLS",
+                            format_args!("{module} has no __wasm_init_tls"),
+                        )
+                    })?;
                 let arg = match f.ty(&store).param(0) {
                     Some(wasmtime::ValType::I64) => Val::I64(block.0 as i64),
                     _ => Val::I32(block.0 as u32 as i32),
                 };
-                f.call(&mut store, &[arg], &mut []).map_err(engine_err(format!("initialising TLS of {module}")))?;
+                f.call(&mut store, &[arg], &mut [])
+                    .map_err(engine_err(format!("initialising TLS of {module}")))?;
             }
             Op::Finalize { libc, dso } => {
                 let inst = lock(&program.group).instances[libc];
-                let f = inst.get_func(&mut store, "__cxa_finalize").ok_or_else(|| fail("running atexit handlers", "no __cxa_finalize"))?;
+                let f = inst
+                    .get_func(&mut store, "__cxa_finalize")
+                    .ok_or_else(|| fail("running atexit handlers", "no __cxa_finalize"))?;
                 let arg = match f.ty(&store).param(0) {
                     Some(wasmtime::ValType::I64) => Val::I64(dso.0 as i64),
                     _ => Val::I32(dso.0 as u32 as i32),
                 };
-                f.call(&mut store, &[arg], &mut []).map_err(engine_err("running atexit handlers (__cxa_finalize)"))?;
+                f.call(&mut store, &[arg], &mut [])
+                    .map_err(engine_err("running atexit handlers (__cxa_finalize)"))?;
             }
             Op::Unload { module } => {
                 lock(&program.group).instances.remove(module);
@@ -313,7 +497,11 @@ impl Ctx<'_> {
 /// Undo what a failed plan applied: new instances and trampolines are forgotten, table slots
 /// get their old contents back. Memory and table growth stay (the core learns the sizes from
 /// the next plan's facts and never hands out what it did not plan).
-pub(crate) fn rollback<T: Send + 'static>(program: &Program<T>, mut store: impl AsContextMut<Data = T>, undo: Undo) {
+pub(crate) fn rollback<T: Send + 'static>(
+    program: &Program<T>,
+    mut store: impl AsContextMut<Data = T>,
+    undo: Undo,
+) {
     let table = lock(&program.group).table;
     if let Some(table) = table {
         for (slot, old) in undo.slots.into_iter().rev() {

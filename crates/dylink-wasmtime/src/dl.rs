@@ -9,22 +9,44 @@ use wasmtime::{AsContextMut, Caller, Func, Val};
 use crate::{Program, lock, val_bits};
 
 /// The host function implementing `func` for imports of module `caller`.
-pub(crate) fn host_func<T: Send + 'static>(program: &Program<T>, store: impl AsContextMut<Data = T>, func: DlFunc, caller: ModuleId, memory64: bool) -> Func {
+pub(crate) fn host_func<T: Send + 'static>(
+    program: &Program<T>,
+    store: impl AsContextMut<Data = T>,
+    func: DlFunc,
+    caller: ModuleId,
+    memory64: bool,
+) -> Func {
     let ty = crate::apply::func_type(&program.shared.engine, &func.signature(memory64));
     let program = program.clone();
-    Func::new(store, ty, move |mut cx: Caller<'_, T>, params: &[Val], results: &mut [Val]| {
-        program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
-        let arg = |i: usize| params.get(i).map_or(0, val_bits);
-        let ptr = |v: u64| if memory64 { Val::I64(v as i64) } else { Val::I32(v as u32 as i32) };
-        results[0] = match func {
-            DlFunc::Open => ptr(dlopen(&program, &mut cx, caller, arg(0), arg(1) as u32 as i32)),
-            DlFunc::Sym => ptr(dlsym(&program, &mut cx, caller, arg(0), arg(1), memory64)),
-            DlFunc::Close => Val::I32(dlclose(&program, &mut cx, arg(0), memory64)),
-            DlFunc::Error => ptr(dlerror(&program, &mut cx)),
-            DlFunc::Addr => Val::I32(dladdr(&program, &mut cx, arg(0), arg(1), memory64)),
-        };
-        Ok(())
-    })
+    Func::new(
+        store,
+        ty,
+        move |mut cx: Caller<'_, T>, params: &[Val], results: &mut [Val]| {
+            program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+            let arg = |i: usize| params.get(i).map_or(0, val_bits);
+            let ptr = |v: u64| {
+                if memory64 {
+                    Val::I64(v as i64)
+                } else {
+                    Val::I32(v as u32 as i32)
+                }
+            };
+            results[0] = match func {
+                DlFunc::Open => ptr(dlopen(
+                    &program,
+                    &mut cx,
+                    caller,
+                    arg(0),
+                    arg(1) as u32 as i32,
+                )),
+                DlFunc::Sym => ptr(dlsym(&program, &mut cx, caller, arg(0), arg(1), memory64)),
+                DlFunc::Close => Val::I32(dlclose(&program, &mut cx, arg(0), memory64)),
+                DlFunc::Error => ptr(dlerror(&program, &mut cx)),
+                DlFunc::Addr => Val::I32(dladdr(&program, &mut cx, arg(0), arg(1), memory64)),
+            };
+            Ok(())
+        },
+    )
 }
 
 fn set_error<T: 'static>(program: &Program<T>, message: String) {
@@ -34,14 +56,25 @@ fn set_error<T: 'static>(program: &Program<T>, message: String) {
 /// Refuse re-entry: a constructor run by a dl operation that calls back into the dl API.
 fn busy<T: 'static>(program: &Program<T>, what: &str) -> bool {
     if lock(&program.group).busy {
-        set_error(program, format!("{what} called from a constructor or destructor while another dl operation runs; call it after that operation returns"));
+        set_error(
+            program,
+            format!(
+                "{what} called from a constructor or destructor while another dl operation runs; call it after that operation returns"
+            ),
+        );
         true
     } else {
         false
     }
 }
 
-fn dlopen<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, caller: ModuleId, name_ptr: u64, flags: i32) -> u64 {
+fn dlopen<T: Send + 'static>(
+    program: &Program<T>,
+    cx: &mut Caller<'_, T>,
+    caller: ModuleId,
+    name_ptr: u64,
+    flags: i32,
+) -> u64 {
     if busy(program, "dlopen") {
         return 0;
     }
@@ -60,20 +93,38 @@ fn dlopen<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, calle
     let facts = program.facts(&mut *cx);
     let group = lock(&program.group).id;
     let result = core
-        .plan_dlopen(name.as_deref(), flags, Some(caller), group, facts, &*program.shared.source, &program.shared.host_names)
+        .plan_dlopen(
+            name.as_deref(),
+            flags,
+            Some(caller),
+            group,
+            facts,
+            &*program.shared.source,
+            &program.shared.host_names,
+        )
         .map_err(crate::Error::from)
         .and_then(|plan| program.run_plan(&mut *cx, &mut core, plan));
     match result {
         Ok(Outcome::Loaded(m)) => Handle::value(m),
         Ok(other) => unreachable!("dlopen yields a module, not {other:?}"),
         Err(e) => {
-            set_error(program, format!("dlopen {}: {e}", name.as_deref().unwrap_or("(program)")));
+            set_error(
+                program,
+                format!("dlopen {}: {e}", name.as_deref().unwrap_or("(program)")),
+            );
             0
         }
     }
 }
 
-fn dlsym<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, caller: ModuleId, handle: u64, name_ptr: u64, memory64: bool) -> u64 {
+fn dlsym<T: Send + 'static>(
+    program: &Program<T>,
+    cx: &mut Caller<'_, T>,
+    caller: ModuleId,
+    handle: u64,
+    name_ptr: u64,
+    memory64: bool,
+) -> u64 {
     if busy(program, "dlsym") {
         return 0;
     }
@@ -84,7 +135,12 @@ fn dlsym<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, caller
             return 0;
         }
     };
-    match program.dlsym(&mut *cx, Handle::from_value(handle, memory64), &name, Some(caller)) {
+    match program.dlsym(
+        &mut *cx,
+        Handle::from_value(handle, memory64),
+        &name,
+        Some(caller),
+    ) {
         Ok(v) => v.as_u64(),
         Err(e) => {
             set_error(program, format!("dlsym: {e}"));
@@ -93,7 +149,12 @@ fn dlsym<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, caller
     }
 }
 
-fn dlclose<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, handle: u64, memory64: bool) -> i32 {
+fn dlclose<T: Send + 'static>(
+    program: &Program<T>,
+    cx: &mut Caller<'_, T>,
+    handle: u64,
+    memory64: bool,
+) -> i32 {
     if busy(program, "dlclose") {
         return -1;
     }
@@ -131,7 +192,13 @@ fn dlerror<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>) -> u
     }
 }
 
-fn dladdr<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, value: u64, info_ptr: u64, memory64: bool) -> i32 {
+fn dladdr<T: Send + 'static>(
+    program: &Program<T>,
+    cx: &mut Caller<'_, T>,
+    value: u64,
+    info_ptr: u64,
+    memory64: bool,
+) -> i32 {
     let Some(info) = program.dladdr(value) else {
         return 0;
     };
@@ -154,7 +221,16 @@ fn dladdr<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, value
     if text.len() as u64 > len {
         return 0;
     }
-    let fields = [fname, info.base, sname.unwrap_or(0), if sname.is_some() { info.symbol_value } else { 0 }];
+    let fields = [
+        fname,
+        info.base,
+        sname.unwrap_or(0),
+        if sname.is_some() {
+            info.symbol_value
+        } else {
+            0
+        },
+    ];
     let mut out = Vec::new();
     for f in fields {
         if memory64 {
@@ -164,7 +240,8 @@ fn dladdr<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>, value
         }
     }
     let mem = program.memory();
-    if mem.write(&mut *cx, names.0, &text).is_err() || mem.write(&mut *cx, info_ptr, &out).is_err() {
+    if mem.write(&mut *cx, names.0, &text).is_err() || mem.write(&mut *cx, info_ptr, &out).is_err()
+    {
         return 0;
     }
     1

@@ -100,7 +100,11 @@ impl Options {
     /// Default configuration reading from `source`. When `source` is a [`DirSource`], its
     /// mounts become the roots: nothing outside them can be loaded.
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
-        Self { config: Config::default(), source: Arc::new(source), memory: MemoryCell::default() }
+        Self {
+            config: Config::default(),
+            source: Arc::new(source),
+            memory: MemoryCell::default(),
+        }
     }
 
     /// Confine library names to `roots` (virtual directories).
@@ -112,7 +116,9 @@ impl Options {
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Options").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -147,15 +153,20 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
     bytes.hash(&mut h);
     let key = (bytes.len(), h.finish());
     let mut cache = lock(compile_cache());
-    if let Some((_, m)) = cache
-        .get(&key)
-        .and_then(|v| v.iter().find(|(b, m)| **b == **bytes && Engine::same(m.engine(), engine)))
-    {
+    if let Some((_, m)) = cache.get(&key).and_then(|v| {
+        v.iter()
+            .find(|(b, m)| **b == **bytes && Engine::same(m.engine(), engine))
+    }) {
         return Ok(m.clone());
     }
-    let module = Module::new(engine, &bytes[..])
-        .map_err(|source| Error::Engine { context: format!("compiling {what}"), source })?;
-    cache.entry(key).or_default().push((bytes.clone(), module.clone()));
+    let module = Module::new(engine, &bytes[..]).map_err(|source| Error::Engine {
+        context: format!("compiling {what}"),
+        source,
+    })?;
+    cache
+        .entry(key)
+        .or_default()
+        .push((bytes.clone(), module.clone()));
     Ok(module)
 }
 
@@ -198,13 +209,18 @@ pub struct Program<T: 'static> {
 
 impl<T: 'static> Clone for Program<T> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), group: self.group.clone() }
+        Self {
+            shared: self.shared.clone(),
+            group: self.group.clone(),
+        }
     }
 }
 
 impl<T: 'static> fmt::Debug for Program<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Program").field("group", &lock(&self.group).id).finish_non_exhaustive()
+        f.debug_struct("Program")
+            .field("group", &lock(&self.group).id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,10 +252,18 @@ impl<T: Send + 'static> Program<T> {
             memory_cell: options.memory,
             host_calls: AtomicU64::new(0),
         });
-        let group = Arc::new(Mutex::new(Group { id: dylink_core::MAIN_GROUP, ..Group::default() }));
+        let group = Arc::new(Mutex::new(Group {
+            id: dylink_core::MAIN_GROUP,
+            ..Group::default()
+        }));
         let program = Program { shared, group };
         let mut core = lock(&program.shared.core);
-        let plan = core.plan_startup(path, main.into(), &*program.shared.source, &program.shared.host_names)?;
+        let plan = core.plan_startup(
+            path,
+            main.into(),
+            &*program.shared.source,
+            &program.shared.host_names,
+        )?;
         program.run_plan(&mut store, &mut core, plan)?;
         drop(core);
         Ok(program)
@@ -259,7 +283,11 @@ impl<T: Send + 'static> Program<T> {
         }
         let mut undo = apply::Undo::default();
         lock(&self.group).busy = true;
-        let ctx = apply::Ctx { core, new: &plan.modules, memory64: plan.memory64 };
+        let ctx = apply::Ctx {
+            core,
+            new: &plan.modules,
+            memory64: plan.memory64,
+        };
         let applied = apply::apply(self, &mut store, &plan.ops, &ctx, &mut undo);
         lock(&self.group).busy = false;
         match applied {
@@ -275,12 +303,16 @@ impl<T: Send + 'static> Program<T> {
     /// The engine's facts the core plans against.
     pub(crate) fn facts(&self, store: impl AsContextMut<Data = T>) -> Facts {
         let g = lock(&self.group);
-        Facts { memory_bytes: g.memory.as_ref().map_or(0, |m| m.size_bytes(&store)) }
+        Facts {
+            memory_bytes: g.memory.as_ref().map_or(0, |m| m.size_bytes(&store)),
+        }
     }
 
     /// The main module's instance.
     pub fn main_instance(&self) -> Instance {
-        let main = lock(&self.shared.core).main().expect("a loaded program has a main module");
+        let main = lock(&self.shared.core)
+            .main()
+            .expect("a loaded program has a main module");
         lock(&self.group).instances[&main]
     }
 
@@ -301,12 +333,17 @@ impl<T: Send + 'static> Program<T> {
 
     /// The program's linear memory.
     pub fn memory(&self) -> Mem {
-        lock(&self.group).memory.clone().expect("a loaded program has a memory")
+        lock(&self.group)
+            .memory
+            .clone()
+            .expect("a loaded program has a memory")
     }
 
     /// The function table of this group.
     pub fn table(&self) -> Table {
-        lock(&self.group).table.expect("a loaded program has a table")
+        lock(&self.group)
+            .table
+            .expect("a loaded program has a table")
     }
 
     /// Run `f` with the linker core (for reports: layout, modules, `ldd`-style listings).
@@ -321,11 +358,24 @@ impl<T: Send + 'static> Program<T> {
     }
 
     /// `dlopen(name, flags)` from the host. `None` is the program itself.
-    pub fn dlopen(&self, mut store: impl AsContextMut<Data = T>, name: Option<&str>, flags: i32) -> Result<ModuleId, Error> {
+    pub fn dlopen(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        name: Option<&str>,
+        flags: i32,
+    ) -> Result<ModuleId, Error> {
         let mut core = lock(&self.shared.core);
         let facts = self.facts(&mut store);
         let group = lock(&self.group).id;
-        let plan = core.plan_dlopen(name, flags, None, group, facts, &*self.shared.source, &self.shared.host_names)?;
+        let plan = core.plan_dlopen(
+            name,
+            flags,
+            None,
+            group,
+            facts,
+            &*self.shared.source,
+            &self.shared.host_names,
+        )?;
         match self.run_plan(&mut store, &mut core, plan)? {
             Outcome::Loaded(m) => Ok(m),
             other => unreachable!("dlopen yields a module, not {other:?}"),
@@ -333,20 +383,32 @@ impl<T: Send + 'static> Program<T> {
     }
 
     /// `dlsym(handle, name)` from the host (`caller` matters for `RTLD_NEXT`).
-    pub fn dlsym(&self, mut store: impl AsContextMut<Data = T>, handle: Handle, name: &str, caller: Option<ModuleId>) -> Result<SymbolValue, Error> {
+    pub fn dlsym(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        handle: Handle,
+        name: &str,
+        caller: Option<ModuleId>,
+    ) -> Result<SymbolValue, Error> {
         let mut core = lock(&self.shared.core);
         let group = lock(&self.group).id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
-            dylink_core::DlsymAnswer::Plan(plan) => match self.run_plan(&mut store, &mut core, plan)? {
-                Outcome::Symbol(v) => Ok(v),
-                other => unreachable!("dlsym yields a symbol, not {other:?}"),
-            },
+            dylink_core::DlsymAnswer::Plan(plan) => {
+                match self.run_plan(&mut store, &mut core, plan)? {
+                    Outcome::Symbol(v) => Ok(v),
+                    other => unreachable!("dlsym yields a symbol, not {other:?}"),
+                }
+            }
         }
     }
 
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
-    pub fn dlclose(&self, mut store: impl AsContextMut<Data = T>, handle: ModuleId) -> Result<(), Error> {
+    pub fn dlclose(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        handle: ModuleId,
+    ) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
         let group = lock(&self.group).id;
         let plan = core.plan_dlclose(handle, group)?;
@@ -365,7 +427,12 @@ impl<T: Send + 'static> Program<T> {
     }
 
     /// Read an integer global of the main module, or the value a data symbol holds.
-    pub fn read_memory(&self, store: impl AsContextMut<Data = T>, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+    pub fn read_memory(
+        &self,
+        store: impl AsContextMut<Data = T>,
+        addr: u64,
+        buf: &mut [u8],
+    ) -> Result<(), String> {
         self.memory().read(store, addr, buf)
     }
 }

@@ -49,8 +49,12 @@ impl Mem {
     pub fn read(&self, store: impl AsContext, addr: u64, buf: &mut [u8]) -> Result<(), String> {
         let start = usize::try_from(addr).map_err(|_| "address out of range")?;
         match self {
-            Mem::Plain(m) => m.read(&store, start, buf).map_err(|_| out_of_bounds(addr, buf.len())),
-            Mem::Shared(m) => shared::read(m, start, buf).ok_or_else(|| out_of_bounds(addr, buf.len())),
+            Mem::Plain(m) => m
+                .read(&store, start, buf)
+                .map_err(|_| out_of_bounds(addr, buf.len())),
+            Mem::Shared(m) => {
+                shared::read(m, start, buf).ok_or_else(|| out_of_bounds(addr, buf.len()))
+            }
         }
     }
 
@@ -58,8 +62,12 @@ impl Mem {
     pub fn write(&self, store: impl AsContextMut, addr: u64, bytes: &[u8]) -> Result<(), String> {
         let start = usize::try_from(addr).map_err(|_| "address out of range")?;
         match self {
-            Mem::Plain(m) => m.write(store, start, bytes).map_err(|_| out_of_bounds(addr, bytes.len())),
-            Mem::Shared(m) => shared::write(m, start, bytes).ok_or_else(|| out_of_bounds(addr, bytes.len())),
+            Mem::Plain(m) => m
+                .write(store, start, bytes)
+                .map_err(|_| out_of_bounds(addr, bytes.len())),
+            Mem::Shared(m) => {
+                shared::write(m, start, bytes).ok_or_else(|| out_of_bounds(addr, bytes.len()))
+            }
         }
     }
 
@@ -76,7 +84,12 @@ impl Mem {
     }
 
     /// A NUL-terminated string at `addr` (at most `max` bytes).
-    pub fn read_cstr(&self, store: impl AsContext, addr: u64, max: usize) -> Result<String, String> {
+    pub fn read_cstr(
+        &self,
+        store: impl AsContext,
+        addr: u64,
+        max: usize,
+    ) -> Result<String, String> {
         let mut out = Vec::new();
         let mut chunk = [0u8; 64];
         let size = self.size_bytes(&store);

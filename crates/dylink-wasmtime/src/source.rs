@@ -53,9 +53,9 @@ impl ModuleSource for DirSource {
                 Ok(bytes) => Ok(Some(bytes.into())),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
                 Err(e) if e.kind() == ErrorKind::IsADirectory => Ok(None),
-                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                    Err(format!("refused: {e} (it leaves the mounted directory, or is not readable)"))
-                }
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(format!(
+                    "refused: {e} (it leaves the mounted directory, or is not readable)"
+                )),
                 Err(e) => Err(e.to_string()),
             };
         }

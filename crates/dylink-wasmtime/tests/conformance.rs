@@ -30,7 +30,8 @@ fn call(store: &mut Store<()>, f: wasmtime::Func, args: &[i64]) -> Result<Option
     let ty = f.ty(&*store);
     let params = to_vals(&ty, args);
     let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
-    f.call(&mut *store, &params, &mut results).map_err(|e| format!("{e:#}"))?;
+    f.call(&mut *store, &params, &mut results)
+        .map_err(|e| format!("{e:#}"))?;
     Ok(results.first().map(|v| match v {
         Val::I32(x) => *x as i64,
         Val::I64(x) => *x,
@@ -40,11 +41,17 @@ fn call(store: &mut Store<()>, f: wasmtime::Func, args: &[i64]) -> Result<Option
 
 impl Suite for Loaded {
     fn call(&mut self, func: &str, args: &[i64]) -> Result<Option<i64>, String> {
-        let f = self.program.main_func(&mut self.store, func).ok_or_else(|| format!("main exports no function `{func}`"))?;
+        let f = self
+            .program
+            .main_func(&mut self.store, func)
+            .ok_or_else(|| format!("main exports no function `{func}`"))?;
         call(&mut self.store, f, args)
     }
     fn call_ptr(&mut self, ptr: u64, args: &[i64]) -> Result<Option<i64>, String> {
-        let f = self.program.func_at(&mut self.store, ptr).ok_or_else(|| format!("slot {ptr} holds no function"))?;
+        let f = self
+            .program
+            .func_at(&mut self.store, ptr)
+            .ok_or_else(|| format!("slot {ptr} holds no function"))?;
         call(&mut self.store, f, args)
     }
     fn read_u32(&mut self, addr: u64) -> Result<u32, String> {
@@ -53,15 +60,24 @@ impl Suite for Loaded {
         Ok(u32::from_le_bytes(b))
     }
     fn dlopen(&mut self, name: &str, flags: i32) -> Result<u64, String> {
-        self.program.dlopen(&mut self.store, Some(name), flags).map(dylink_wasmtime::core::Handle::value).map_err(|e| e.to_string())
+        self.program
+            .dlopen(&mut self.store, Some(name), flags)
+            .map(dylink_wasmtime::core::Handle::value)
+            .map_err(|e| e.to_string())
     }
     fn dlsym(&mut self, handle: u64, name: &str) -> Result<u64, String> {
         let h = dylink_wasmtime::core::Handle::from_value(handle, false);
-        self.program.dlsym(&mut self.store, h, name, None).map(|v| v.as_u64()).map_err(|e| e.to_string())
+        self.program
+            .dlsym(&mut self.store, h, name, None)
+            .map(|v| v.as_u64())
+            .map_err(|e| e.to_string())
     }
     fn dlclose(&mut self, handle: u64) -> Result<(), String> {
         match dylink_wasmtime::core::Handle::from_value(handle, false) {
-            dylink_wasmtime::core::Handle::Module(m) => self.program.dlclose(&mut self.store, m).map_err(|e| e.to_string()),
+            dylink_wasmtime::core::Handle::Module(m) => self
+                .program
+                .dlclose(&mut self.store, m)
+                .map_err(|e| e.to_string()),
             h => Err(format!("not a module handle: {h:?}")),
         }
     }
@@ -85,13 +101,19 @@ impl Adapter for Wasmtime {
         let memory = dylink_wasmtime::MemoryCell::default();
         let (out, mem) = (output.clone(), memory.clone());
         linker
-            .func_wrap("test", "log_str", move |caller: Caller<'_, ()>, ptr: i32| {
-                let s = match mem.get() {
-                    Some(m) => m.read_cstr(&caller, ptr as u32 as u64, 1 << 16).unwrap_or_else(|e| format!("<{e}>")),
-                    None => "<no memory yet>".into(),
-                };
-                out.lock().unwrap().push_str(&s);
-            })
+            .func_wrap(
+                "test",
+                "log_str",
+                move |caller: Caller<'_, ()>, ptr: i32| {
+                    let s = match mem.get() {
+                        Some(m) => m
+                            .read_cstr(&caller, ptr as u32 as u64, 1 << 16)
+                            .unwrap_or_else(|e| format!("<{e}>")),
+                        None => "<no memory yet>".into(),
+                    };
+                    out.lock().unwrap().push_str(&s);
+                },
+            )
             .map_err(|e| e.to_string())?;
         let out = output.clone();
         linker
@@ -110,15 +132,24 @@ impl Adapter for Wasmtime {
         if spec.bind_now {
             options.config.bind = dylink_wasmtime::BindMode::Now;
         }
-        let main = std::fs::read(spec.root.join(spec.main.trim_start_matches('/'))).map_err(|e| format!("{}: {e}", spec.main))?;
-        let program = Program::load(&mut store, &linker, options, &spec.main, &main).map_err(|e| e.to_string())?;
-        Ok(Box::new(Loaded { store, program, output }))
+        let main = std::fs::read(spec.root.join(spec.main.trim_start_matches('/')))
+            .map_err(|e| format!("{}: {e}", spec.main))?;
+        let program = Program::load(&mut store, &linker, options, &spec.main, &main)
+            .map_err(|e| e.to_string())?;
+        Ok(Box::new(Loaded {
+            store,
+            program,
+            output,
+        }))
     }
 }
 
 fn main() {
     let mut config = Config::new();
-    config.wasm_threads(true).wasm_exceptions(true).wasm_memory64(true);
+    config
+        .wasm_threads(true)
+        .wasm_exceptions(true)
+        .wasm_memory64(true);
     let engine = Engine::new(&config).expect("engine");
     std::process::exit(dylink_conformance::run_main(&Wasmtime { engine }));
 }
