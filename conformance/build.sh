@@ -4,7 +4,8 @@
 # Each case's case.txt lists its builds, in order, as lines:
 #   build: lib  OUT.so   SRC.c... [-- LINK ARGS]   side module (-fPIC -shared)
 #   build: pie  OUT.wasm SRC.c... [-- LINK ARGS]   PIE main (-pie, imports memory and table)
-#   build: exe  OUT.wasm SRC.c... [-- LINK ARGS]   non-PIE main (exports memory and table)
+#   build: exe  OUT.wasm SRC.c... [-- LINK ARGS]   non-PIE main (Emscripten style: -fPIC objects,
+#                                                  fixed addresses, exports memory and table)
 # LINK ARGS may name built libraries (out/libx.so) to record them as NEEDED.
 # Outputs go to the case's out/ directory and are committed; CI rebuilds and compares.
 set -euo pipefail
@@ -26,10 +27,7 @@ for case_dir in cases/*/; do
         objs=""
         for src in $srcs; do
             obj="$case_dir/out/$(basename "${src%.c}").o"
-            case "$kind" in
-                exe) $CC $COMMON -c "$case_dir/$src" -o "$obj" ;;
-                *) $CC $COMMON -fPIC -c "$case_dir/$src" -o "$obj" ;;
-            esac
+            $CC $COMMON -fPIC -c "$case_dir/$src" -o "$obj"
             objs="$objs $obj"
         done
         libs=""
@@ -46,7 +44,7 @@ for case_dir in cases/*/; do
             pie) $LD --experimental-pic -pie --no-entry --export-dynamic --import-memory --import-table \
                     --unresolved-symbols=import-dynamic --export-if-defined=__wasm_call_ctors \
                     -o "$case_dir/out/$target" $objs $libs ;;
-            exe) $LD --no-entry --export-all --export-table --unresolved-symbols=import-dynamic \
+            exe) $LD --experimental-pic --no-entry --export-all --export-table --unresolved-symbols=import-dynamic \
                     -o "$case_dir/out/$target" $objs $libs ;;
             *) echo "$case_dir: unknown build kind $kind" >&2; exit 1 ;;
         esac

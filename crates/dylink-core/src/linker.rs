@@ -631,8 +631,14 @@ impl Linker {
         let mut t = self.txn(MAIN_GROUP);
         let main = t.add_module(&path, &path, Arc::new(info), bytes, true)?;
         t.main = Some(main);
-        let pie = t.module(main).info.is_dynamic();
-        if pie && t.module(main).info.defined_memory.is_some() {
+        let pie = t.module(main).info.imports_memory();
+        let relocatable = t
+            .module(main)
+            .info
+            .imports
+            .iter()
+            .any(|i| i.role == ImportRole::MemoryBase);
+        if !pie && relocatable {
             return Err(Error::BadMain {
                 path,
                 message: "a PIE main module must import its memory so the linker can lay it out; \
@@ -928,7 +934,7 @@ impl Linker {
             let lo = m.memory_base;
             let hi = if m.memory_size > 0 {
                 lo + m.memory_size
-            } else if m.is_main && !m.info.is_dynamic() {
+            } else if m.is_main && !m.info.imports_memory() {
                 self.layout.map_or(lo, |l| l.heap_base)
             } else {
                 lo
@@ -1911,7 +1917,7 @@ impl<'a> Txn<'a> {
         let own = m
             .info
             .elem_offset(func)
-            .filter(|&rel| (rel as u64) < m.table_size || (m.is_main && !m.info.is_dynamic()));
+            .filter(|&rel| (rel as u64) < m.table_size || (m.is_main && !m.info.imports_memory()));
         if let Some(rel) = own {
             let slot = Slot(m.table_base + rel as u64);
             self.canonical.insert((module, func), slot);
@@ -2362,7 +2368,7 @@ impl<'a> Txn<'a> {
                 module: m,
                 imports: bindings,
             };
-            if Some(m) == self.main && !info.is_dynamic() {
+            if Some(m) == self.main && !info.imports_memory() {
                 self.adopt.insert(0, op);
             } else {
                 self.body.push(op);
@@ -2397,7 +2403,7 @@ impl<'a> Txn<'a> {
             ImportRole::Table => Binding::Table,
             ImportRole::StackPointer => match self
                 .main
-                .filter(|main| !self.module(*main).info.is_dynamic())
+                .filter(|main| !self.module(*main).info.imports_memory())
             {
                 Some(main) => {
                     let exported = self

@@ -521,6 +521,13 @@ impl ModuleInfo {
         ValType::pointer(self.memory64)
     }
 
+    /// Whether the module imports its linear memory (`env.memory`): a side module or a PIE
+    /// main, whose memory the linker lays out. A main that defines its memory is a non-PIE
+    /// main, with or without a `dylink.0` section.
+    pub fn imports_memory(&self) -> bool {
+        self.imports.iter().any(|i| i.role == ImportRole::Memory)
+    }
+
     /// Whether this module is a `dylink.0` dynamic library (a side module or a PIE main).
     pub fn is_dynamic(&self) -> bool {
         self.dylink.is_some()

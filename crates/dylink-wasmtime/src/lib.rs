@@ -69,12 +69,25 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Core(e) => write!(f, "{e}"),
-            Error::Engine { context, source } => write!(f, "{context}: {source:#}"),
+            // One line: what dylink was doing and the root cause (a trap message, say); the
+            // wasm backtrace stays available through `source`.
+            Error::Engine { context, source } => {
+                let root = source.root_cause().to_string();
+                let root = root.lines().last().unwrap_or_default().trim().to_string();
+                write!(f, "{context}: {root}")
+            }
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Core(e) => Some(e),
+            Error::Engine { source, .. } => Some(source.as_ref()),
+        }
+    }
+}
 
 impl From<dylink_core::Error> for Error {
     fn from(e: dylink_core::Error) -> Self {

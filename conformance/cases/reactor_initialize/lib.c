@@ -1,0 +1,3 @@
+#include "test.h"
+int lib_inits;
+__attribute__((constructor)) static void init(void) { lib_inits++; log_str("lib "); }
