@@ -7,12 +7,14 @@
 #   build: exe  OUT.wasm SRC.c... [-- LINK ARGS]   non-PIE main (Emscripten style: -fPIC objects,
 #                                                  fixed addresses, exports memory and table)
 # LINK ARGS may name built libraries (out/libx.so) to record them as NEEDED.
+# Optional case-wide lines: `cflags: …` (extra compiler flags, such as -matomics) and
+# `target: wasm64` (memory64 programs).
 # Outputs go to the case's out/ directory and are committed; CI rebuilds and compares.
 set -euo pipefail
 cd "$(dirname "$0")"
 CC=${CC:-clang-19}
 LD=${LD:-wasm-ld-19}
-COMMON="--target=wasm32 -O2 -nostdlib -ffreestanding -fvisibility=default -Wall -Werror -Iinclude"
+COMMON="-O2 -nostdlib -ffreestanding -fvisibility=default -Wall -Werror -Iinclude"
 only=${1:-}
 for case_dir in cases/*/; do
     case_dir=${case_dir%/}
@@ -20,6 +22,11 @@ for case_dir in cases/*/; do
     grep -q '^build:' "$case_dir/case.txt" || continue
     rm -rf "$case_dir/out"
     mkdir -p "$case_dir/out"
+    extra=$(sed -n 's/^cflags: *//p' "$case_dir/case.txt")
+    bits=$(sed -n "s/^target: *//p" "$case_dir/case.txt")
+    arch="--target=wasm32"
+    ldarch=""
+    if [ "$bits" = wasm64 ]; then arch="--target=wasm64"; ldarch="-mwasm64"; fi
     grep '^build:' "$case_dir/case.txt" | while read -r _ kind target rest; do
         srcs=${rest%%--*}
         link=""
@@ -27,7 +34,7 @@ for case_dir in cases/*/; do
         objs=""
         for src in $srcs; do
             obj="$case_dir/out/$(basename "${src%.c}").o"
-            $CC $COMMON -fPIC -c "$case_dir/$src" -o "$obj"
+            $CC $arch $COMMON $extra -fPIC -c "$case_dir/$src" -o "$obj"
             objs="$objs $obj"
         done
         libs=""
@@ -39,12 +46,12 @@ for case_dir in cases/*/; do
         done
         mkdir -p "$(dirname "$case_dir/out/$target")"
         case "$kind" in
-            lib) $LD --experimental-pic -shared --unresolved-symbols=import-dynamic --export-if-defined=__dso_handle \
+            lib) $LD $ldarch --experimental-pic -shared --unresolved-symbols=import-dynamic --export-if-defined=__dso_handle \
                     -o "$case_dir/out/$target" $objs $libs ;;
-            pie) $LD --experimental-pic -pie --no-entry --export-dynamic --import-memory --import-table \
+            pie) $LD $ldarch --experimental-pic -pie --no-entry --export-dynamic --import-memory --import-table \
                     --unresolved-symbols=import-dynamic --export-if-defined=__wasm_call_ctors \
                     -o "$case_dir/out/$target" $objs $libs ;;
-            exe) $LD --experimental-pic --no-entry --export-all --export-table --unresolved-symbols=import-dynamic \
+            exe) $LD $ldarch --experimental-pic --no-entry --export-all --export-table --unresolved-symbols=import-dynamic \
                     -o "$case_dir/out/$target" $objs $libs ;;
             *) echo "$case_dir: unknown build kind $kind" >&2; exit 1 ;;
         esac

@@ -224,7 +224,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     .map_err(engine_err("describing the memory"))?;
                 let mem = if *shared {
                     let m = wasmtime::SharedMemory::new(&engine, ty).map_err(|source| Error::Engine {
-                        context: "creating the shared memory (enable threads in the wasmtime Config: wasm_threads(true))".into(),
+                        context: "creating the shared memory (enable it in the wasmtime Config: wasm_threads(true) and shared_memory(true))".into(),
                         source,
                     })?;
                     *lock(&program.shared.shared_memory) = Some(m.clone());

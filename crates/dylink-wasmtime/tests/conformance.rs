@@ -148,6 +148,7 @@ fn main() {
     let mut config = Config::new();
     config
         .wasm_threads(true)
+        .shared_memory(true)
         .wasm_exceptions(true)
         .wasm_memory64(true);
     let engine = Engine::new(&config).expect("engine");

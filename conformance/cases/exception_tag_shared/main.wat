@@ -1,0 +1,10 @@
+(module
+  (@dylink.0 (mem-info (memory 0 0)) (needed "libthrow.so"))
+  (import "env" "memory" (memory 1))
+  (import "env" "__cpp_exception" (tag $e (param i32)))
+  (import "env" "do_throw" (func $do_throw (param i32)))
+  (func (export "catch_it") (param i32) (result i32)
+    (block $caught (result i32)
+      (try_table (catch $e $caught)
+        (call $do_throw (local.get 0)))
+      (i32.const -1))))

@@ -1,0 +1,2 @@
+_Thread_local int later_tv = 40;
+int later_get(void) { return later_tv++; }
