@@ -974,6 +974,17 @@ impl Linker {
     /// dependencies only it kept) loaded, run destructors and unload them, reclaiming memory
     /// regions and table slots.
     pub fn plan_dlclose(&self, handle: ModuleId, group: GroupId) -> Result<Plan, Error> {
+        self.plan_close(handle, group, false)
+    }
+
+    /// Plan unloading what a committed `dlopen` loaded when its constructors then failed:
+    /// every reference to `handle` is dropped and the modules only it kept are unloaded,
+    /// without running destructors (their constructors did not complete).
+    pub fn plan_unload_failed_load(&self, handle: ModuleId, group: GroupId) -> Result<Plan, Error> {
+        self.plan_close(handle, group, true)
+    }
+
+    fn plan_close(&self, handle: ModuleId, group: GroupId, failed: bool) -> Result<Plan, Error> {
         let m = self.module(handle).ok_or(Error::BadHandle {
             handle: Handle::value(handle),
         })?;
@@ -987,12 +998,13 @@ impl Linker {
             }
             return t.finish(PlanKind::Dlclose, Outcome::Done);
         }
-        t.updates.push((handle, Update::Refs(-1)));
+        let dropped = if failed { m.refs } else { 1 };
+        t.updates.push((handle, Update::Refs(-(dropped as i64))));
         // Mark everything still reachable from a pinned or referenced module.
         let mut alive: HashSet<ModuleId> = HashSet::new();
         let mut stack: Vec<ModuleId> = self
             .modules()
-            .filter(|x| x.pinned || x.refs > u32::from(x.id == handle))
+            .filter(|x| x.pinned || x.refs > if x.id == handle { dropped } else { 0 })
             .map(|x| x.id)
             .collect();
         while let Some(id) = stack.pop() {
@@ -1006,7 +1018,7 @@ impl Linker {
         let mut dead: Vec<&LoadedModule> =
             self.modules().filter(|x| !alive.contains(&x.id)).collect();
         dead.sort_by_key(|x| core::cmp::Reverse(x.order));
-        t.unload_modules(&dead.iter().map(|x| x.id).collect::<Vec<_>>());
+        t.unload_modules(&dead.iter().map(|x| x.id).collect::<Vec<_>>(), !failed);
         t.finish(PlanKind::Dlclose, Outcome::Done)
     }
 
@@ -2327,7 +2339,7 @@ impl fmt::Display for Linker {
                 }
                 SlotUse::Pending(s) => writeln!(f, "  slot {slot}: undefined `{s}`")?,
                 SlotUse::Closure => writeln!(f, "  slot {slot}: closure")?,
-                SlotUse::Host(n) => writeln!(f, "  slot {slot}: host env.{n}")?,
+                SlotUse::Host(n) => writeln!(f, "  slot {slot}: host {n}")?,
             }
         }
         for (i, g) in self.groups.iter().enumerate() {
@@ -2501,6 +2513,14 @@ impl<'a> Txn<'a> {
                     }
                     _ => None,
                 });
+                // `&f` of a function the module imports from another namespace (a host
+                // function such as `test.log_int`) is that host function's slot.
+                // A `GOT.func` carries no namespace: when the importer (or, failing that, any
+                // module of the program) calls it from a host namespace, that is the one.
+                if let Some(ns) = self.host_namespace_of(sym, m, host) {
+                    let slot = self.host_slot(&ns, sym)?;
+                    return Ok(Binding::Global(self.const_global(import_ty, true, slot.0)));
+                }
                 match self.resolve_func(sym, m, host) {
                     FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, want.as_ref()) {
                         Some(index) => {
@@ -2511,7 +2531,7 @@ impl<'a> Txn<'a> {
                         None => UNRESOLVED,
                     },
                     FuncTarget::Host => {
-                        let slot = self.host_slot(sym)?;
+                        let slot = self.host_slot("env", sym)?;
                         Binding::Global(self.const_global(import_ty, true, slot.0))
                     }
                     FuncTarget::Missing if imp.weak => {
@@ -2665,32 +2685,48 @@ impl<'a> Txn<'a> {
         })
     }
 
-    fn host_slot(&mut self, sym: &str) -> Result<Slot, Error> {
+    fn host_slot(&mut self, namespace: &str, sym: &str) -> Result<Slot, Error> {
+        let key: Name = format!("{namespace}.{sym}").into();
         let known = self
             .base
             .slot_uses
             .iter()
-            .find(|(_, u)| matches!(u, SlotUse::Host(n) if &**n == sym))
+            .find(|(_, u)| matches!(u, SlotUse::Host(n) if *n == key))
             .map(|(s, _)| Slot(*s));
-        if let Some(s) = known.or_else(|| {
-            self.host_slots
-                .iter()
-                .find(|(n, _)| &**n == sym)
-                .map(|(_, s)| *s)
-        }) {
+        if let Some(s) = known.or_else(|| self.host_slots.iter().find(|(n, _)| *n == key).map(|(_, s)| *s)) {
             return Ok(s);
         }
         let slot = self.alloc_slots(1, 1)?;
-        self.host_slots.push((sym.into(), slot));
-        self.slot_uses.push((slot, Some(SlotUse::Host(sym.into()))));
+        self.host_slots.push((key.clone(), slot));
+        self.slot_uses.push((slot, Some(SlotUse::Host(key))));
         self.body.push(Op::SetSlot {
             slot,
-            value: SlotValue::Host {
-                module: "env".into(),
-                name: sym.into(),
-            },
+            value: SlotValue::Host { module: namespace.into(), name: sym.into() },
         });
         Ok(slot)
+    }
+
+    /// The host namespace `sym` comes from, if no module defines it but some module imports
+    /// it as a function from a namespace the host defines it in (the importer first).
+    fn host_namespace_of(&self, sym: &str, m: ModuleId, host: &dyn HostNames) -> Option<Name> {
+        let from = |info: &ModuleInfo| {
+            info.imports
+                .iter()
+                .find(|i| {
+                    i.role == ImportRole::Host
+                        && matches!(i.ty, ImportType::Func(_))
+                        && &*i.name == sym
+                        && host.defines(&i.module, &i.name)
+                })
+                .map(|i| i.module.clone())
+        };
+        if let Some(ns) = from(&self.module(m).info) {
+            return Some(ns);
+        }
+        if !self.candidates(sym).is_empty() || host.defines("env", sym) {
+            return None;
+        }
+        self.base.modules().map(|x| &x.info).chain(self.new.iter().map(|x| &x.info)).find_map(|i| from(i))
     }
 
     fn add_waiter(&mut self, sym: &str, m: ModuleId) {
@@ -2888,9 +2924,9 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn unload_modules(&mut self, dead: &[ModuleId]) {
+    fn unload_modules(&mut self, dead: &[ModuleId], run_dtors: bool) {
         // Destructors first, newest module first, while everything is still there.
-        for &m in dead {
+        for &m in dead.iter().filter(|_| run_dtors) {
             let info = self.module(m).info.clone();
             if info.init.call_dtors {
                 self.body.push(Op::Call {

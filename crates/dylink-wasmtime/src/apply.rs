@@ -477,21 +477,28 @@ pub(crate) fn apply<T: Send + 'static>(
     Ok(())
 }
 
-/// What the applier may read while the core is locked by the caller.
+/// What the applier may read: the core when the caller holds its lock, the paths of the
+/// plan's new modules (for messages), and the pointer width.
 pub(crate) struct Ctx<'a> {
-    pub core: &'a dylink_core::Linker,
-    pub new: &'a [dylink_core::NewModule],
+    pub core: Option<&'a dylink_core::Linker>,
+    pub new: &'a [(dylink_core::ModuleId, String)],
     pub memory64: bool,
 }
 
 impl Ctx<'_> {
     fn path(&self, m: dylink_core::ModuleId) -> String {
-        self.core
-            .module(m)
-            .map(|x| x.path.clone())
-            .or_else(|| self.new.iter().find(|n| n.id == m).map(|n| n.path.clone()))
+        self.new
+            .iter()
+            .find(|(id, _)| *id == m)
+            .map(|(_, p)| p.clone())
+            .or_else(|| self.core.and_then(|c| c.module(m)).map(|x| x.path.clone()))
             .unwrap_or_else(|| m.to_string())
     }
+}
+
+/// Ops that run guest code.
+pub(crate) fn is_guest_call(op: &Op) -> bool {
+    matches!(op, Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. })
 }
 
 /// Undo what a failed plan applied: new instances and trampolines are forgotten, table slots

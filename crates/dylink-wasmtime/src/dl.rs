@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use dylink_core::{DlFunc, Handle, ModuleId, Outcome};
+use dylink_core::{DlFunc, Handle, ModuleId};
 use wasmtime::{AsContextMut, Caller, Func, Val};
 
 use crate::{Program, lock, val_bits};
@@ -89,24 +89,9 @@ fn dlopen<T: Send + 'static>(
             }
         }
     };
-    let mut core = lock(&program.shared.core);
-    let facts = program.facts(&mut *cx);
-    let group = lock(&program.group).id;
-    let result = core
-        .plan_dlopen(
-            name.as_deref(),
-            flags,
-            Some(caller),
-            group,
-            facts,
-            &*program.shared.source,
-            &program.shared.host_names,
-        )
-        .map_err(crate::Error::from)
-        .and_then(|plan| program.run_plan(&mut *cx, &mut core, plan));
+    let result = program.dlopen_as(&mut *cx, name.as_deref(), flags, Some(caller));
     match result {
-        Ok(Outcome::Loaded(m)) => Handle::value(m),
-        Ok(other) => unreachable!("dlopen yields a module, not {other:?}"),
+        Ok(m) => Handle::value(m),
         Err(e) => {
             set_error(
                 program,

@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::{
     Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
-    ModuleSource, Outcome, Plan, SymbolValue, TagId,
+    ModuleSource, Outcome, Plan, PlanKind, SymbolValue, TagId,
 };
 use wasmtime::{AsContextMut, Engine, Extern, Func, Global, Instance, Module, Table, Tag, Val};
 
@@ -270,47 +270,73 @@ impl<T: Send + 'static> Program<T> {
             ..Group::default()
         }));
         let program = Program { shared, group };
-        let mut core = lock(&program.shared.core);
+        let core = lock(&program.shared.core);
         let plan = core.plan_startup(
             path,
             main.into(),
             &*program.shared.source,
             &program.shared.host_names,
         )?;
-        program.run_plan(&mut store, &mut core, plan)?;
-        drop(core);
+        program.run_plan(&mut store, core, plan)?;
         Ok(program)
     }
 
-    /// Apply a plan in this program's group, then commit it; on failure abort it and undo
+    /// Apply a plan in this program's group and commit it; on failure abort it and undo
     /// what was applied, so the linker and the store's reachable state are as before.
+    ///
+    /// The constructors and TLS initialisation that end a load plan run after the commit and
+    /// without the linker lock, so a constructor may itself call `dlopen`. If one fails, what
+    /// the load brought in is unloaded again (without destructors) and the error returned.
     pub(crate) fn run_plan(
         &self,
         mut store: impl AsContextMut<Data = T>,
-        core: &mut Core,
+        mut core: MutexGuard<'_, Core>,
         plan: Plan,
     ) -> Result<Outcome, Error> {
         for m in &plan.modules {
             let module = compile(&self.shared.engine, &m.bytes, &m.path)?;
             lock(&self.shared.compiled).insert(m.id, module);
         }
+        let ops = plan.ops.clone();
+        let tail = match plan.kind() {
+            PlanKind::Startup | PlanKind::Dlopen => {
+                ops.iter().rposition(|op| !apply::is_guest_call(op)).map_or(0, |i| i + 1)
+            }
+            _ => ops.len(),
+        };
+        let new: Vec<(ModuleId, String)> = plan.modules.iter().map(|m| (m.id, m.path.clone())).collect();
         let mut undo = apply::Undo::default();
         lock(&self.group).busy = true;
-        let ctx = apply::Ctx {
-            core,
-            new: &plan.modules,
-            memory64: plan.memory64,
-        };
-        let applied = apply::apply(self, &mut store, &plan.ops, &ctx, &mut undo);
+        let memory64 = plan.memory64;
+        let ctx = apply::Ctx { core: Some(&core), new: &new, memory64 };
+        let applied = apply::apply(self, &mut store, &ops[..tail], &ctx, &mut undo);
         lock(&self.group).busy = false;
-        match applied {
-            Ok(()) => Ok(core.commit(plan)?),
-            Err(e) => {
-                apply::rollback(self, &mut store, undo);
-                core.abort(plan);
-                Err(e)
+        if let Err(e) = applied {
+            apply::rollback(self, &mut store, undo);
+            core.abort(plan);
+            return Err(e);
+        }
+        let outcome = core.commit(plan)?;
+        drop(core);
+        if tail == ops.len() {
+            return Ok(outcome);
+        }
+        let ctx = apply::Ctx { core: None, new: &new, memory64 };
+        let Err(e) = apply::apply(self, &mut store, &ops[tail..], &ctx, &mut apply::Undo::default()) else {
+            return Ok(outcome);
+        };
+        if let Outcome::Loaded(root) = outcome {
+            let mut core = lock(&self.shared.core);
+            let group = lock(&self.group).id;
+            if let Ok(plan) = core.plan_unload_failed_load(root, group) {
+                let ops = plan.ops.clone();
+                let ctx = apply::Ctx { core: Some(&core), new: &[], memory64: plan.memory64 };
+                if apply::apply(self, &mut store, &ops, &ctx, &mut apply::Undo::default()).is_ok() {
+                    let _ = core.commit(plan);
+                }
             }
         }
+        Err(e)
     }
 
     /// The engine's facts the core plans against.
@@ -371,25 +397,17 @@ impl<T: Send + 'static> Program<T> {
     }
 
     /// `dlopen(name, flags)` from the host. `None` is the program itself.
-    pub fn dlopen(
-        &self,
-        mut store: impl AsContextMut<Data = T>,
-        name: Option<&str>,
-        flags: i32,
-    ) -> Result<ModuleId, Error> {
-        let mut core = lock(&self.shared.core);
+    pub fn dlopen(&self, store: impl AsContextMut<Data = T>, name: Option<&str>, flags: i32) -> Result<ModuleId, Error> {
+        self.dlopen_as(store, name, flags, None)
+    }
+
+    /// `dlopen` on behalf of module `caller` (its RUNTIME_PATH and directory count).
+    pub(crate) fn dlopen_as(&self, mut store: impl AsContextMut<Data = T>, name: Option<&str>, flags: i32, caller: Option<ModuleId>) -> Result<ModuleId, Error> {
+        let core = lock(&self.shared.core);
         let facts = self.facts(&mut store);
         let group = lock(&self.group).id;
-        let plan = core.plan_dlopen(
-            name,
-            flags,
-            None,
-            group,
-            facts,
-            &*self.shared.source,
-            &self.shared.host_names,
-        )?;
-        match self.run_plan(&mut store, &mut core, plan)? {
+        let plan = core.plan_dlopen(name, flags, caller, group, facts, &*self.shared.source, &self.shared.host_names)?;
+        match self.run_plan(&mut store, core, plan)? {
             Outcome::Loaded(m) => Ok(m),
             other => unreachable!("dlopen yields a module, not {other:?}"),
         }
@@ -403,12 +421,12 @@ impl<T: Send + 'static> Program<T> {
         name: &str,
         caller: Option<ModuleId>,
     ) -> Result<SymbolValue, Error> {
-        let mut core = lock(&self.shared.core);
+        let core = lock(&self.shared.core);
         let group = lock(&self.group).id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
             dylink_core::DlsymAnswer::Plan(plan) => {
-                match self.run_plan(&mut store, &mut core, plan)? {
+                match self.run_plan(&mut store, core, plan)? {
                     Outcome::Symbol(v) => Ok(v),
                     other => unreachable!("dlsym yields a symbol, not {other:?}"),
                 }
@@ -422,10 +440,10 @@ impl<T: Send + 'static> Program<T> {
         mut store: impl AsContextMut<Data = T>,
         handle: ModuleId,
     ) -> Result<(), Error> {
-        let mut core = lock(&self.shared.core);
+        let core = lock(&self.shared.core);
         let group = lock(&self.group).id;
         let plan = core.plan_dlclose(handle, group)?;
-        self.run_plan(&mut store, &mut core, plan).map(|_| ())
+        self.run_plan(&mut store, core, plan).map(|_| ())
     }
 
     /// `dladdr(value)`: the module and nearest symbol of a data address or function pointer.

@@ -1,0 +1,2 @@
+#include "test.h"
+void (*lib_logger(void))(int) { return log_int; }

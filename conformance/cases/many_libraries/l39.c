@@ -1,0 +1,2 @@
+int d39 = 39;
+int v39(void) { return d39; }

@@ -1,0 +1,3 @@
+#include "test.h"
+int v0(void);
+EXPORT(run) int run(void) { return v0(); }
