@@ -28,6 +28,7 @@
 //! call run 1 2 => 42                        (call an export of the main module)
 //! call run => trap words that must appear
 //! output => text with \n escapes            (all guest output so far)
+//! warning => words                          (some linker warning mentions them)
 //! dlopen libx.so GLOBAL|NOW => $h
 //! dlopen libx.so NOW => error words
 //! dlsym $h name => $p  |  => error words  |  => =$p (equals an earlier value)
@@ -77,6 +78,8 @@ pub trait Program {
     fn output(&mut self) -> String;
     /// Calls into the adapter's own host functions so far (dlfcn, trap stubs).
     fn host_calls(&mut self) -> u64;
+    /// The linker's warnings so far (duplicate definitions, weak symbols left undefined, …).
+    fn warnings(&mut self) -> Vec<String>;
 }
 
 /// An engine adapter under test.
@@ -407,6 +410,15 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
             "dlclose" => {
                 let h = value(words[1], &vars)? as u64;
                 step(program.dlclose(h).map(|()| Some(0)), expect, &mut vars)?;
+            }
+            "warning" => {
+                let words = expect.unwrap_or("");
+                let warnings = program.warnings();
+                if !warnings.iter().any(|w| words_present(w, words).is_ok()) {
+                    return Err(format!(
+                        "no warning mentions `{words}`; warnings: {warnings:?}"
+                    ));
+                }
             }
             "output" => {
                 let want = unescape(expect.unwrap_or("").trim_matches('"'));

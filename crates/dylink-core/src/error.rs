@@ -423,11 +423,21 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Self::OutOfSpace {
+                what: "memory",
+                needed,
+                limit,
+            } => write!(
+                f,
+                "memory exhausted: {needed} bytes needed, the limit is {limit} (link the \
+                 program with a larger --max-memory, or lower Config::stack_size and \
+                 Config::initial_heap)"
+            ),
+            Self::OutOfSpace {
                 what,
                 needed,
                 limit,
             } => {
-                write!(f, "{what} exhausted: {needed} needed, limit {limit}")
+                write!(f, "{what} exhausted: {needed} needed, the limit is {limit}")
             }
             Self::StalePlan => f.write_str(
                 "plan is stale: another plan was committed since it was made; plan again",

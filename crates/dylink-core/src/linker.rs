@@ -2693,7 +2693,12 @@ impl<'a> Txn<'a> {
             .iter()
             .find(|(_, u)| matches!(u, SlotUse::Host(n) if *n == key))
             .map(|(s, _)| Slot(*s));
-        if let Some(s) = known.or_else(|| self.host_slots.iter().find(|(n, _)| *n == key).map(|(_, s)| *s)) {
+        if let Some(s) = known.or_else(|| {
+            self.host_slots
+                .iter()
+                .find(|(n, _)| *n == key)
+                .map(|(_, s)| *s)
+        }) {
             return Ok(s);
         }
         let slot = self.alloc_slots(1, 1)?;
@@ -2701,7 +2706,10 @@ impl<'a> Txn<'a> {
         self.slot_uses.push((slot, Some(SlotUse::Host(key))));
         self.body.push(Op::SetSlot {
             slot,
-            value: SlotValue::Host { module: namespace.into(), name: sym.into() },
+            value: SlotValue::Host {
+                module: namespace.into(),
+                name: sym.into(),
+            },
         });
         Ok(slot)
     }
@@ -2726,7 +2734,11 @@ impl<'a> Txn<'a> {
         if !self.candidates(sym).is_empty() || host.defines("env", sym) {
             return None;
         }
-        self.base.modules().map(|x| &x.info).chain(self.new.iter().map(|x| &x.info)).find_map(|i| from(i))
+        self.base
+            .modules()
+            .map(|x| &x.info)
+            .chain(self.new.iter().map(|x| &x.info))
+            .find_map(|i| from(i))
     }
 
     fn add_waiter(&mut self, sym: &str, m: ModuleId) {

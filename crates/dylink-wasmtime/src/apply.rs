@@ -498,7 +498,10 @@ impl Ctx<'_> {
 
 /// Ops that run guest code.
 pub(crate) fn is_guest_call(op: &Op) -> bool {
-    matches!(op, Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. })
+    matches!(
+        op,
+        Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. }
+    )
 }
 
 /// Undo what a failed plan applied: new instances and trampolines are forgotten, table slots

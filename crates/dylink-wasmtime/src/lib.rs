@@ -147,6 +147,8 @@ pub(crate) struct Shared<T: 'static> {
     /// The shared memory, when the program has one.
     shared_memory: Mutex<Option<wasmtime::SharedMemory>>,
     memory_cell: MemoryCell,
+    /// The linker's warnings from every committed plan.
+    warnings: Mutex<Vec<String>>,
     /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
     /// a lazily bound call never leaves wasm after it is resolved.
     host_calls: AtomicU64,
@@ -157,6 +159,14 @@ fn compile_cache() -> &'static Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Modul
     static CACHE: std::sync::OnceLock<Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>>> =
         std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many modules this process has compiled (each distinct module once per engine:
+/// loading the same library again, or in a second program, reuses the compiled code).
+pub fn compilations() -> u64 {
+    COMPILATIONS.load(Ordering::Relaxed)
 }
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
@@ -263,6 +273,7 @@ impl<T: Send + 'static> Program<T> {
             compiled: Mutex::new(HashMap::new()),
             shared_memory: Mutex::new(None),
             memory_cell: options.memory,
+            warnings: Mutex::new(Vec::new()),
             host_calls: AtomicU64::new(0),
         });
         let group = Arc::new(Mutex::new(Group {
@@ -299,16 +310,25 @@ impl<T: Send + 'static> Program<T> {
         }
         let ops = plan.ops.clone();
         let tail = match plan.kind() {
-            PlanKind::Startup | PlanKind::Dlopen => {
-                ops.iter().rposition(|op| !apply::is_guest_call(op)).map_or(0, |i| i + 1)
-            }
+            PlanKind::Startup | PlanKind::Dlopen => ops
+                .iter()
+                .rposition(|op| !apply::is_guest_call(op))
+                .map_or(0, |i| i + 1),
             _ => ops.len(),
         };
-        let new: Vec<(ModuleId, String)> = plan.modules.iter().map(|m| (m.id, m.path.clone())).collect();
+        let new: Vec<(ModuleId, String)> = plan
+            .modules
+            .iter()
+            .map(|m| (m.id, m.path.clone()))
+            .collect();
         let mut undo = apply::Undo::default();
         lock(&self.group).busy = true;
         let memory64 = plan.memory64;
-        let ctx = apply::Ctx { core: Some(&core), new: &new, memory64 };
+        let ctx = apply::Ctx {
+            core: Some(&core),
+            new: &new,
+            memory64,
+        };
         let applied = apply::apply(self, &mut store, &ops[..tail], &ctx, &mut undo);
         lock(&self.group).busy = false;
         if let Err(e) = applied {
@@ -316,13 +336,25 @@ impl<T: Send + 'static> Program<T> {
             core.abort(plan);
             return Err(e);
         }
+        let notes: Vec<String> = plan.diagnostics.iter().map(|d| d.to_string()).collect();
         let outcome = core.commit(plan)?;
         drop(core);
+        lock(&self.shared.warnings).extend(notes);
         if tail == ops.len() {
             return Ok(outcome);
         }
-        let ctx = apply::Ctx { core: None, new: &new, memory64 };
-        let Err(e) = apply::apply(self, &mut store, &ops[tail..], &ctx, &mut apply::Undo::default()) else {
+        let ctx = apply::Ctx {
+            core: None,
+            new: &new,
+            memory64,
+        };
+        let Err(e) = apply::apply(
+            self,
+            &mut store,
+            &ops[tail..],
+            &ctx,
+            &mut apply::Undo::default(),
+        ) else {
             return Ok(outcome);
         };
         if let Outcome::Loaded(root) = outcome {
@@ -330,7 +362,11 @@ impl<T: Send + 'static> Program<T> {
             let group = lock(&self.group).id;
             if let Ok(plan) = core.plan_unload_failed_load(root, group) {
                 let ops = plan.ops.clone();
-                let ctx = apply::Ctx { core: Some(&core), new: &[], memory64: plan.memory64 };
+                let ctx = apply::Ctx {
+                    core: Some(&core),
+                    new: &[],
+                    memory64: plan.memory64,
+                };
                 if apply::apply(self, &mut store, &ops, &ctx, &mut apply::Undo::default()).is_ok() {
                     let _ = core.commit(plan);
                 }
@@ -390,6 +426,12 @@ impl<T: Send + 'static> Program<T> {
         f(&lock(&self.shared.core))
     }
 
+    /// The linker's warnings so far: duplicate definitions (the first in scope order won),
+    /// weak symbols left undefined, functions bound lazily because nothing defines them yet.
+    pub fn warnings(&self) -> Vec<String> {
+        lock(&self.shared.warnings).clone()
+    }
+
     /// How many times guest code called into dylink's host functions (dlfcn and the trap
     /// stubs of undefined functions).
     pub fn host_calls(&self) -> u64 {
@@ -397,16 +439,35 @@ impl<T: Send + 'static> Program<T> {
     }
 
     /// `dlopen(name, flags)` from the host. `None` is the program itself.
-    pub fn dlopen(&self, store: impl AsContextMut<Data = T>, name: Option<&str>, flags: i32) -> Result<ModuleId, Error> {
+    pub fn dlopen(
+        &self,
+        store: impl AsContextMut<Data = T>,
+        name: Option<&str>,
+        flags: i32,
+    ) -> Result<ModuleId, Error> {
         self.dlopen_as(store, name, flags, None)
     }
 
     /// `dlopen` on behalf of module `caller` (its RUNTIME_PATH and directory count).
-    pub(crate) fn dlopen_as(&self, mut store: impl AsContextMut<Data = T>, name: Option<&str>, flags: i32, caller: Option<ModuleId>) -> Result<ModuleId, Error> {
+    pub(crate) fn dlopen_as(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        name: Option<&str>,
+        flags: i32,
+        caller: Option<ModuleId>,
+    ) -> Result<ModuleId, Error> {
         let core = lock(&self.shared.core);
         let facts = self.facts(&mut store);
         let group = lock(&self.group).id;
-        let plan = core.plan_dlopen(name, flags, caller, group, facts, &*self.shared.source, &self.shared.host_names)?;
+        let plan = core.plan_dlopen(
+            name,
+            flags,
+            caller,
+            group,
+            facts,
+            &*self.shared.source,
+            &self.shared.host_names,
+        )?;
         match self.run_plan(&mut store, core, plan)? {
             Outcome::Loaded(m) => Ok(m),
             other => unreachable!("dlopen yields a module, not {other:?}"),
@@ -425,12 +486,10 @@ impl<T: Send + 'static> Program<T> {
         let group = lock(&self.group).id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
-            dylink_core::DlsymAnswer::Plan(plan) => {
-                match self.run_plan(&mut store, core, plan)? {
-                    Outcome::Symbol(v) => Ok(v),
-                    other => unreachable!("dlsym yields a symbol, not {other:?}"),
-                }
-            }
+            dylink_core::DlsymAnswer::Plan(plan) => match self.run_plan(&mut store, core, plan)? {
+                Outcome::Symbol(v) => Ok(v),
+                other => unreachable!("dlsym yields a symbol, not {other:?}"),
+            },
         }
     }
 

@@ -87,6 +87,9 @@ impl Suite for Loaded {
     fn host_calls(&mut self) -> u64 {
         self.program.host_calls()
     }
+    fn warnings(&mut self) -> Vec<String> {
+        self.program.warnings()
+    }
 }
 
 impl Adapter for Wasmtime {

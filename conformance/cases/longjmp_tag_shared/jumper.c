@@ -1,0 +1,1 @@
+void do_longjmp(int v) { __builtin_wasm_throw(1, (void *)(long)v); }

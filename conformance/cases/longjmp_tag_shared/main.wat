@@ -1,0 +1,10 @@
+(module
+  (@dylink.0 (mem-info (memory 0 0)) (needed "libjump.so"))
+  (import "env" "memory" (memory 1))
+  (import "env" "__c_longjmp" (tag $lj (param i32)))
+  (import "env" "do_longjmp" (func $do_longjmp (param i32)))
+  (func (export "catch_it") (param i32) (result i32)
+    (block $caught (result i32)
+      (try_table (catch $lj $caught)
+        (call $do_longjmp (local.get 0)))
+      (i32.const -1))))
