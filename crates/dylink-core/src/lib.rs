@@ -42,6 +42,7 @@ extern crate std;
 
 mod config;
 mod error;
+pub mod guest;
 mod index;
 mod layout;
 mod linker;

@@ -3106,7 +3106,9 @@ impl<'a> Txn<'a> {
                 Op::InstantiateGenerated {
                     gen_id,
                     bytes,
-                    imports: Vec::new(),
+                    imports: vec![Binding::TrampolineTable {
+                        slots: self.trampolines.len() as u32,
+                    }],
                 },
                 None,
                 &mut ops,

@@ -52,6 +52,12 @@ pub enum Binding {
         /// The function type.
         ty: FuncType,
     },
+    /// A new funcref table of `slots` null entries, created for the generated module being
+    /// instantiated and owned by it: [`Op::SetTrampoline`] writes its entries.
+    TrampolineTable {
+        /// Its size.
+        slots: u32,
+    },
     /// The embedder's own import `module.name` (its `wasmtime::Linker`, `wasmer::Imports`).
     Host {
         /// Namespace.
@@ -236,7 +242,8 @@ pub enum Op {
         value: SlotValue,
     },
     /// The adapter MUST store `value` in entry `index` of the generated module's own table
-    /// (its export `table`): where trampoline `t{index}` forwards its calls.
+    /// (the one it created for [`Binding::TrampolineTable`]): where trampoline `t{index}`
+    /// forwards its calls.
     SetTrampoline {
         /// The generated module.
         gen_id: GenId,
@@ -283,6 +290,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether this op runs guest code (init calls, TLS initialisation, `__cxa_finalize`).
+    pub fn is_guest_call(&self) -> bool {
+        matches!(
+            self,
+            Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. }
+        )
+    }
+
     /// Whether this op acts on the shared memory (done once, by the group that applies the
     /// plan) rather than on the group's own store (replayed in every group).
     pub fn is_memory_op(&self) -> bool {
@@ -365,6 +380,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Where the trailing run of guest calls of a load plan (relocations, TLS initialisation,
+    /// constructors) begins. An adapter may commit after applying the ops before it and run
+    /// these afterwards without holding the linker, so a constructor can itself `dlopen`.
+    /// For other plans, `ops.len()`: every op is applied before the commit.
+    pub fn guest_tail(&self) -> usize {
+        match self.kind {
+            PlanKind::Startup | PlanKind::Dlopen => self
+                .ops
+                .iter()
+                .rposition(|op| !op.is_guest_call())
+                .map_or(0, |i| i + 1),
+            _ => self.ops.len(),
+        }
+    }
+
     /// What this plan answers.
     pub fn kind(&self) -> PlanKind {
         self.kind
@@ -386,6 +416,7 @@ impl fmt::Display for Binding {
             Binding::Generated { gen_id, name } => write!(f, "{gen_id}.{name}"),
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
             Binding::Trap { symbol, .. } => write!(f, "trap:{symbol}"),
+            Binding::TrampolineTable { slots } => write!(f, "own-table[{slots}]"),
             Binding::Host { module, name } => write!(f, "host:{module}.{name}"),
         }
     }

@@ -3,12 +3,13 @@
 //! A function import that cannot be bound directly at instantiation (its definer is
 //! instantiated later, or it is not defined yet) is bound to a tiny generated function that
 //! forwards its arguments with `call_indirect` through an entry of the generated module's own
-//! table. The entry is written once the callee exists, so every later call costs one `call_indirect` and never
+//! table (imported as `dylink.table`, created for it alone). The entry is written once the
+//! callee exists, so every later call costs one `call_indirect` and never
 //! leaves wasm.
 
 use wasm_encoder::{
-    CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, Module,
-    RefType, TableSection, TableType, TypeSection,
+    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
+    Instruction, Module, RefType, TableType, TypeSection,
 };
 
 use crate::module::{FuncType, ValType};
@@ -41,14 +42,12 @@ pub fn export_name(i: usize) -> String {
     format!("t{i}")
 }
 
-/// The name of the generated module's table export.
-pub const TABLE_EXPORT: &str = "table";
-
-/// Encode a module that defines a funcref table with one entry per trampoline (exported as
-/// [`TABLE_EXPORT`]) and exports `t0`, `t1`, …, where `t{i}` has type `types[i]` and calls
-/// through entry `i`. It imports nothing, so it can be instantiated before any other module
-/// (a non-PIE main needs its trampolines before its own table exists). Every type must
-/// satisfy [`can_forward`].
+/// Encode a module that imports a funcref table of one entry per trampoline
+/// (`dylink.table`, [`Binding::TrampolineTable`](crate::Binding::TrampolineTable)) and
+/// exports `t0`, `t1`, …, where `t{i}` has type `types[i]` and calls through entry `i`. It
+/// needs nothing of the program, so it can be instantiated before any other module (a
+/// non-PIE main needs its trampolines before its own table exists). Every type must satisfy
+/// [`can_forward`].
 pub fn encode(types: &[FuncType]) -> Vec<u8> {
     let mut module = Module::new();
     let mut section = TypeSection::new();
@@ -70,24 +69,27 @@ pub fn encode(types: &[FuncType]) -> Vec<u8> {
     }
     module.section(&section);
 
+    let mut imports = ImportSection::new();
+    imports.import(
+        "dylink",
+        "table",
+        EntityType::Table(TableType {
+            element_type: RefType::FUNCREF,
+            table64: false,
+            minimum: types.len() as u64,
+            maximum: None,
+            shared: false,
+        }),
+    );
+    module.section(&imports);
+
     let mut funcs = FunctionSection::new();
     for id in &func_types {
         funcs.function(*id);
     }
     module.section(&funcs);
 
-    let mut tables = TableSection::new();
-    tables.table(TableType {
-        element_type: RefType::FUNCREF,
-        table64: false,
-        minimum: types.len() as u64,
-        maximum: Some(types.len() as u64),
-        shared: false,
-    });
-    module.section(&tables);
-
     let mut exports = ExportSection::new();
-    exports.export(TABLE_EXPORT, ExportKind::Table, 0);
     for i in 0..types.len() {
         exports.export(&export_name(i), ExportKind::Func, i as u32);
     }
@@ -111,6 +113,36 @@ pub fn encode(types: &[FuncType]) -> Vec<u8> {
     module.finish()
 }
 
+/// Encode a module exporting `stub`, a function of type `ty` that calls the imported
+/// `dylink.trap: () -> ()` (which raises the trap naming the symbol) and then traps itself.
+/// For engines whose host functions of arbitrary type cannot live in tables.
+pub fn encode_trap_stub(ty: &FuncType) -> Vec<u8> {
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let params: Vec<_> = ty.params.iter().filter_map(|t| encode_val(*t)).collect();
+    let results: Vec<_> = ty.results.iter().filter_map(|t| encode_val(*t)).collect();
+    types.ty().function(params, results);
+    module.section(&types);
+    let mut imports = ImportSection::new();
+    imports.import("dylink", "trap", EntityType::Function(0));
+    module.section(&imports);
+    let mut funcs = FunctionSection::new();
+    funcs.function(1);
+    module.section(&funcs);
+    let mut exports = ExportSection::new();
+    exports.export("stub", ExportKind::Func, 1);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut f = Function::new([]);
+    f.instruction(&Instruction::Call(0));
+    f.instruction(&Instruction::Unreachable);
+    f.instruction(&Instruction::End);
+    code.function(&f);
+    module.section(&code);
+    module.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,14 +151,17 @@ mod tests {
     fn trampolines_validate() {
         let a = FuncType::new(&[ValType::I32, ValType::F64], &[ValType::I64]);
         let b = FuncType::new(&[], &[]);
-        let bytes = encode(&[a.clone(), b, a]);
+        let bytes = encode(&[a.clone(), b, a.clone()]);
         let mut v = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
         v.validate_all(&bytes)
             .expect("generated trampolines validate");
         let info = crate::ModuleInfo::parse(&bytes).unwrap();
-        assert_eq!(info.exports.len(), 4);
-        assert_eq!(&*info.exports[2].name, "t1");
-        assert!(info.imports.is_empty());
-        assert_eq!(info.defined_table.unwrap().min, 3);
+        assert_eq!(info.exports.len(), 3);
+        assert_eq!(&*info.exports[1].name, "t1");
+        assert!(matches!(info.imports[0].ty, crate::ImportType::Table(t) if t.min == 3));
+        let stub = encode_trap_stub(&a);
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(&stub)
+            .expect("trap stub validates");
     }
 }

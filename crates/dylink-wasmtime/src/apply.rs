@@ -171,10 +171,11 @@ fn binding<T: Send + 'static>(
             })?
         }
         Binding::Generated { gen_id, name } => {
-            let inst = *g
+            let inst = g
                 .generated
                 .get(gen_id)
-                .ok_or_else(|| missing(format!("generated module {gen_id}")))?;
+                .ok_or_else(|| missing(format!("generated module {gen_id}")))?
+                .0;
             drop(g);
             inst.get_export(&mut store, name)
                 .ok_or_else(|| missing(format!("trampoline {name}")))?
@@ -182,6 +183,12 @@ fn binding<T: Send + 'static>(
         Binding::Dl { func, caller } => {
             drop(g);
             dl::host_func(program, store, *func, *caller, memory64).into()
+        }
+        Binding::TrampolineTable { .. } => {
+            return Err(fail(
+                "instantiating",
+                "a trampoline table is only for generated modules",
+            ));
         }
         Binding::Trap { symbol, ty } => {
             drop(g);
@@ -370,11 +377,23 @@ pub(crate) fn apply<T: Send + 'static>(
                 bytes,
                 imports,
             } => {
-                debug_assert!(imports.is_empty());
                 let module = crate::compile(&engine, bytes, "a generated trampoline module")?;
-                let inst = Instance::new(&mut store, &module, &[])
+                let mut externs: Vec<Extern> = Vec::with_capacity(imports.len());
+                let mut own = None;
+                for b in imports {
+                    if let Binding::TrampolineTable { slots } = b {
+                        let ty = TableType::new(RefType::FUNCREF, *slots, None);
+                        let t = Table::new(&mut store, ty, Ref::Func(None))
+                            .map_err(engine_err("creating a trampoline table"))?;
+                        own = Some(t);
+                        externs.push(t.into());
+                    } else {
+                        externs.push(binding(program, &mut store, b, ctx.memory64)?);
+                    }
+                }
+                let inst = Instance::new(&mut store, &module, &externs)
                     .map_err(engine_err("instantiating trampolines"))?;
-                lock(&program.group).generated.insert(*gen_id, inst);
+                lock(&program.group).generated.insert(*gen_id, (inst, own));
                 undo.generated.push(*gen_id);
             }
             Op::Instantiate { module, imports } => {
@@ -406,15 +425,16 @@ pub(crate) fn apply<T: Send + 'static>(
                 value,
             } => {
                 let f = slot_func(program, &mut store, value)?;
-                let inst = *lock(&program.group).generated.get(gen_id).ok_or_else(|| {
-                    fail(
-                        "patching a trampoline",
-                        format_args!("{gen_id} does not exist"),
-                    )
-                })?;
-                let table = inst
-                    .get_table(&mut store, dylink_core::trampoline::TABLE_EXPORT)
-                    .ok_or_else(|| fail("patching a trampoline", "no table"))?;
+                let table = lock(&program.group)
+                    .generated
+                    .get(gen_id)
+                    .and_then(|(_, t)| *t)
+                    .ok_or_else(|| {
+                        fail(
+                            "patching a trampoline",
+                            format_args!("{gen_id} has no trampoline table"),
+                        )
+                    })?;
                 table
                     .set(&mut store, *index as u64, Ref::Func(f))
                     .map_err(engine_err("patching a trampoline"))?;
@@ -494,14 +514,6 @@ impl Ctx<'_> {
             .or_else(|| self.core.and_then(|c| c.module(m)).map(|x| x.path.clone()))
             .unwrap_or_else(|| m.to_string())
     }
-}
-
-/// Ops that run guest code.
-pub(crate) fn is_guest_call(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. }
-    )
 }
 
 /// Undo what a failed plan applied: new instances and trampolines are forgotten, table slots

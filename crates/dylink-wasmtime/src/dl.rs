@@ -164,13 +164,7 @@ fn dlerror<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>) -> u
     let Some((addr, len)) = lock(&program.shared.core).dlerror_buffer(group) else {
         return 0;
     };
-    let mut bytes: Vec<u8> = message.into_bytes();
-    bytes.truncate(len.saturating_sub(1) as usize);
-    // Never cut a UTF-8 sequence in half.
-    while std::str::from_utf8(&bytes).is_err() {
-        bytes.pop();
-    }
-    bytes.push(0);
+    let bytes = dylink_core::guest::dlerror_text(&message, len);
     match program.memory().write(&mut *cx, addr.0, &bytes) {
         Ok(()) => addr.0,
         Err(_) => 0,
@@ -193,37 +187,9 @@ fn dladdr<T: Send + 'static>(
     };
     // dli_fname and dli_sname point into the group's dladdr text buffer: valid until the
     // next dladdr call in this thread.
-    let mut text = Vec::new();
-    let fname = names.0;
-    text.extend_from_slice(info.path.as_bytes());
-    text.push(0);
-    let sname = info.symbol.as_ref().map(|s| {
-        let at = names.0 + text.len() as u64;
-        text.extend_from_slice(s.as_bytes());
-        text.push(0);
-        at
-    });
-    if text.len() as u64 > len {
+    let Some((text, out)) = dylink_core::guest::dladdr_bytes(&info, names, len, memory64) else {
         return 0;
-    }
-    let fields = [
-        fname,
-        info.base,
-        sname.unwrap_or(0),
-        if sname.is_some() {
-            info.symbol_value
-        } else {
-            0
-        },
-    ];
-    let mut out = Vec::new();
-    for f in fields {
-        if memory64 {
-            out.extend_from_slice(&f.to_le_bytes());
-        } else {
-            out.extend_from_slice(&(f as u32).to_le_bytes());
-        }
-    }
+    };
     let mem = program.memory();
     if mem.write(&mut *cx, names.0, &text).is_err() || mem.write(&mut *cx, info_ptr, &out).is_err()
     {

@@ -32,7 +32,6 @@
 mod apply;
 mod dl;
 mod mem;
-mod source;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,13 +40,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::{
     Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
-    ModuleSource, Outcome, Plan, PlanKind, SymbolValue, TagId,
+    ModuleSource, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmtime::{AsContextMut, Engine, Extern, Func, Global, Instance, Module, Table, Tag, Val};
 
 pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, rtld};
+pub use dylink_fs::DirSource;
 pub use mem::Mem;
-pub use source::DirSource;
 
 /// An error a user can act on: the core's (which module, which symbol, what to do) or the
 /// engine's, with what dylink was doing when it happened.
@@ -110,14 +109,20 @@ pub struct Options {
 }
 
 impl Options {
-    /// Default configuration reading from `source`. When `source` is a [`DirSource`], its
-    /// mounts become the roots: nothing outside them can be loaded.
+    /// Default configuration reading from `source` (library roots: every path the source
+    /// knows).
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
         Self {
             config: Config::default(),
             source: Arc::new(source),
             memory: MemoryCell::default(),
         }
+    }
+
+    /// Read libraries from mounted host directories, and confine library names to them.
+    pub fn dirs(dirs: DirSource) -> Self {
+        let roots = dirs.roots();
+        Self::new(dirs).roots(roots)
     }
 
     /// Confine library names to `roots` (virtual directories).
@@ -208,7 +213,8 @@ pub(crate) struct Group {
     globals: Vec<Option<Global>>,
     tags: Vec<Option<Tag>>,
     instances: HashMap<ModuleId, Instance>,
-    generated: HashMap<GenId, Instance>,
+    /// Generated modules, each with the trampoline table it owns.
+    generated: HashMap<GenId, (Instance, Option<Table>)>,
     /// The message `dlerror` returns next.
     dl_error: Option<String>,
     /// A dl operation is being applied (constructors may run guest code that calls back).
@@ -309,13 +315,7 @@ impl<T: Send + 'static> Program<T> {
             lock(&self.shared.compiled).insert(m.id, module);
         }
         let ops = plan.ops.clone();
-        let tail = match plan.kind() {
-            PlanKind::Startup | PlanKind::Dlopen => ops
-                .iter()
-                .rposition(|op| !apply::is_guest_call(op))
-                .map_or(0, |i| i + 1),
-            _ => ops.len(),
-        };
+        let tail = plan.guest_tail();
         let new: Vec<(ModuleId, String)> = plan
             .modules
             .iter()

@@ -192,7 +192,10 @@ impl Sim {
                 if info.imports.len() != imports.len() {
                     return Err("generated import count".into());
                 }
-                let n = info.defined_table.map_or(0, |t| t.min) as usize;
+                let n = match imports.first() {
+                    Some(Binding::TrampolineTable { slots }) => *slots as usize,
+                    _ => return Err("a generated module imports its own table".into()),
+                };
                 g.generated.insert(*gen_id, (info, vec![None; n]));
             }
             Op::Instantiate { module, imports } => {
@@ -323,6 +326,7 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
             Ok(())
         }
         (Binding::Host { .. }, _) => Ok(()),
+        (Binding::TrampolineTable { .. }, ImportType::Table(_)) => Ok(()),
         (b, t) => Err(format!("binding {b} does not fit {t:?}")),
     }
 }

@@ -1,4 +1,9 @@
-//! Module sources: confined host directories (cap-std) and re-exported in-memory bytes.
+//! Library files for dylink from confined host directories.
+//!
+//! [`DirSource`] implements [`dylink_core::ModuleSource`] over host directories opened with
+//! cap-std: a path is resolved inside its directory by a capability-based view, so `..`,
+//! absolute symlinks and symlinks that climb out are refused however they are spelled.
+#![deny(missing_docs)]
 
 use std::io::{self, ErrorKind};
 use std::path::Path;
@@ -60,5 +65,40 @@ impl ModuleSource for DirSource {
             };
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_inside_and_refuses_symlink_escapes() {
+        let top = tempfile::tempdir().unwrap();
+        let lib = top.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        std::fs::write(lib.join("liba.so"), b"bytes").unwrap();
+        std::fs::write(top.path().join("secret.so"), b"secret").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("../secret.so", lib.join("evil.so")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(top.path().join("secret.so"), lib.join("abs.so")).unwrap();
+        let mut src = DirSource::new();
+        src.mount("/lib", &lib).unwrap();
+        assert_eq!(src.roots(), vec!["/lib".to_string()]);
+        assert_eq!(&*src.read("/lib/liba.so").unwrap().unwrap(), b"bytes");
+        assert_eq!(src.read("/lib/none.so").unwrap(), None);
+        assert_eq!(src.read("/elsewhere/liba.so").unwrap(), None);
+        #[cfg(unix)]
+        {
+            assert!(
+                src.read("/lib/evil.so").is_err(),
+                "a relative symlink out of the mount is refused"
+            );
+            assert!(
+                src.read("/lib/abs.so").is_err(),
+                "an absolute symlink is refused"
+            );
+        }
     }
 }

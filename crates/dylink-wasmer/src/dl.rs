@@ -1,0 +1,214 @@
+//! The guest's `dlopen`, `dlsym`, `dlclose`, `dlerror` and `dladdr` (wasi-libc prototypes and
+//! flag values). Errors never trap: they reach the guest through `dlerror`.
+
+use std::sync::atomic::Ordering;
+
+use dylink_core::{DlFunc, Handle, ModuleId};
+use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, RuntimeError, Value};
+
+use crate::{Program, lock, val_bits};
+
+/// What each guest dl function knows: its program and which module imported it.
+struct DlEnv {
+    program: Program,
+    func: DlFunc,
+    caller: ModuleId,
+    memory64: bool,
+}
+
+/// The host function implementing `func` for imports of module `caller`.
+pub(crate) fn host_func(
+    program: &Program,
+    store: &mut impl AsStoreMut,
+    func: DlFunc,
+    caller: ModuleId,
+    memory64: bool,
+) -> Function {
+    let ty = crate::apply::func_type(&func.signature(memory64));
+    let env = FunctionEnv::new(
+        store,
+        DlEnv {
+            program: program.clone(),
+            func,
+            caller,
+            memory64,
+        },
+    );
+    Function::new_with_env(store, &env, ty, call)
+}
+
+fn call(mut cx: FunctionEnvMut<'_, DlEnv>, params: &[Value]) -> Result<Vec<Value>, RuntimeError> {
+    let (program, func, caller, memory64) = {
+        let e = cx.data();
+        (e.program.clone(), e.func, e.caller, e.memory64)
+    };
+    program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+    let arg = |i: usize| params.get(i).map_or(0, val_bits);
+    let ptr = |v: u64| {
+        if memory64 {
+            Value::I64(v as i64)
+        } else {
+            Value::I32(v as u32 as i32)
+        }
+    };
+    Ok(vec![match func {
+        DlFunc::Open => ptr(dlopen(
+            &program,
+            &mut cx,
+            caller,
+            arg(0),
+            arg(1) as u32 as i32,
+        )),
+        DlFunc::Sym => ptr(dlsym(&program, &mut cx, caller, arg(0), arg(1), memory64)),
+        DlFunc::Close => Value::I32(dlclose(&program, &mut cx, arg(0), memory64)),
+        DlFunc::Error => ptr(dlerror(&program, &mut cx)),
+        DlFunc::Addr => Value::I32(dladdr(&program, &mut cx, arg(0), arg(1), memory64)),
+    }])
+}
+
+fn set_error(program: &Program, message: String) {
+    lock(&program.group).dl_error = Some(message);
+}
+
+/// Refuse re-entry from a destructor run by another dl operation.
+fn busy(program: &Program, what: &str) -> bool {
+    if lock(&program.group).busy {
+        set_error(
+            program,
+            format!(
+                "{what} called from a destructor while another dl operation runs; call it after that operation returns"
+            ),
+        );
+        true
+    } else {
+        false
+    }
+}
+
+fn dlopen(
+    program: &Program,
+    cx: &mut FunctionEnvMut<'_, DlEnv>,
+    caller: ModuleId,
+    name_ptr: u64,
+    flags: i32,
+) -> u64 {
+    if busy(program, "dlopen") {
+        return 0;
+    }
+    let name = if name_ptr == 0 {
+        None
+    } else {
+        match program.memory().read_cstr(cx, name_ptr, 4096) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                set_error(program, format!("dlopen: bad file name: {e}"));
+                return 0;
+            }
+        }
+    };
+    match program.dlopen_as(cx, name.as_deref(), flags, Some(caller)) {
+        Ok(m) => Handle::value(m),
+        Err(e) => {
+            set_error(
+                program,
+                format!("dlopen {}: {e}", name.as_deref().unwrap_or("(program)")),
+            );
+            0
+        }
+    }
+}
+
+fn dlsym(
+    program: &Program,
+    cx: &mut FunctionEnvMut<'_, DlEnv>,
+    caller: ModuleId,
+    handle: u64,
+    name_ptr: u64,
+    memory64: bool,
+) -> u64 {
+    if busy(program, "dlsym") {
+        return 0;
+    }
+    let name = match program.memory().read_cstr(cx, name_ptr, 4096) {
+        Ok(s) => s,
+        Err(e) => {
+            set_error(program, format!("dlsym: bad symbol name: {e}"));
+            return 0;
+        }
+    };
+    match program.dlsym(
+        cx,
+        Handle::from_value(handle, memory64),
+        &name,
+        Some(caller),
+    ) {
+        Ok(v) => v.as_u64(),
+        Err(e) => {
+            set_error(program, format!("dlsym: {e}"));
+            0
+        }
+    }
+}
+
+fn dlclose(
+    program: &Program,
+    cx: &mut FunctionEnvMut<'_, DlEnv>,
+    handle: u64,
+    memory64: bool,
+) -> i32 {
+    if busy(program, "dlclose") {
+        return -1;
+    }
+    let Handle::Module(m) = Handle::from_value(handle, memory64) else {
+        set_error(program, format!("dlclose: invalid handle {handle:#x}"));
+        return -1;
+    };
+    match program.dlclose(cx, m) {
+        Ok(()) => 0,
+        Err(e) => {
+            set_error(program, format!("dlclose: {e}"));
+            -1
+        }
+    }
+}
+
+fn dlerror(program: &Program, cx: &mut FunctionEnvMut<'_, DlEnv>) -> u64 {
+    let Some(message) = lock(&program.group).dl_error.take() else {
+        return 0;
+    };
+    let group = lock(&program.group).id;
+    let Some((addr, len)) = lock(&program.shared.core).dlerror_buffer(group) else {
+        return 0;
+    };
+    let bytes = dylink_core::guest::dlerror_text(&message, len);
+    match program.memory().write(cx, addr.0, &bytes) {
+        Ok(()) => addr.0,
+        Err(_) => 0,
+    }
+}
+
+fn dladdr(
+    program: &Program,
+    cx: &mut FunctionEnvMut<'_, DlEnv>,
+    value: u64,
+    info_ptr: u64,
+    memory64: bool,
+) -> i32 {
+    let Some(info) = program.dladdr(value) else {
+        return 0;
+    };
+    let group = lock(&program.group).id;
+    let Some((names, len)) = lock(&program.shared.core).dladdr_buffer(group) else {
+        return 0;
+    };
+    // dli_fname and dli_sname point into the group's dladdr text buffer: valid until the
+    // next dladdr call in this thread.
+    let Some((text, record)) = dylink_core::guest::dladdr_bytes(&info, names, len, memory64) else {
+        return 0;
+    };
+    let mem = program.memory();
+    if mem.write(cx, names.0, &text).is_err() || mem.write(cx, info_ptr, &record).is_err() {
+        return 0;
+    }
+    1
+}

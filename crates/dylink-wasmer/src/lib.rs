@@ -1,0 +1,504 @@
+//! Run clang/wasm-ld `dylink.0` programs — a main module and its shared libraries — on plain
+//! [wasmer] (no WASIX, no LLVM fork): the same programs and the same results as
+//! `dylink-wasmtime`, because every decision is made by [`dylink_core`] and this crate only
+//! applies its plans.
+//!
+//! # Adding dynamic linking to an embedding
+//!
+//! ```no_run
+//! use dylink_wasmer::{DirSource, Options, Program};
+//! use wasmer::{Imports, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut store = Store::default();
+//! let imports = Imports::new(); // your WASI and host functions go here, as usual
+//!
+//! let mut libs = DirSource::new();
+//! libs.mount("/lib", "path/to/libs")?;
+//! let options = Options::dirs(libs);
+//!
+//! let main = std::fs::read("path/to/main.wasm")?;
+//! let program = Program::load(&mut store, &imports, options, "/main.wasm", &main)?;
+//! let run = program.main_func(&mut store, "run").expect("main exports run");
+//! run.call(&mut store, &[])?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod apply;
+mod dl;
+mod mem;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dylink_core::{
+    Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
+    ModuleSource, Outcome, Plan, SymbolValue, TagId,
+};
+use wasmer::{
+    AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module, Table,
+    Tag, Value,
+};
+
+pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, rtld};
+pub use dylink_fs::DirSource;
+pub use mem::Mem;
+
+/// An error a user can act on: the core's (which module, which symbol, what to do) or the
+/// engine's, with what dylink was doing when it happened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The linker refused: missing library, undefined symbol, type mismatch, bad module, …
+    Core(dylink_core::Error),
+    /// wasmer failed while dylink applied a plan.
+    Engine {
+        /// What dylink was doing.
+        context: String,
+        /// wasmer's message.
+        message: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Core(e) => write!(f, "{e}"),
+            Error::Engine { context, message } => write!(f, "{context}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Core(e) => Some(e),
+            Error::Engine { .. } => None,
+        }
+    }
+}
+
+impl From<dylink_core::Error> for Error {
+    fn from(e: dylink_core::Error) -> Self {
+        Error::Core(e)
+    }
+}
+
+/// The program's memory, filled in as soon as it exists: host functions that constructors
+/// call during [`Program::load`] (output, say) read guest memory through it.
+pub type MemoryCell = Arc<std::sync::OnceLock<Mem>>;
+
+/// How a program is loaded.
+pub struct Options {
+    /// Search paths, roots, bind mode, stack and heap sizes, preloads.
+    pub config: Config,
+    /// Where library bytes come from.
+    pub source: Arc<dyn ModuleSource + Send + Sync>,
+    /// Filled with the memory once it is created (clone it before loading).
+    pub memory: MemoryCell,
+}
+
+impl Options {
+    /// Default configuration reading from `source` (library roots: every path the source
+    /// knows).
+    pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
+        Self {
+            config: Config::default(),
+            source: Arc::new(source),
+            memory: MemoryCell::default(),
+        }
+    }
+
+    /// Read libraries from mounted host directories, and confine library names to them.
+    pub fn dirs(dirs: DirSource) -> Self {
+        let roots = dirs.roots();
+        Self::new(dirs).roots(roots)
+    }
+
+    /// Confine library names to `roots` (virtual directories).
+    pub fn roots(mut self, roots: Vec<String>) -> Self {
+        self.config.search.roots = roots;
+        self
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every instance group of a program shares.
+pub(crate) struct Shared {
+    engine: Engine,
+    core: Mutex<Core>,
+    source: Arc<dyn ModuleSource + Send + Sync>,
+    host: Imports,
+    host_names: HostSet,
+    compiled: Mutex<HashMap<ModuleId, Module>>,
+    memory_cell: MemoryCell,
+    warnings: Mutex<Vec<String>>,
+    host_calls: AtomicU64,
+}
+
+static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many modules this process has compiled (each distinct module once per engine).
+pub fn compilations() -> u64 {
+    COMPILATIONS.load(Ordering::Relaxed)
+}
+
+type Cache = Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Engine, Module)>>>;
+
+/// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
+pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
+    use std::hash::{Hash, Hasher};
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    let key = (bytes.len(), h.finish());
+    let mut cache = lock(CACHE.get_or_init(Default::default));
+    if let Some((_, _, m)) = cache.get(&key).and_then(|v| {
+        v.iter()
+            .find(|(b, e, _)| **b == **bytes && e.id() == engine.id())
+    }) {
+        return Ok(m.clone());
+    }
+    let module = Module::new(engine, &bytes[..]).map_err(|e| Error::Engine {
+        context: format!("compiling {what}"),
+        message: e.to_string(),
+    })?;
+    COMPILATIONS.fetch_add(1, Ordering::Relaxed);
+    cache
+        .entry(key)
+        .or_default()
+        .push((bytes.clone(), engine.clone(), module.clone()));
+    Ok(module)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves consistent data (plans are applied then
+    // committed, never half-recorded), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One instance group's handles: its store's memory, table, globals, tags and instances.
+#[derive(Default)]
+pub(crate) struct Group {
+    id: GroupId,
+    memory: Option<Mem>,
+    table: Option<Table>,
+    globals: Vec<Option<Global>>,
+    tags: Vec<Option<Tag>>,
+    instances: HashMap<ModuleId, Instance>,
+    /// Generated modules, each with the trampoline table it owns.
+    generated: HashMap<GenId, (Instance, Option<Table>)>,
+    dl_error: Option<String>,
+    busy: bool,
+}
+
+impl Group {
+    fn global(&self, g: GlobalId) -> Option<Global> {
+        self.globals.get(g.index()).cloned().flatten()
+    }
+    fn tag(&self, t: TagId) -> Option<Tag> {
+        self.tags.get(t.index()).cloned().flatten()
+    }
+}
+
+/// A loaded program: its main module, libraries, and the state `dlopen` works on.
+#[derive(Clone)]
+pub struct Program {
+    shared: Arc<Shared>,
+    group: Arc<Mutex<Group>>,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program")
+            .field("group", &lock(&self.group).id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Program {
+    /// Load the main module `main` (its path, used for `$ORIGIN` and messages, is `path`),
+    /// the preloads and its NEEDED tree into `store`. Imports no module defines come from
+    /// `host` (WASI, your functions). Runs relocations and constructors; a command's `_start`
+    /// is left for you to call.
+    pub fn load(
+        store: &mut impl AsStoreMut,
+        host: &Imports,
+        options: Options,
+        path: &str,
+        main: &[u8],
+    ) -> Result<Self, Error> {
+        let mut host_names = HostSet::new();
+        for (module, name, _) in host.iter() {
+            host_names.insert(module, name);
+        }
+        let engine = store.as_store_ref().engine().clone();
+        let shared = Arc::new(Shared {
+            engine,
+            core: Mutex::new(Core::new(options.config)),
+            source: options.source,
+            host: host.clone(),
+            host_names,
+            compiled: Mutex::new(HashMap::new()),
+            memory_cell: options.memory,
+            warnings: Mutex::new(Vec::new()),
+            host_calls: AtomicU64::new(0),
+        });
+        let group = Arc::new(Mutex::new(Group {
+            id: dylink_core::MAIN_GROUP,
+            ..Group::default()
+        }));
+        let program = Program { shared, group };
+        let core = lock(&program.shared.core);
+        let plan = core.plan_startup(
+            path,
+            main.into(),
+            &*program.shared.source,
+            &program.shared.host_names,
+        )?;
+        program.run_plan(store, core, plan)?;
+        Ok(program)
+    }
+
+    /// Apply a plan in this program's group and commit it; on failure abort it and undo
+    /// what was applied. The constructors that end a load plan run after the commit and
+    /// without the linker lock (see [`Plan::guest_tail`]); if one fails, what the load
+    /// brought in is unloaded again and the error returned.
+    pub(crate) fn run_plan(
+        &self,
+        store: &mut impl AsStoreMut,
+        mut core: MutexGuard<'_, Core>,
+        plan: Plan,
+    ) -> Result<Outcome, Error> {
+        for m in &plan.modules {
+            let module = compile(&self.shared.engine, &m.bytes, &m.path)?;
+            lock(&self.shared.compiled).insert(m.id, module);
+        }
+        let ops = plan.ops.clone();
+        let tail = plan.guest_tail();
+        let new: Vec<(ModuleId, String)> = plan
+            .modules
+            .iter()
+            .map(|m| (m.id, m.path.clone()))
+            .collect();
+        let memory64 = plan.memory64;
+        let mut undo = apply::Undo::default();
+        lock(&self.group).busy = true;
+        let ctx = apply::Ctx {
+            core: Some(&core),
+            new: &new,
+            memory64,
+        };
+        let applied = apply::apply(self, store, &ops[..tail], &ctx, &mut undo);
+        lock(&self.group).busy = false;
+        if let Err(e) = applied {
+            apply::rollback(self, store, undo);
+            core.abort(plan);
+            return Err(e);
+        }
+        let notes: Vec<String> = plan.diagnostics.iter().map(|d| d.to_string()).collect();
+        let outcome = core.commit(plan)?;
+        drop(core);
+        lock(&self.shared.warnings).extend(notes);
+        if tail == ops.len() {
+            return Ok(outcome);
+        }
+        let ctx = apply::Ctx {
+            core: None,
+            new: &new,
+            memory64,
+        };
+        let Err(e) = apply::apply(self, store, &ops[tail..], &ctx, &mut apply::Undo::default())
+        else {
+            return Ok(outcome);
+        };
+        if let Outcome::Loaded(root) = outcome {
+            let core = lock(&self.shared.core);
+            let group = lock(&self.group).id;
+            if let Ok(plan) = core.plan_unload_failed_load(root, group) {
+                let ops = plan.ops.clone();
+                let ctx = apply::Ctx {
+                    core: Some(&core),
+                    new: &[],
+                    memory64,
+                };
+                if apply::apply(self, store, &ops, &ctx, &mut apply::Undo::default()).is_ok() {
+                    let mut core = core;
+                    let _ = core.commit(plan);
+                }
+            }
+        }
+        Err(e)
+    }
+
+    pub(crate) fn facts(&self, store: &impl AsStoreRef) -> Facts {
+        let g = lock(&self.group);
+        Facts {
+            memory_bytes: g.memory.as_ref().map_or(0, |m| m.size_bytes(store)),
+        }
+    }
+
+    /// The main module's instance.
+    pub fn main_instance(&self) -> Instance {
+        let main = lock(&self.shared.core)
+            .main()
+            .expect("a loaded program has a main module");
+        lock(&self.group).instances[&main].clone()
+    }
+
+    /// An export of the main module.
+    pub fn main_export(&self, name: &str) -> Option<Extern> {
+        self.main_instance().exports.get_extern(name).cloned()
+    }
+
+    /// A function exported by the main module.
+    pub fn main_func(&self, _store: &mut impl AsStoreMut, name: &str) -> Option<Function> {
+        self.main_instance()
+            .exports
+            .get_function(name)
+            .ok()
+            .cloned()
+    }
+
+    /// The instance of a loaded module.
+    pub fn instance(&self, module: ModuleId) -> Option<Instance> {
+        lock(&self.group).instances.get(&module).cloned()
+    }
+
+    /// The program's linear memory.
+    pub fn memory(&self) -> Mem {
+        lock(&self.group)
+            .memory
+            .clone()
+            .expect("a loaded program has a memory")
+    }
+
+    /// The function table of this group.
+    pub fn table(&self) -> Table {
+        lock(&self.group)
+            .table
+            .clone()
+            .expect("a loaded program has a table")
+    }
+
+    /// Run `f` with the linker core (for reports: layout, modules).
+    pub fn with_core<R>(&self, f: impl FnOnce(&Core) -> R) -> R {
+        f(&lock(&self.shared.core))
+    }
+
+    /// The linker's warnings so far (duplicate definitions, weak symbols left undefined, …).
+    pub fn warnings(&self) -> Vec<String> {
+        lock(&self.shared.warnings).clone()
+    }
+
+    /// How many times guest code called into dylink's host functions (dlfcn and the trap
+    /// stubs of undefined functions).
+    pub fn host_calls(&self) -> u64 {
+        self.shared.host_calls.load(Ordering::Relaxed)
+    }
+
+    /// `dlopen(name, flags)` from the host. `None` is the program itself.
+    pub fn dlopen(
+        &self,
+        store: &mut impl AsStoreMut,
+        name: Option<&str>,
+        flags: i32,
+    ) -> Result<ModuleId, Error> {
+        self.dlopen_as(store, name, flags, None)
+    }
+
+    pub(crate) fn dlopen_as(
+        &self,
+        store: &mut impl AsStoreMut,
+        name: Option<&str>,
+        flags: i32,
+        caller: Option<ModuleId>,
+    ) -> Result<ModuleId, Error> {
+        let core = lock(&self.shared.core);
+        let facts = self.facts(store);
+        let group = lock(&self.group).id;
+        let plan = core.plan_dlopen(
+            name,
+            flags,
+            caller,
+            group,
+            facts,
+            &*self.shared.source,
+            &self.shared.host_names,
+        )?;
+        match self.run_plan(store, core, plan)? {
+            Outcome::Loaded(m) => Ok(m),
+            other => unreachable!("dlopen yields a module, not {other:?}"),
+        }
+    }
+
+    /// `dlsym(handle, name)` from the host (`caller` matters for `RTLD_NEXT`).
+    pub fn dlsym(
+        &self,
+        store: &mut impl AsStoreMut,
+        handle: Handle,
+        name: &str,
+        caller: Option<ModuleId>,
+    ) -> Result<SymbolValue, Error> {
+        let core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        match core.plan_dlsym(handle, name, caller, group)? {
+            dylink_core::DlsymAnswer::Ready(v) => Ok(v),
+            dylink_core::DlsymAnswer::Plan(plan) => match self.run_plan(store, core, plan)? {
+                Outcome::Symbol(v) => Ok(v),
+                other => unreachable!("dlsym yields a symbol, not {other:?}"),
+            },
+        }
+    }
+
+    /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
+    pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
+        let core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        let plan = core.plan_dlclose(handle, group)?;
+        self.run_plan(store, core, plan).map(|_| ())
+    }
+
+    /// `dladdr(value)`: the module and nearest symbol of a data address or function pointer.
+    pub fn dladdr(&self, value: u64) -> Option<AddrInfo> {
+        lock(&self.shared.core).dladdr(value)
+    }
+
+    /// The function a function pointer (table slot) designates.
+    pub fn func_at(&self, store: &mut impl AsStoreMut, slot: u64) -> Option<Function> {
+        let table = self.table();
+        match table.get(store, u32::try_from(slot).ok()?)? {
+            Value::FuncRef(f) => f,
+            _ => None,
+        }
+    }
+
+    /// Copy bytes out of linear memory.
+    pub fn read_memory(
+        &self,
+        store: &impl AsStoreRef,
+        addr: u64,
+        buf: &mut [u8],
+    ) -> Result<(), String> {
+        self.memory().read(store, addr, buf)
+    }
+}
+
+/// Integer bits of a value.
+pub(crate) fn val_bits(v: &Value) -> u64 {
+    match v {
+        Value::I32(x) => *x as u32 as u64,
+        Value::I64(x) => *x as u64,
+        _ => 0,
+    }
+}
