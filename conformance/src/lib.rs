@@ -80,6 +80,9 @@ pub trait Program {
     fn host_calls(&mut self) -> u64;
     /// The linker's warnings so far (duplicate definitions, weak symbols left undefined, …).
     fn warnings(&mut self) -> Vec<String>;
+    /// The linker's layout (memory regions, table slots), as `dylink_core::Linker` displays
+    /// it: identical on every engine for the same program and operations.
+    fn layout(&mut self) -> String;
 }
 
 /// An engine adapter under test.
@@ -265,8 +268,10 @@ fn prepare(case: &Case, engine: &str) -> Result<LoadSpec, String> {
     Ok(spec)
 }
 
-/// Run one case against an adapter.
-pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
+/// Run one case against an adapter. On success, the transcript: every step with what it
+/// observed (values, or that it failed as expected), then the guest output and the linker's
+/// layout. Two engines must produce the same transcript for the same case.
+pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<Vec<String>, String> {
     let spec = prepare(case, adapter.engine())?;
     let load_error = case
         .lines
@@ -278,11 +283,14 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                 "the load succeeded; expected an error mentioning `{words}`"
             ));
         }
-        (Err(e), Some(words)) => return words_present(&e, words),
+        (Err(e), Some(words)) => {
+            return words_present(&e, words).map(|()| vec![format!("load-error: {words}")]);
+        }
         (Err(e), None) => return Err(format!("load failed: {e}")),
         (Ok(p), None) => p,
     };
     let mut vars: HashMap<String, u64> = HashMap::new();
+    let mut transcript: Vec<String> = Vec::new();
     for line in &case.lines {
         let (cmd, expect) = match line.split_once("=>") {
             Some((c, e)) => (c.trim(), Some(e.trim())),
@@ -301,9 +309,14 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
         };
         let step = |r: Result<Option<i64>, String>,
                     expect: Option<&str>,
-                    vars: &mut HashMap<String, u64>|
+                    vars: &mut HashMap<String, u64>,
+                    transcript: &mut Vec<String>|
          -> Result<(), String> {
             let expect = expect.unwrap_or("");
+            transcript.push(match &r {
+                Ok(v) => format!("{line} -> {v:?}"),
+                Err(_) => format!("{line} -> failed"),
+            });
             match (r, expect) {
                 (Err(e), x) if x.starts_with("trap") || x.starts_with("error") => {
                     words_present(&e, x.split_once(' ').map_or("", |p| p.1))
@@ -366,7 +379,7 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                         ));
                     }
                 }
-                step(r, expect, &mut vars)?;
+                step(r, expect, &mut vars, &mut transcript)?;
             }
             "callptr" => {
                 let p = value(words[1], &vars)? as u64;
@@ -374,7 +387,12 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                     .iter()
                     .map(|a| value(a, &vars))
                     .collect::<Result<_, _>>()?;
-                step(program.call_ptr(p, &args), expect, &mut vars)?;
+                step(
+                    program.call_ptr(p, &args),
+                    expect,
+                    &mut vars,
+                    &mut transcript,
+                )?;
             }
             "read32" => {
                 let p = value(words[1], &vars)? as u64;
@@ -382,6 +400,7 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                     program.read_u32(p).map(|v| Some(v as i32 as i64)),
                     expect,
                     &mut vars,
+                    &mut transcript,
                 )?;
             }
             "dlopen" => {
@@ -394,6 +413,7 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                     program.dlopen(words[1], flags).map(|h| Some(h as i64)),
                     expect,
                     &mut vars,
+                    &mut transcript,
                 )?;
             }
             "dlsym" => {
@@ -405,11 +425,17 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
                     program.dlsym(h as u64, words[2]).map(|v| Some(v as i64)),
                     expect,
                     &mut vars,
+                    &mut transcript,
                 )?;
             }
             "dlclose" => {
                 let h = value(words[1], &vars)? as u64;
-                step(program.dlclose(h).map(|()| Some(0)), expect, &mut vars)?;
+                step(
+                    program.dlclose(h).map(|()| Some(0)),
+                    expect,
+                    &mut vars,
+                    &mut transcript,
+                )?;
             }
             "warning" => {
                 let words = expect.unwrap_or("");
@@ -430,7 +456,9 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<(), String> {
             _ => {}
         }
     }
-    Ok(())
+    transcript.push(format!("output: {:?}", program.output()));
+    transcript.push(format!("layout:\n{}", program.layout()));
+    Ok(transcript)
 }
 
 /// Run the whole catalog against `adapter` as a test binary would: prints one line per trial
@@ -458,8 +486,8 @@ pub fn run_main(adapter: &dyn Adapter) -> i32 {
                     Err(format!("panicked: {}", msg.unwrap_or_default()))
                 });
         let status = match (outcome, xfail.get(&case.name)) {
-            (Ok(()), None) => Status::Pass,
-            (Ok(()), Some(reason)) => Status::Fail(format!(
+            (Ok(_), None) => Status::Pass,
+            (Ok(_), Some(reason)) => Status::Fail(format!(
                 "passed, but is listed as an expected failure ({reason}); remove it from expected-failures.txt"
             )),
             (Err(e), Some(reason)) => Status::ExpectedFail(format!("{reason} — {e}")),

@@ -26,6 +26,8 @@
 #![deny(missing_docs)]
 
 mod apply;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod dl;
 mod mem;
 

@@ -30,6 +30,8 @@
 #![deny(missing_docs)]
 
 mod apply;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod dl;
 mod mem;
 
