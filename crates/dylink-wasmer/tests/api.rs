@@ -1,0 +1,158 @@
+//! The embedder API: in-memory sources, the compile cache, errors a user reads.
+
+use dylink_wasmer::{MemorySource, Options, Program, compilations, rtld};
+use wasmer::{Imports, Store, Value};
+
+fn side(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (@dylink.0 (mem-info (memory 8 2)))
+             (import "env" "memory" (memory 1))
+             (import "env" "__memory_base" (global $mb i32))
+             {body})"#
+    ))
+    .unwrap()
+}
+
+fn main_module(needed: &str, body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (@dylink.0 (mem-info (memory 0 0)) (needed {needed}))
+             (import "env" "memory" (memory 1))
+             {body})"#
+    ))
+    .unwrap()
+}
+
+fn program_source() -> MemorySource {
+    let mut src = MemorySource::new();
+    src.insert(
+        "/lib/libanswer.so",
+        side(r#"(func (export "answer") (result i32) i32.const 42)"#),
+    );
+    src
+}
+
+#[test]
+fn loads_from_memory_and_compiles_each_module_once() {
+    let linker = Imports::new();
+    let mut store = Store::default();
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func $a (result i32))) (func (export "run") (result i32) call $a)"#,
+    );
+    let mut results = Vec::new();
+    let mut compiled = Vec::new();
+    for _ in 0..2 {
+        let before = compilations();
+        let program = Program::load(
+            &mut store,
+            &linker,
+            Options::new(program_source()),
+            "/app/main.wasm",
+            &main,
+        )
+        .unwrap();
+        let run = program.main_func(&mut store, "run").unwrap();
+        let Value::I32(v) = run.call(&mut store, &[]).unwrap()[0] else {
+            panic!("run returns an i32")
+        };
+        results.push(v);
+        // dlopen of an already loaded library compiles nothing either.
+        program
+            .dlopen(&mut store, Some("libanswer.so"), rtld::NOW)
+            .unwrap();
+        compiled.push(compilations() - before);
+    }
+    assert_eq!(results, [42, 42]);
+    assert_eq!(
+        compiled[1], 0,
+        "a second program on the same engine reuses every compiled module"
+    );
+}
+
+#[test]
+fn errors_are_one_line_naming_module_symbol_and_remedy() {
+    let linker = Imports::new();
+    let mut store = Store::default();
+    let main = main_module(r#""libmissing.so""#, "");
+    let err = Program::load(
+        &mut store,
+        &linker,
+        Options::new(MemorySource::new()),
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains("libmissing.so")
+            && msg.contains("/app/main.wasm")
+            && msg.contains("add its directory"),
+        "{msg}"
+    );
+
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func (param i64) (result i32)))"#,
+    );
+    let err = Program::load(
+        &mut store,
+        &linker,
+        Options::new(program_source()),
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("/app/main.wasm needs `answer: (i64) -> i32` but /lib/libanswer.so exports `answer: () -> i32`"), "{msg}");
+
+    // A host dlopen error leaves the program usable.
+    let main = main_module(r#""libanswer.so""#, "");
+    let program = Program::load(
+        &mut store,
+        &linker,
+        Options::new(program_source()),
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap();
+    let err = program
+        .dlopen(&mut store, Some("../../etc/passwd"), rtld::NOW)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("outside the configured library roots")
+            || err.to_string().contains("not found"),
+        "{err}"
+    );
+    assert!(
+        program
+            .dlopen(&mut store, Some("libanswer.so"), rtld::NOW | rtld::NOLOAD)
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_trapping_constructor_fails_the_load_with_the_trap_message() {
+    let linker = Imports::new();
+    let mut store = Store::default();
+    let mut src = MemorySource::new();
+    src.insert(
+        "/lib/libboom.so",
+        side(r#"(func (export "__wasm_call_ctors") unreachable)"#),
+    );
+    let main = main_module(r#""libboom.so""#, "");
+    let err = Program::load(
+        &mut store,
+        &linker,
+        Options::new(src),
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("running constructors of /lib/libboom.so") && msg.contains("unreachable"),
+        "{msg}"
+    );
+}
