@@ -88,13 +88,23 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var_os("DYLINK_BENCH_QUICK").is_some();
-    let sizes: &[usize] = if quick { &[10] } else { &[10, 100, 1000] };
-    let runs = if quick { 1 } else { 7 };
+    let only: Option<usize> = std::env::var("DYLINK_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let sizes: Vec<usize> = match only {
+        Some(n) => vec![n],
+        None if quick => vec![10],
+        None => vec![10, 100, 1000],
+    };
+    let runs = std::env::var("DYLINK_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 7 });
     println!(
         "plan_ms: startup plan (parse + search + layout + resolve) of N side modules, {} symbols each",
         EXPORTS * 4
     );
-    for &n in sizes {
+    for n in sizes {
         let (main, src) = program(n);
         let mut times = Vec::new();
         let mut ops = 0;

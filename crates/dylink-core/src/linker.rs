@@ -791,7 +791,7 @@ impl Linker {
                     return Ok(DlsymAnswer::Ready(SymbolValue::Func(slot)));
                 }
                 let mut t = self.txn(group);
-                let slot = t.canonical_slot(def.module, index)?;
+                let slot = t.canonical_slot(def.module, index, e.name.clone())?;
                 Ok(DlsymAnswer::Plan(t.finish(
                     PlanKind::Dlsym,
                     Outcome::Symbol(SymbolValue::Func(slot)),
@@ -1913,7 +1913,7 @@ impl<'a> Txn<'a> {
 
     /// The canonical slot of a module's function: the one slot every `GOT.func`, `dlsym` and
     /// `&f` of it yields, so function pointers compare equal across modules.
-    fn canonical_slot(&mut self, module: ModuleId, func: u32) -> Result<Slot, Error> {
+    fn canonical_slot(&mut self, module: ModuleId, func: u32, name: Name) -> Result<Slot, Error> {
         if let Some(s) = self
             .base
             .canonical
@@ -1941,7 +1941,6 @@ impl<'a> Txn<'a> {
         self.canonical.insert((module, func), slot);
         self.slot_uses
             .push((slot, Some(SlotUse::Func { module, func })));
-        let name = self.module(module).info.func_name(func);
         let op = Op::SetSlot {
             slot,
             value: SlotValue::Export { module, name },
@@ -2373,8 +2372,22 @@ impl<'a> Txn<'a> {
         for &m in order {
             let info = self.module(m).info.clone();
             let mut bindings = Vec::with_capacity(info.imports.len());
+            // Function imports by name, for the `GOT.func` imports of the same symbols.
+            let funcs: HashMap<&str, &Import> = if info
+                .imports
+                .iter()
+                .any(|i| matches!(i.role, ImportRole::GotFunc(_)))
+            {
+                info.imports
+                    .iter()
+                    .filter(|i| matches!(i.ty, ImportType::Func(_)))
+                    .map(|i| (&*i.name, i))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
             for imp in &info.imports {
-                bindings.push(self.bind_import(m, &info, imp, host, &done)?);
+                bindings.push(self.bind_import(m, &info, imp, host, &done, &funcs)?);
             }
             let op = Op::Instantiate {
                 module: m,
@@ -2403,6 +2416,7 @@ impl<'a> Txn<'a> {
         imp: &Import,
         host: &dyn HostNames,
         done: &HashSet<ModuleId>,
+        funcs: &HashMap<&str, &Import>,
     ) -> Result<Binding, Error> {
         let import_ty = match imp.ty {
             ImportType::Global { ty, .. } => ty,
@@ -2507,17 +2521,23 @@ impl<'a> Txn<'a> {
                 }
             }
             ImportRole::GotFunc(sym) => {
-                let want = info.imports.iter().find_map(|i| match (&i.role, &i.ty) {
-                    (ImportRole::Func(n), ImportType::Func(t)) if n == sym => {
-                        Some(info.func_type(*t).clone())
-                    }
+                let own = funcs.get(&**sym).copied();
+                let want = own.and_then(|i| match (&i.role, &i.ty) {
+                    (ImportRole::Func(_), ImportType::Func(t)) => Some(info.func_type(*t).clone()),
                     _ => None,
                 });
                 // `&f` of a function the module imports from another namespace (a host
                 // function such as `test.log_int`) is that host function's slot.
                 // A `GOT.func` carries no namespace: when the importer (or, failing that, any
                 // module of the program) calls it from a host namespace, that is the one.
-                if let Some(ns) = self.host_namespace_of(sym, m, host) {
+                let own_host =
+                    own.filter(|i| i.role == ImportRole::Host && host.defines(&i.module, &i.name));
+                let ns = match own_host {
+                    Some(i) => Some(i.module.clone()),
+                    None if own.is_some() => None,
+                    None => self.host_namespace_of(sym, m, host),
+                };
+                if let Some(ns) = ns {
                     let slot = self.host_slot(&ns, sym)?;
                     return Ok(Binding::Global(self.const_global(import_ty, true, slot.0)));
                 }
@@ -2525,7 +2545,10 @@ impl<'a> Txn<'a> {
                     FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, want.as_ref()) {
                         Some(index) => {
                             self.note_use(m, def.module);
-                            let slot = self.canonical_slot(def.module, index)?;
+                            let name = self.module(def.module).info.exports[def.export as usize]
+                                .name
+                                .clone();
+                            let slot = self.canonical_slot(def.module, index, name)?;
                             Binding::Global(self.const_global(import_ty, true, slot.0))
                         }
                         None => UNRESOLVED,
@@ -3075,7 +3098,14 @@ impl<'a> Txn<'a> {
                 .free(self.table.size, self.table_min - self.table.size, false);
             self.table.size = self.table_min;
         }
-        let mut ops: Vec<Op> = Vec::new();
+        let total = self.setup.len()
+            + self.adopt.len()
+            + self.zero.len()
+            + self.body.len()
+            + self.late.len()
+            + self.inits.len()
+            + 8;
+        let mut ops: Vec<Op> = Vec::with_capacity(total);
         let mut templates: Vec<(u32, LogOp)> = Vec::new();
         let mut push = |op: Op, tpl: Option<LogOp>, ops: &mut Vec<Op>| {
             if let Some(t) = tpl {

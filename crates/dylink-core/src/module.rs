@@ -679,6 +679,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::ImportSection(reader) => {
                 saw_section = true;
+                info.imports.reserve(reader.count() as usize);
                 for imp in reader.into_imports_with_offsets() {
                     let (offset, imp) = imp.map_err(from_wasm)?;
                     let ty = match imp.ty {
@@ -722,6 +723,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::FunctionSection(reader) => {
                 saw_section = true;
+                func_types.reserve(reader.count() as usize);
                 for t in reader.into_iter_with_offsets() {
                     let (offset, t) = t.map_err(from_wasm)?;
                     check_func_type(&info, t, offset)?;
@@ -750,6 +752,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::GlobalSection(reader) => {
                 saw_section = true;
+                globals.reserve(reader.count() as usize);
                 for g in reader {
                     let g = g.map_err(from_wasm)?;
                     let ty = ValType::from_wasm(g.ty.content_type);
@@ -758,6 +761,8 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::ExportSection(reader) => {
                 saw_section = true;
+                info.exports.reserve(reader.count() as usize);
+                info.export_index.reserve(reader.count() as usize);
                 for e in reader.into_iter_with_offsets() {
                     let (offset, e) = e.map_err(from_wasm)?;
                     let kind = match e.kind {
