@@ -433,6 +433,15 @@ impl fmt::Display for Error {
                  Config::initial_heap)"
             ),
             Self::OutOfSpace {
+                what: "table",
+                needed,
+                limit,
+            } => write!(
+                f,
+                "table exhausted: {needed} slots needed, the limit is {limit} (a non-PIE main \
+                 fixes its table's size unless linked with --growable-table)"
+            ),
+            Self::OutOfSpace {
                 what,
                 needed,
                 limit,

@@ -298,6 +298,7 @@ pub(crate) fn apply(
     undo: &mut Undo,
 ) -> Result<(), Error> {
     for op in ops {
+        tracing::trace!(target: "dylink::ops", "{op}");
         match op {
             Op::CreateMemory {
                 min_pages,
@@ -498,6 +499,12 @@ pub(crate) fn apply(
                 let mut externs = Vec::with_capacity(imports.len());
                 for b in imports {
                     externs.push(binding(program, store, b, ctx.memory64)?);
+                }
+                if tracing::enabled!(target: "dylink::bindings", tracing::Level::DEBUG) {
+                    let path = ctx.path(*module);
+                    for (imp, b) in compiled.imports().zip(imports) {
+                        tracing::debug!(target: "dylink::bindings", "{path}: {}.{} -> {b}", imp.module(), imp.name());
+                    }
                 }
                 let inst = Instance::new_by_index(store, &compiled, &externs)
                     .map_err(|e| fail(format!("instantiating {}", ctx.path(*module)), e))?;

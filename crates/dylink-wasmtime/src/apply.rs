@@ -215,6 +215,7 @@ pub(crate) fn apply<T: Send + 'static>(
 ) -> Result<(), Error> {
     let engine = program.shared.engine.clone();
     for op in ops {
+        tracing::trace!(target: "dylink::ops", "{op}");
         match op {
             Op::CreateMemory {
                 min_pages,
@@ -406,6 +407,12 @@ pub(crate) fn apply<T: Send + 'static>(
                 let mut externs = Vec::with_capacity(imports.len());
                 for b in imports {
                     externs.push(binding(program, &mut store, b, ctx.memory64)?);
+                }
+                if tracing::enabled!(target: "dylink::bindings", tracing::Level::DEBUG) {
+                    let path = ctx.path(*module);
+                    for (imp, b) in compiled.imports().zip(imports) {
+                        tracing::debug!(target: "dylink::bindings", "{path}: {}.{} -> {b}", imp.module(), imp.name());
+                    }
                 }
                 let inst = Instance::new(&mut store, &compiled, &externs)
                     .map_err(engine_err(format!("instantiating {}", ctx.path(*module))))?;

@@ -313,6 +313,7 @@ impl<T: Send + 'static> Program<T> {
         plan: Plan,
     ) -> Result<Outcome, Error> {
         for m in &plan.modules {
+            tracing::debug!(target: "dylink::libs", "{} => {} ({} bytes)", m.name, m.path, m.bytes.len());
             let module = compile(&self.shared.engine, &m.bytes, &m.path)?;
             lock(&self.shared.compiled).insert(m.id, module);
         }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Rebuild the examples with clang-19 and Debian's wasi-libc
+# (apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32).
+#
+# A non-PIE main carries libc and exports what its side modules use of it (named below),
+# its function table and its stack pointer; side modules (-fPIC -shared) import those.
+# (wasi-libc 2022 with --export-all cannot open preopened directories: export by name.) Such a main has no
+# NEEDED list: `dylink run --preload` names its libraries.
+set -euo pipefail
+cd "$(dirname "$0")"
+CC=${CC:-clang-19}
+LD=${LD:-wasm-ld-19}
+MAIN_LINK="-Wl,--experimental-pic,--export-table,--growable-table,--export=__stack_pointer,--unresolved-symbols=import-dynamic"
+side() { # OUT SRC
+    $CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default -c "$2" -o "$1.o"
+    $LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o "$1" "$1.o" 2>&1 | grep -v "not yet stable" || true
+    rm -f "$1.o"
+}
+main() { # OUT SRC [LIBC SYMBOLS THE SIDE MODULES NEED]
+    local out=$1 src=$2
+    shift 2
+    local keep=""
+    for s in "$@"; do keep="$keep,--export=$s"; done
+    $CC --target=wasm32-wasi -O2 -fPIC "$src" -o "$out" "$MAIN_LINK$keep" 2>&1 | grep -v "not yet stable" || true
+}
+main hello/main.wasm hello/main.c snprintf
+side hello/libgreet.so hello/greet.c
+main plugins/host.wasm plugins/host.c malloc strcpy
+side plugins/plugins/libdouble.so plugins/double.c
+side plugins/plugins/libsquare.so plugins/square.c
