@@ -4,13 +4,17 @@
 #
 # A non-PIE main carries libc and exports what its side modules use of it (named below),
 # its function table and its stack pointer; side modules (-fPIC -shared) import those.
+# It is built as a reactor exporting __main_void: in a command (_start), wasm-ld wraps every
+# other export so that it runs the constructors again, which libraries calling into the
+# main's libc must not do. `dylink run` calls _initialize, then __main_void, then exit with
+# its result (exit flushes stdio and runs atexit handlers, as a command's _start would).
 # (wasi-libc 2022 with --export-all cannot open preopened directories: export by name.) Such a main has no
 # NEEDED list: `dylink run --preload` names its libraries.
 set -euo pipefail
 cd "$(dirname "$0")"
 CC=${CC:-clang-19}
 LD=${LD:-wasm-ld-19}
-MAIN_LINK="-Wl,--experimental-pic,--export-table,--growable-table,--export=__stack_pointer,--unresolved-symbols=import-dynamic"
+MAIN_LINK="-Wl,--experimental-pic,--export-table,--growable-table,--export=__stack_pointer,--export=__main_void,--export=exit,--unresolved-symbols=import-dynamic"
 side() { # OUT SRC
     $CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default -c "$2" -o "$1.o"
     $LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o "$1" "$1.o" 2>&1 | grep -v "not yet stable" || true
@@ -21,7 +25,7 @@ main() { # OUT SRC [LIBC SYMBOLS THE SIDE MODULES NEED]
     shift 2
     local keep=""
     for s in "$@"; do keep="$keep,--export=$s"; done
-    $CC --target=wasm32-wasi -O2 -fPIC "$src" -o "$out" "$MAIN_LINK$keep" 2>&1 | grep -v "not yet stable" || true
+    $CC --target=wasm32-wasi -O2 -fPIC -mexec-model=reactor "$src" -o "$out" "$MAIN_LINK$keep" 2>&1 | grep -v "not yet stable" || true
 }
 main hello/main.wasm hello/main.c snprintf
 side hello/libgreet.so hello/greet.c

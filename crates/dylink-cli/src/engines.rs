@@ -19,6 +19,22 @@ pub struct Job {
     pub dirs: Vec<(PathBuf, String)>,
 }
 
+/// The function that runs the program: a command's `_start`, or a reactor's `__main_void`
+/// (called after `_initialize`, which the linker runs at load; then its `exit`, if exported,
+/// with the result), and how many results it has.
+pub fn entry_point(has: impl FnMut(&str) -> bool, path: &str) -> Result<(&'static str, usize)> {
+    let mut has = has;
+    if has("_start") {
+        Ok(("_start", 0))
+    } else if has("__main_void") {
+        Ok(("__main_void", 1))
+    } else {
+        anyhow::bail!(
+            "{path} exports neither `_start` (a WASI command) nor `__main_void` (a reactor built with -Wl,--export=__main_void)"
+        )
+    }
+}
+
 #[cfg(feature = "wasmtime")]
 pub fn run_wasmtime(job: Job) -> Result<i32> {
     use dylink_wasmtime::{Options, Program};
@@ -46,11 +62,23 @@ pub fn run_wasmtime(job: Job) -> Result<i32> {
     let mut options = Options::new(job.source);
     options.config = job.config;
     let program = Program::load(&mut store, &linker, options, &job.path, &job.bytes)?;
-    let Some(start) = program.main_func(&mut store, "_start") else {
-        anyhow::bail!("{} exports no `_start`: it is not a WASI command", job.path);
-    };
-    match start.call(&mut store, &[], &mut []) {
-        Ok(()) => Ok(0),
+    let (entry, returns) = entry_point(
+        |name| program.main_func(&mut store, name).is_some(),
+        &job.path,
+    )?;
+    let func = program
+        .main_func(&mut store, entry)
+        .expect("entry_point checked it");
+    let mut results = vec![wasmtime::Val::I32(0); returns];
+    let mut ran = func.call(&mut store, &[], &mut results);
+    if ran.is_ok() && returns == 1 {
+        // A reactor's main returned: exit with its result, as a command's _start would.
+        if let Some(exit) = program.main_func(&mut store, "exit") {
+            ran = exit.call(&mut store, &[results[0].clone()], &mut []);
+        }
+    }
+    match ran {
+        Ok(()) => Ok(results.first().and_then(|v| v.i32()).unwrap_or(0)),
         Err(e) => match e.downcast_ref::<I32Exit>() {
             Some(exit) => Ok(exit.0),
             None => Err(anyhow::anyhow!("{} trapped: {}", job.path, e.root_cause())),
@@ -69,40 +97,69 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
     use wasmer::Store;
     use wasmer_wasix::{WasiEnv, WasiError};
 
+    // wasmer-wasix does its I/O on a tokio runtime, entered for the whole run.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _entered = runtime.enter();
     let mut store = Store::default();
     let mut builder = WasiEnv::builder(job.argv.first().cloned().unwrap_or_default())
         .args(job.argv.iter().skip(1))
         .envs(job.env.iter().cloned());
+    builder.set_engine(store.engine().clone());
+    if !job.dirs.is_empty() {
+        // The host's file system, from which --dir maps directories.
+        let host_fs =
+            wasmer_wasix::virtual_fs::host_fs::FileSystem::new(runtime.handle().clone(), "/")?;
+        builder.set_fs(
+            Box::new(host_fs) as Box<dyn wasmer_wasix::virtual_fs::FileSystem + Send + Sync>
+        );
+    }
     for (host, guest) in &job.dirs {
+        let host = std::fs::canonicalize(host)
+            .map_err(|e| anyhow::anyhow!("cannot give the program {}: {e}", host.display()))?;
         builder = builder.map_dir(guest, host)?;
     }
-    let mut env = builder.finalize(&mut store)?;
-    let imports = env.import_object_for_all_wasi_versions_preview1(&mut store)?;
-    let options = {
-        let mut o = Options::new(job.source);
-        o.config = job.config;
-        o
-    };
+    let env = builder.finalize(&mut store)?;
+    let main = wasmer::Module::new(&store, &job.bytes)?;
+    let imports = env.import_object_for_all_wasi_versions(&mut store, &main)?;
+    let mut options = Options::new(job.source);
+    options.config = job.config;
+    // WASI must know the memory before any constructor runs: wasmer-wasix finds it among
+    // the main module's exports.
+    let mut wasi = env.clone();
+    options.before_init = Some(Box::new(move |store, program| {
+        wasi.initialize(store, program.main_instance())
+            .map_err(|e| format!("WASI on wasmer needs the main module to export its memory: {e}"))
+    }));
     let program = Program::load(&mut store, &imports, options, &job.path, &job.bytes)?;
-    env.initialize_with_memory(
-        &mut store,
-        program.main_instance(),
-        Some(program.memory().0),
-        false,
+    let (entry, _) = entry_point(
+        |name| program.main_func(&mut store, name).is_some(),
+        &job.path,
     )?;
-    let start = program.main_func(&mut store, "_start").ok_or_else(|| {
-        anyhow::anyhow!("{} exports no `_start`: it is not a WASI command", job.path)
-    })?;
-    let result = start.call(&mut store, &[]);
-    env.on_exit(&mut store, None);
-    match result {
-        Ok(_) => Ok(0),
+    let func = program
+        .main_func(&mut store, entry)
+        .expect("entry_point checked it");
+    let mut result = func.call(&mut store, &[]);
+    if let Ok(values) = &result {
+        // A reactor's main returned: exit with its result, as a command's _start would.
+        if let (Some(code), Some(exit)) = (
+            values.first().cloned(),
+            program.main_func(&mut store, "exit"),
+        ) {
+            result = exit.call(&mut store, &[code]);
+        }
+    }
+    let code = match result {
+        Ok(values) => Ok(values.first().and_then(|v| v.i32()).unwrap_or(0)),
         Err(e) => match e.downcast::<WasiError>() {
             Ok(WasiError::Exit(code)) => Ok(code.raw()),
             Ok(other) => Err(anyhow::anyhow!("{}: {other}", job.path)),
             Err(e) => Err(anyhow::anyhow!("{} trapped: {}", job.path, e.message())),
         },
-    }
+    };
+    env.on_exit(&mut store, None);
+    code
 }
 
 #[cfg(not(feature = "wasmer"))]

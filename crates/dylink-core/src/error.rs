@@ -408,8 +408,9 @@ impl fmt::Display for Error {
             Self::Source { path, message } => write!(f, "cannot read {path}: {message}"),
             Self::NotDynamic { path } => write!(
                 f,
-                "{path} is not a dynamic library (no `dylink.0` section); build it with \
-                 -fPIC and link with -shared --experimental-pic"
+                "{path} is not a dynamic library (no `dylink.0` section, or it defines its own \
+                 memory like a main module); build it with -fPIC and link with -shared \
+                 --experimental-pic"
             ),
             Self::BadMain { path, message } => {
                 write!(f, "{path} cannot be a main module: {message}")

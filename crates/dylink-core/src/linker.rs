@@ -1325,7 +1325,7 @@ impl<'a> Txn<'a> {
         is_main: bool,
     ) -> Result<ModuleId, Error> {
         let id = ModuleId::new(self.base.modules.len() + self.new.len());
-        if !is_main && !info.is_dynamic() {
+        if !is_main && !info.is_side_module() {
             return Err(Error::NotDynamic { path: path.into() });
         }
         if let Some(main) = self.main.filter(|_| !is_main) {

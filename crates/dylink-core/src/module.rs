@@ -528,6 +528,13 @@ impl ModuleInfo {
         self.imports.iter().any(|i| i.role == ImportRole::Memory)
     }
 
+    /// Whether this module can be loaded as a library: it has a `dylink.0` section and does
+    /// not define its own memory (a non-PIE main linked with `--experimental-pic` has the
+    /// section too, but owns its memory).
+    pub fn is_side_module(&self) -> bool {
+        self.dylink.is_some() && self.defined_memory.is_none()
+    }
+
     /// Whether this module is a `dylink.0` dynamic library (a side module or a PIE main).
     pub fn is_dynamic(&self) -> bool {
         self.dylink.is_some()

@@ -148,7 +148,7 @@ pub fn ldd(
         };
         seen.insert(path.clone(), ());
         match ModuleInfo::parse(&bytes) {
-            Ok(info) => match &info.dylink {
+            Ok(info) => match info.dylink.as_ref().filter(|_| info.is_side_module()) {
                 Some(d) => {
                     report.entries.push(LddEntry {
                         depth,

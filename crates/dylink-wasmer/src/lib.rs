@@ -101,7 +101,15 @@ pub struct Options {
     pub source: Arc<dyn ModuleSource + Send + Sync>,
     /// Filled with the memory once it is created (clone it before loading).
     pub memory: MemoryCell,
+    /// Called once, when every module of the program is instantiated and relocated but
+    /// before any constructor runs: set up host state that guest code needs from its first
+    /// instruction (wasmer-wasix's `WasiEnv::initialize` with the main instance).
+    pub before_init: Option<BeforeInit>,
 }
+
+/// See [`Options::before_init`].
+pub type BeforeInit =
+    Box<dyn FnOnce(&mut wasmer::StoreMut<'_>, &Program) -> Result<(), String> + Send>;
 
 impl Options {
     /// Default configuration reading from `source` (library roots: every path the source
@@ -111,6 +119,7 @@ impl Options {
             config: Config::default(),
             source: Arc::new(source),
             memory: MemoryCell::default(),
+            before_init: None,
         }
     }
 
@@ -146,6 +155,7 @@ pub(crate) struct Shared {
     memory_cell: MemoryCell,
     warnings: Mutex<Vec<String>>,
     host_calls: AtomicU64,
+    before_init: Mutex<Option<BeforeInit>>,
 }
 
 static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
@@ -255,6 +265,7 @@ impl Program {
             memory_cell: options.memory,
             warnings: Mutex::new(Vec::new()),
             host_calls: AtomicU64::new(0),
+            before_init: Mutex::new(options.before_init),
         });
         let group = Arc::new(Mutex::new(Group {
             id: dylink_core::MAIN_GROUP,
@@ -313,16 +324,26 @@ impl Program {
         let outcome = core.commit(plan)?;
         drop(core);
         lock(&self.shared.warnings).extend(notes);
+        let hook = lock(&self.shared.before_init).take();
+        let prepared = match hook {
+            Some(hook) => hook(&mut store.as_store_mut(), self).map_err(|message| Error::Engine {
+                context: "preparing the host before constructors run".into(),
+                message,
+            }),
+            None => Ok(()),
+        };
         if tail == ops.len() {
-            return Ok(outcome);
+            return prepared.map(|()| outcome);
         }
         let ctx = apply::Ctx {
             core: None,
             new: &new,
             memory64,
         };
-        let Err(e) = apply::apply(self, store, &ops[tail..], &ctx, &mut apply::Undo::default())
-        else {
+        let ran = prepared.and_then(|()| {
+            apply::apply(self, store, &ops[tail..], &ctx, &mut apply::Undo::default())
+        });
+        let Err(e) = ran else {
             return Ok(outcome);
         };
         if let Outcome::Loaded(root) = outcome {

@@ -1,0 +1,251 @@
+//! The `dylink` command as a user runs it: the examples on each engine, `ldd` and `plan`
+//! against golden files (`DYLINK_BLESS=1` rewrites them), and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn dylink(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dylink"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("DYLINK_DEBUG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).replace(&repo().to_string_lossy().into_owned(), "<repo>")
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("DYLINK_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        expected,
+        actual,
+        "{} differs (DYLINK_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+const HELLO: [&str; 5] = [
+    "--preload",
+    "libgreet.so",
+    "-L",
+    "examples/hello",
+    "examples/hello/main.wasm",
+];
+
+fn engines() -> Vec<&'static str> {
+    if cfg!(feature = "wasmer") {
+        vec!["wasmtime", "wasmer"]
+    } else {
+        vec!["wasmtime"]
+    }
+}
+
+#[test]
+fn hello_runs_and_passes_the_exit_code_on() {
+    for engine in engines() {
+        let mut args = vec!["run", "--engine", engine];
+        args.extend(HELLO);
+        args.extend(["one", "two"]);
+        let out = dylink(&args);
+        assert_eq!(
+            text(&out.stdout),
+            "Hello from libgreet.so!\n",
+            "{engine}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{engine}: the program's exit code"
+        );
+    }
+}
+
+#[test]
+fn plugin_host_dlopens_every_library_in_a_directory() {
+    for engine in engines() {
+        let out = dylink(&[
+            "run",
+            "--engine",
+            engine,
+            "-L",
+            "examples/plugins/plugins",
+            "--dir",
+            "examples/plugins/plugins::/plugins",
+            "examples/plugins/host.wasm",
+            "/plugins/",
+        ]);
+        assert_eq!(
+            text(&out.stdout),
+            "libdouble.so: double says 14\nlibsquare.so: square says 49\n2 plugin(s), 0 failed\n",
+            "{engine}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.status.success());
+    }
+}
+
+#[test]
+fn without_wasmer_built_in_the_error_says_how_to_get_it() {
+    if cfg!(feature = "wasmer") {
+        return;
+    }
+    let mut args = vec!["run", "--engine", "wasmer"];
+    args.extend(HELLO);
+    let out = dylink(&args);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--features wasmer"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn ldd_lists_where_each_library_comes_from() {
+    let out = dylink(&[
+        "ldd",
+        "examples/hello/main.wasm",
+        "--preload",
+        "libgreet.so",
+        "-L",
+        "examples/hello",
+        "--symbols",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    golden("ldd-hello.txt", &text(&out.stdout));
+    // A missing library: a `not found` line and a failing exit code.
+    let out = dylink(&[
+        "ldd",
+        "examples/hello/main.wasm",
+        "--preload",
+        "libnope.so",
+        "-L",
+        "examples/hello",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(text(&out.stdout), "\tlibnope.so => not found\n");
+}
+
+#[test]
+fn plan_prints_the_layout_and_ops() {
+    let out = dylink(&[
+        "plan",
+        "examples/hello/main.wasm",
+        "--preload",
+        "libgreet.so",
+        "-L",
+        "examples/hello",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    golden("plan-hello.txt", &text(&out.stdout));
+    let out = dylink(&[
+        "plan",
+        "--json",
+        "examples/hello/main.wasm",
+        "--preload",
+        "libgreet.so",
+        "-L",
+        "examples/hello",
+    ]);
+    let json = text(&out.stdout);
+    assert!(
+        json.contains("\"memory_base\": 131072") && json.contains("\"ops\""),
+        "{json}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_failing_exit() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["run", "examples/hello/main.c"],
+            "is not a WebAssembly module",
+        ),
+        (
+            &["run", "no/such/program.wasm"],
+            "cannot read no/such/program.wasm",
+        ),
+        (
+            &[
+                "run",
+                "--preload",
+                "libnope.so",
+                "-L",
+                "examples/hello",
+                "examples/hello/main.wasm",
+            ],
+            "library `libnope.so` not found; tried <repo>/examples/hello/libnope.so",
+        ),
+        (
+            &["run", "-L", "no/such/dir", "examples/hello/main.wasm"],
+            "library directory no/such/dir does not exist",
+        ),
+        (
+            &["run", "--bind", "now", "examples/hello/main.wasm"],
+            "needs function `greeting`",
+        ),
+    ];
+    for (args, words) in cases {
+        let out = dylink(args);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.starts_with("dylink: error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+    let out = dylink(&["run", "--engine", "foo", "x.wasm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid value 'foo'"));
+    // A library that is not a dynamic library.
+    let out = dylink(&[
+        "ldd",
+        "examples/hello/main.wasm",
+        "--preload",
+        "host.wasm",
+        "-L",
+        "examples/plugins",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("not a dynamic library"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn debug_traces_libraries_bindings_and_ops() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dylink"))
+        .args(["--debug", "libs,bindings,ops", "run"])
+        .args(HELLO)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("libgreet.so => <repo>/examples/hello/libgreet.so"),
+        "{err}"
+    );
+    assert!(err.contains("env.greeting ->"), "{err}");
+    assert!(err.contains("instantiate m1"), "{err}");
+}
