@@ -1,0 +1,512 @@
+//! Dynamic linking against the physical limit, on both engines, side by side:
+//! `cargo bench -p dylink-bench --bench engines` (`DYLINK_BENCH_QUICK=1` for one short
+//! iteration). Writes `target/bench/results.json`; `cargo run -p dylink-bench --bin
+//! bench-table` turns it into the table in BENCHMARKS.md.
+//!
+//! Everything is precompiled before timing (dylink's compile cache is warmed by a first
+//! load; the hand-wired baselines reuse compiled modules), so compile time is not counted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use dylink_bench::{DATA, EXPORTS, FUNC_IMPORTS, GOT_FUNC, GOT_MEM, median, program};
+use dylink_core::{Config, Handle, Linker, MemorySource, NoHost, rtld};
+use serde_json::{Map, Value, json};
+
+/// Counts live heap bytes, for the core's memory per symbol.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts sizes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Settings {
+    iters: usize,
+    calls: i32,
+    micro: usize,
+}
+
+fn time<F: FnMut()>(iters: usize, mut f: F) -> f64 {
+    let mut v = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f();
+        v.push(t.elapsed().as_secs_f64());
+    }
+    median(v)
+}
+
+/// Where side module `i` of a hand-wired program puts its data.
+fn hand_base(i: usize) -> u64 {
+    1024 + (i * DATA) as u64
+}
+
+fn got_offset(name: &str) -> u64 {
+    name.rsplit('_')
+        .next()
+        .and_then(|k| k.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 16
+}
+
+mod wt {
+    use super::{
+        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
+    };
+    use dylink_bench::{call_program, fresh_library, program};
+    use dylink_wasmtime::{Options, Program};
+    use serde_json::{Map, Value as Json, json};
+    use std::time::Instant;
+    use wasmtime::*;
+
+    pub fn engine() -> Engine {
+        Engine::default()
+    }
+
+    fn load(engine: &Engine, main: &[u8], src: &MemorySource) -> (Store<()>, Program<()>) {
+        let mut store = Store::new(engine, ());
+        let linker = Linker::new(engine);
+        let program = Program::load(
+            &mut store,
+            &linker,
+            Options::new(src.clone()),
+            "/app/main.wasm",
+            main,
+        )
+        .expect("loads");
+        (store, program)
+    }
+
+    /// The same program, every import wired by hand through wasmtime's API.
+    fn hand(engine: &Engine, main: &Module, libs: &[Module]) {
+        let mut store = Store::new(engine, ());
+        let pages = (hand_base(libs.len()) / 65536 + 2) as u32;
+        let memory = Memory::new(&mut store, MemoryType::new(pages, None)).unwrap();
+        let table = Table::new(
+            &mut store,
+            TableType::new(RefType::FUNCREF, (libs.len() * GOT_FUNC + 1) as u32, None),
+            Ref::Func(None),
+        )
+        .unwrap();
+        let sp = Global::new(
+            &mut store,
+            GlobalType::new(ValType::I32, Mutability::Var),
+            Val::I32(65536),
+        )
+        .unwrap();
+        let mut insts: Vec<Instance> = Vec::new();
+        let mut slot = 1u64;
+        for (i, m) in libs.iter().enumerate() {
+            let mut externs: Vec<Extern> = Vec::new();
+            for imp in m.imports() {
+                let e: Extern = match (imp.module(), imp.name()) {
+                    ("env", "memory") => memory.into(),
+                    ("env", "__indirect_function_table") => table.into(),
+                    ("env", "__memory_base") => Global::new(
+                        &mut store,
+                        GlobalType::new(ValType::I32, Mutability::Const),
+                        Val::I32(hand_base(i) as i32),
+                    )
+                    .unwrap()
+                    .into(),
+                    ("env", "__table_base") => Global::new(
+                        &mut store,
+                        GlobalType::new(ValType::I32, Mutability::Const),
+                        Val::I32(0),
+                    )
+                    .unwrap()
+                    .into(),
+                    ("env", "__stack_pointer") => sp.into(),
+                    ("env", f) => insts[i - 1].get_export(&mut store, f).unwrap(),
+                    ("GOT.mem", d) => Global::new(
+                        &mut store,
+                        GlobalType::new(ValType::I32, Mutability::Var),
+                        Val::I32((hand_base(i - 1) + got_offset(d)) as i32),
+                    )
+                    .unwrap()
+                    .into(),
+                    ("GOT.func", f) => {
+                        let func = insts[i - 1].get_func(&mut store, f).unwrap();
+                        table.set(&mut store, slot, Ref::Func(Some(func))).unwrap();
+                        slot += 1;
+                        Global::new(
+                            &mut store,
+                            GlobalType::new(ValType::I32, Mutability::Var),
+                            Val::I32((slot - 1) as i32),
+                        )
+                        .unwrap()
+                        .into()
+                    }
+                    other => panic!("unexpected import {other:?}"),
+                };
+                externs.push(e);
+            }
+            let inst = Instance::new(&mut store, m, &externs).unwrap();
+            for init in ["__wasm_apply_data_relocs", "__wasm_call_ctors"] {
+                inst.get_typed_func::<(), ()>(&mut store, init)
+                    .unwrap()
+                    .call(&mut store, ())
+                    .unwrap();
+            }
+            insts.push(inst);
+        }
+        Instance::new(&mut store, main, &[memory.into(), table.into()]).unwrap();
+    }
+
+    pub fn run(s: &Settings) -> Map<String, Json> {
+        let engine = engine();
+        let mut out = Map::new();
+        // link_overhead_100
+        let (main, src, libs) = program(100);
+        load(&engine, &main, &src); // warm the compile cache
+        let dylink = time(s.iters, || {
+            load(&engine, &main, &src);
+        });
+        let main_m = Module::new(&engine, &main[..]).unwrap();
+        let lib_m: Vec<Module> = libs
+            .iter()
+            .map(|b| Module::new(&engine, b).unwrap())
+            .collect();
+        let by_hand = time(s.iters, || hand(&engine, &main_m, &lib_m));
+        out.insert("link_ms_100".into(), json!(dylink * 1e3));
+        out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
+        out.insert("link_overhead_100".into(), json!(dylink / by_hand));
+        // lazy_call_ratio
+        let mut per_call = [0.0; 2];
+        for (slot, lazy) in [(0, false), (1, true)] {
+            let (m, src) = call_program(lazy);
+            let (mut store, program) = load(&engine, &m, &src);
+            let run = program
+                .main_func(&mut store, "run")
+                .unwrap()
+                .typed::<i32, i32>(&store)
+                .unwrap();
+            run.call(&mut store, 1).unwrap();
+            per_call[slot] = time(s.iters.max(3), || {
+                run.call(&mut store, s.calls).unwrap();
+            }) / s.calls as f64;
+            if lazy {
+                let before = program.host_calls();
+                run.call(&mut store, 1000).unwrap();
+                assert_eq!(
+                    program.host_calls(),
+                    before,
+                    "a resolved lazy call never enters the host"
+                );
+            }
+        }
+        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
+        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
+        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+        // dlsym_ns, dlopen_loaded_ns
+        let (main, mut src, _) = program(10);
+        src.insert("/lib/libfresh.so", fresh_library());
+        let (mut store, program) = load(&engine, &main, &src);
+        program
+            .dlsym(&mut store, Handle::Default, "f5_3", None)
+            .unwrap();
+        let t = Instant::now();
+        for _ in 0..s.micro {
+            program
+                .dlsym(&mut store, Handle::Default, "f5_3", None)
+                .unwrap();
+        }
+        out.insert(
+            "dlsym_ns".into(),
+            json!(t.elapsed().as_secs_f64() * 1e9 / s.micro as f64),
+        );
+        let t = Instant::now();
+        for _ in 0..s.micro {
+            program
+                .dlopen(&mut store, Some("lib3.so"), rtld::NOW)
+                .unwrap();
+        }
+        out.insert(
+            "dlopen_loaded_ns".into(),
+            json!(t.elapsed().as_secs_f64() * 1e9 / s.micro as f64),
+        );
+        // dlopen_new_us
+        let fresh = Module::new(&engine, fresh_library()).unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..s.iters.max(3) {
+            let t = Instant::now();
+            let h = program
+                .dlopen(&mut store, Some("libfresh.so"), rtld::NOW)
+                .unwrap();
+            samples.push(t.elapsed().as_secs_f64());
+            program.dlclose(&mut store, h).unwrap();
+        }
+        let dl = median(samples);
+        let memory = match program.memory() {
+            dylink_wasmtime::Mem::Plain(m) => m,
+            dylink_wasmtime::Mem::Shared(_) => unreachable!("the program is not threaded"),
+        };
+        let by_hand = time(s.iters.max(3), || {
+            let mb = Global::new(
+                &mut store,
+                GlobalType::new(ValType::I32, Mutability::Const),
+                Val::I32(4096),
+            )
+            .unwrap();
+            let inst = Instance::new(&mut store, &fresh, &[memory.into(), mb.into()]).unwrap();
+            inst.get_typed_func::<(), ()>(&mut store, "__wasm_call_ctors")
+                .unwrap()
+                .call(&mut store, ())
+                .unwrap();
+        });
+        out.insert("dlopen_new_us".into(), json!(dl * 1e6));
+        out.insert("instantiate_by_hand_us".into(), json!(by_hand * 1e6));
+        out
+    }
+}
+
+mod wm {
+    use super::{
+        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
+    };
+    use dylink_bench::{call_program, fresh_library, program};
+    use dylink_wasmer::{Options, Program};
+    use serde_json::{Map, Value as Json, json};
+    use std::time::Instant;
+    use wasmer::*;
+
+    fn load(main: &[u8], src: &MemorySource, store: &mut Store) -> Program {
+        Program::load(
+            store,
+            &Imports::new(),
+            Options::new(src.clone()),
+            "/app/main.wasm",
+            main,
+        )
+        .expect("loads")
+    }
+
+    fn hand(store: &mut Store, main: &Module, libs: &[Module]) {
+        let pages = (hand_base(libs.len()) / 65536 + 2) as u32;
+        let memory = Memory::new(store, MemoryType::new(pages, None, false)).unwrap();
+        let table = Table::new(
+            store,
+            TableType::new(Type::FuncRef, (libs.len() * GOT_FUNC + 1) as u32, None),
+            Value::FuncRef(None),
+        )
+        .unwrap();
+        let sp = Global::new_mut(store, Value::I32(65536));
+        let mut insts: Vec<Instance> = Vec::new();
+        let mut slot = 1u32;
+        for (i, m) in libs.iter().enumerate() {
+            let mut externs: Vec<Extern> = Vec::new();
+            for imp in m.imports() {
+                let e: Extern = match (imp.module(), imp.name()) {
+                    ("env", "memory") => memory.clone().into(),
+                    ("env", "__indirect_function_table") => table.clone().into(),
+                    ("env", "__memory_base") => {
+                        Global::new(store, Value::I32(hand_base(i) as i32)).into()
+                    }
+                    ("env", "__table_base") => Global::new(store, Value::I32(0)).into(),
+                    ("env", "__stack_pointer") => sp.clone().into(),
+                    ("env", f) => insts[i - 1].exports.get_extern(f).unwrap().clone(),
+                    ("GOT.mem", d) => Global::new_mut(
+                        store,
+                        Value::I32((hand_base(i - 1) + got_offset(d)) as i32),
+                    )
+                    .into(),
+                    ("GOT.func", f) => {
+                        let func = insts[i - 1].exports.get_function(f).unwrap().clone();
+                        table.set(store, slot, Value::FuncRef(Some(func))).unwrap();
+                        slot += 1;
+                        Global::new_mut(store, Value::I32((slot - 1) as i32)).into()
+                    }
+                    other => panic!("unexpected import {other:?}"),
+                };
+                externs.push(e);
+            }
+            let inst = Instance::new_by_index(store, m, &externs).unwrap();
+            for init in ["__wasm_apply_data_relocs", "__wasm_call_ctors"] {
+                inst.exports
+                    .get_function(init)
+                    .unwrap()
+                    .call(store, &[])
+                    .unwrap();
+            }
+            insts.push(inst);
+        }
+        Instance::new_by_index(store, main, &[memory.into(), table.into()]).unwrap();
+    }
+
+    pub fn run(s: &Settings) -> Map<String, Json> {
+        let mut out = Map::new();
+        // One engine for every store, as an embedder would have (a `Store::default()` makes
+        // a new engine each time, and compiled modules belong to their engine).
+        let store0 = Store::default();
+        let engine = store0.engine().clone();
+        let (main, src, libs) = program(100);
+        load(&main, &src, &mut Store::new(engine.clone()));
+        let dylink = time(s.iters, || {
+            let mut store = Store::new(engine.clone());
+            load(&main, &src, &mut store);
+        });
+        let main_m = Module::new(&store0, &main[..]).unwrap();
+        let lib_m: Vec<Module> = libs
+            .iter()
+            .map(|b| Module::new(&store0, b).unwrap())
+            .collect();
+        let by_hand = time(s.iters, || {
+            let mut store = Store::new(store0.engine().clone());
+            hand(&mut store, &main_m, &lib_m);
+        });
+        out.insert("link_ms_100".into(), json!(dylink * 1e3));
+        out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
+        out.insert("link_overhead_100".into(), json!(dylink / by_hand));
+        let mut per_call = [0.0; 2];
+        for (slot, lazy) in [(0, false), (1, true)] {
+            let (m, src) = call_program(lazy);
+            let mut store = Store::new(engine.clone());
+            let program = load(&m, &src, &mut store);
+            let run = program.main_func(&mut store, "run").unwrap();
+            run.call(&mut store, &[Value::I32(1)]).unwrap();
+            per_call[slot] = time(s.iters.max(3), || {
+                run.call(&mut store, &[Value::I32(s.calls)]).unwrap();
+            }) / s.calls as f64;
+        }
+        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
+        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
+        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+        let (main, mut src, _) = program(10);
+        src.insert("/lib/libfresh.so", fresh_library());
+        let mut store = Store::new(engine.clone());
+        let program = load(&main, &src, &mut store);
+        program
+            .dlsym(&mut store, Handle::Default, "f5_3", None)
+            .unwrap();
+        let t = Instant::now();
+        for _ in 0..s.micro {
+            program
+                .dlsym(&mut store, Handle::Default, "f5_3", None)
+                .unwrap();
+        }
+        out.insert(
+            "dlsym_ns".into(),
+            json!(t.elapsed().as_secs_f64() * 1e9 / s.micro as f64),
+        );
+        let t = Instant::now();
+        for _ in 0..s.micro {
+            program
+                .dlopen(&mut store, Some("lib3.so"), rtld::NOW)
+                .unwrap();
+        }
+        out.insert(
+            "dlopen_loaded_ns".into(),
+            json!(t.elapsed().as_secs_f64() * 1e9 / s.micro as f64),
+        );
+        let fresh = Module::new(&store, fresh_library()).unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..s.iters.max(3) {
+            let t = Instant::now();
+            let h = program
+                .dlopen(&mut store, Some("libfresh.so"), rtld::NOW)
+                .unwrap();
+            samples.push(t.elapsed().as_secs_f64());
+            program.dlclose(&mut store, h).unwrap();
+        }
+        let dl = median(samples);
+        let memory = program.memory().0;
+        let by_hand = time(s.iters.max(3), || {
+            let mb = Global::new(&mut store, Value::I32(4096));
+            let inst =
+                Instance::new_by_index(&mut store, &fresh, &[memory.clone().into(), mb.into()])
+                    .unwrap();
+            inst.exports
+                .get_function("__wasm_call_ctors")
+                .unwrap()
+                .call(&mut store, &[])
+                .unwrap();
+        });
+        out.insert("dlopen_new_us".into(), json!(dl * 1e6));
+        out.insert("instantiate_by_hand_us".into(), json!(by_hand * 1e6));
+        out
+    }
+}
+
+fn core(s: &Settings) -> Map<String, Value> {
+    let mut out = Map::new();
+    for n in if s.iters > 1 {
+        vec![10, 100, 1000]
+    } else {
+        vec![10]
+    } {
+        let (main, src, _) = program(n);
+        let ms = time(s.iters.min(7), || {
+            let linker = Linker::new(Config::default());
+            let plan = linker
+                .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
+                .unwrap();
+            linker.abort(std::hint::black_box(plan));
+        }) * 1e3;
+        out.insert(format!("plan_ms_{n}"), json!(ms));
+    }
+    // The core's state per loaded symbol, after committing a 100-module startup.
+    let (main, src, _) = program(100);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut linker = Linker::new(Config::default());
+    let plan = linker
+        .plan_startup("/app/main.wasm", main, &src, &NoHost)
+        .unwrap();
+    linker.commit(plan).unwrap();
+    let bytes = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let symbols = 100 * (2 * EXPORTS + FUNC_IMPORTS + GOT_MEM + GOT_FUNC);
+    out.insert(
+        "core_bytes_per_symbol".into(),
+        json!(bytes as f64 / symbols as f64),
+    );
+    drop(linker);
+    out
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let quick = std::env::var_os("DYLINK_BENCH_QUICK").is_some()
+        || std::env::args().any(|a| a == "--quick");
+    let s = if quick {
+        Settings {
+            iters: 1,
+            calls: 1000,
+            micro: 100,
+        }
+    } else {
+        Settings {
+            iters: 15,
+            calls: 20_000_000,
+            micro: 200_000,
+        }
+    };
+    let results = json!({
+        "command": "cargo bench -p dylink-bench --bench engines",
+        "quick": quick,
+        "core": core(&s),
+        "wasmtime": wt::run(&s),
+        "wasmer": wm::run(&s),
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = serde_json::to_string_pretty(&results).unwrap();
+    std::fs::write(dir.join("results.json"), &text).unwrap();
+    println!("{text}");
+}

@@ -1,0 +1,77 @@
+//! Print BENCHMARKS.md's engine table from `target/bench/results.json`
+//! (written by `cargo bench -p dylink-bench --bench engines`).
+
+use serde_json::Value;
+
+fn main() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        eprintln!(
+            "cannot read {}: {e}; run `cargo bench -p dylink-bench --bench engines` first",
+            path.display()
+        );
+        std::process::exit(1);
+    });
+    let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
+    let rows: [(&str, &str, &str); 10] = [
+        (
+            "link_overhead_100",
+            "link main + 100 libraries, dylink ÷ wired by hand",
+            "≤ 1.15×",
+        ),
+        ("link_ms_100", "… dylink, ms", ""),
+        ("link_by_hand_ms_100", "… wired by hand, ms", ""),
+        (
+            "lazy_call_ratio",
+            "call through a resolved lazy binding ÷ direct",
+            "≤ 1.05×",
+        ),
+        ("call_direct_ns", "… direct call, ns", ""),
+        ("call_lazy_ns", "… lazy-bound call, ns", ""),
+        ("dlsym_ns", "dlsym of a resolved symbol, ns", "≤ 100"),
+        (
+            "dlopen_loaded_ns",
+            "dlopen of a loaded library, ns",
+            "≤ 1,000",
+        ),
+        (
+            "dlopen_new_us",
+            "dlopen of a fresh 50-symbol library, µs",
+            "",
+        ),
+        (
+            "instantiate_by_hand_us",
+            "… instantiating it by hand, µs",
+            "",
+        ),
+    ];
+    println!("| metric | what | wasmtime | wasmer | target |");
+    println!("|---|---|---|---|---|");
+    for (key, what, target) in rows {
+        let cell = |engine: &str| {
+            r[engine][key]
+                .as_f64()
+                .map_or("—".to_string(), |v| format!("{v:.2}"))
+        };
+        println!(
+            "| `{key}` | {what} | {} | {} | {target} |",
+            cell("wasmtime"),
+            cell("wasmer")
+        );
+    }
+    println!();
+    println!("| core metric | value | target |");
+    println!("|---|---|---|");
+    for (key, target) in [
+        ("plan_ms_10", ""),
+        ("plan_ms_100", ""),
+        ("plan_ms_1000", "< 50"),
+        ("core_bytes_per_symbol", ""),
+    ] {
+        let v = r["core"][key]
+            .as_f64()
+            .map_or("—".to_string(), |v| format!("{v:.1}"));
+        println!("| `{key}` | {v} | {target} |");
+    }
+}
