@@ -304,10 +304,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     (None, None) => println!("{indent}{} => ?", e.name),
                 }
             }
-            if symbols && ok {
+            // Whether it would link is always checked (the exit code says); the symbol
+            // findings and footprint are printed with --symbols, errors always.
+            if ok {
                 let linker = Linker::new(config);
                 match linker.plan_startup(&path, bytes.into(), &source, &WasiNames) {
-                    Ok(plan) => {
+                    Ok(plan) if symbols => {
                         for d in &plan.diagnostics {
                             println!("note: {d}");
                         }
@@ -321,9 +323,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             );
                         }
                     }
+                    Ok(plan) => linker.abort(plan),
                     Err(dylink_core::Error::Link { diagnostics }) => {
                         ok = false;
-                        for d in diagnostics {
+                        for d in diagnostics.iter().filter(|d| symbols || d.is_error()) {
                             println!("{}: {d}", if d.is_error() { "error" } else { "note" });
                         }
                     }

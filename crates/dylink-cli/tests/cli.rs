@@ -142,6 +142,22 @@ fn ldd_lists_where_each_library_comes_from() {
     ]);
     assert!(!out.status.success());
     assert_eq!(text(&out.stdout), "\tlibnope.so => not found\n");
+    // Every library found, but a symbol missing: it would not link (bind-now).
+    let out = dylink(&[
+        "ldd",
+        "--bind",
+        "now",
+        "examples/hello/main.wasm",
+        "-L",
+        "examples/hello",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout)
+            .contains("error: <repo>/examples/hello/main.wasm needs function `greeting`"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
