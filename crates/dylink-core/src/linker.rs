@@ -1109,11 +1109,11 @@ impl Linker {
         let mut groups = self.groups.clone();
         groups.push(Some(state.clone()));
         t.groups = Some(groups);
-        let mut ops = vec![Op::AttachMemory];
-        ops.extend(t.zero.drain(..));
-        let grow = t.grow_ops();
-        let mut all = grow;
-        all.append(&mut ops);
+        // The memory first: growing it for the group's TLS blocks and zeroing reused space
+        // act on it.
+        let mut all = vec![Op::AttachMemory];
+        all.extend(t.grow_ops());
+        all.extend(t.zero.drain(..));
         all.push(Op::CreateTable {
             min: t.table.size,
             table64: t.table.table64,
@@ -1122,6 +1122,8 @@ impl Linker {
             materialize(chunk, &state, true, &mut all);
         }
         let mut plan = t.finish(PlanKind::Group, Outcome::Group(id))?;
+        // The group replays the log itself; nothing of this plan is for other groups.
+        plan.delta.log = None;
         plan.ops = all.into();
         plan.group = id;
         Ok(plan)
@@ -3180,9 +3182,13 @@ impl<'a> Txn<'a> {
             layout: self.layout,
             main: self.main,
             groups: self.groups,
-            log: (!ops.is_empty() || !templates.is_empty()).then(|| LogChunk {
-                ops: ops.clone(),
-                templates,
+            // Only what other groups must replay is logged: a plan of shared-memory ops alone
+            // leaves the log (and every group's cursor) as it was.
+            log: (ops.iter().any(|op| !op.is_memory_op()) || !templates.is_empty()).then(|| {
+                LogChunk {
+                    ops: ops.clone(),
+                    templates,
+                }
             }),
             outcome: Some(outcome),
         };

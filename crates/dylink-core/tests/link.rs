@@ -1003,12 +1003,36 @@ fn instance_groups_replay_the_log_with_their_own_tls() {
         sim.groups[&MAIN_GROUP].table.len()
     );
     // A dlopen in group 0 reaches group 1 through its pending ops.
-    let extra = side(0, 0, &[], r#"(func (export "x"))"#);
+    let extra = wat(
+        r#"(module (@dylink.0 (mem-info (memory 0 0))) (import "env" "memory" (memory 1 100 shared)) (func (export "x")))"#,
+    );
     let mut src2 = src.clone();
     src2.insert("/lib/libx.so", extra);
-    let _ = src2;
     let (pending, cursor) = l.pending_ops(g1).unwrap();
     assert!(pending.is_empty());
+    l.caught_up(g1, cursor);
+    // Creating the group grew memory (a shared-memory op only): the main group is not left
+    // behind and can still commit its own plans.
+    assert!(l.pending_ops(MAIN_GROUP).unwrap().0.is_empty());
+    let plan = l
+        .plan_dlopen(
+            Some("libx.so"),
+            rtld::NOW,
+            None,
+            MAIN_GROUP,
+            facts(&sim),
+            &src2,
+            &NoHost,
+        )
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    l.commit(plan).expect("the main group is caught up");
+    let (pending, cursor) = l.pending_ops(g1).unwrap();
+    assert!(
+        pending.iter().any(|o| matches!(o, Op::Instantiate { .. })),
+        "{pending:?}"
+    );
+    sim.apply_ops(g1, &pending).unwrap();
     l.caught_up(g1, cursor);
     // Exit frees the group's blocks.
     let plan = l.plan_group_exit(g1).unwrap();

@@ -320,6 +320,10 @@ pub(crate) fn apply(
                 let max = max_pages.map(pages).transpose()?;
                 let ty = MemoryType::new(pages(*min_pages)?, max, *shared);
                 let m = Memory::new(store, ty).map_err(|e| fail("creating the memory", e))?;
+                if *shared {
+                    // Kept so that other instance groups (threads) can attach it to their stores.
+                    *lock(&program.shared.shared_memory) = m.as_shared(store);
+                }
                 let _ = program.shared.memory_cell.set(Mem(m.clone()));
                 lock(&program.group).memory = Some(Mem(m));
             }
@@ -339,10 +343,10 @@ pub(crate) fn apply(
                 lock(&program.group).memory = Some(Mem(m));
             }
             Op::AttachMemory => {
-                return Err(fail(
-                    "attaching memory",
-                    "instance groups are not implemented on wasmer yet",
-                ));
+                let shared = lock(&program.shared.shared_memory)
+                    .clone()
+                    .ok_or_else(|| fail("attaching memory", "the program has no shared memory"))?;
+                lock(&program.group).memory = Some(Mem(shared.attach(store)));
             }
             Op::CreateTable { min, table64 } => {
                 if *table64 {

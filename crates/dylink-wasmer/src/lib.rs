@@ -152,6 +152,8 @@ pub(crate) struct Shared {
     host: Imports,
     host_names: HostSet,
     compiled: Mutex<HashMap<ModuleId, Module>>,
+    /// The shared memory, when the program has one, for other groups' stores.
+    shared_memory: Mutex<Option<wasmer::SharedMemory>>,
     memory_cell: MemoryCell,
     warnings: Mutex<Vec<String>>,
     host_calls: AtomicU64,
@@ -262,6 +264,7 @@ impl Program {
             host: host.clone(),
             host_names,
             compiled: Mutex::new(HashMap::new()),
+            shared_memory: Mutex::new(None),
             memory_cell: options.memory,
             warnings: Mutex::new(Vec::new()),
             host_calls: AtomicU64::new(0),
@@ -363,6 +366,58 @@ impl Program {
             }
         }
         Err(e)
+    }
+
+    /// A new instance group for another thread: every loaded module instantiated in `store`
+    /// (a fresh store on the same engine) over the same shared memory, with the same table
+    /// slots and globals, relocations and constructors not re-run, and its own TLS blocks.
+    /// The program must use a shared memory (built with `-pthread`).
+    pub fn new_group(&self, store: &mut impl AsStoreMut) -> Result<Program, Error> {
+        let core = lock(&self.shared.core);
+        let facts = Facts {
+            memory_bytes: core.memory_bytes(),
+        };
+        let plan = core.plan_group(facts)?;
+        let group = Arc::new(Mutex::new(Group {
+            id: plan.group(),
+            ..Group::default()
+        }));
+        let program = Program {
+            shared: self.shared.clone(),
+            group,
+        };
+        program.run_plan(store, core, plan)?;
+        Ok(program)
+    }
+
+    /// Apply, in this group's `store`, what other groups committed since this group last
+    /// caught up (libraries loaded or unloaded, function-pointer slots written). Call it
+    /// before running code another thread may have loaded.
+    pub fn catch_up(&self, store: &mut impl AsStoreMut) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        let (ops, cursor) = core.pending_ops(group)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let ctx = apply::Ctx {
+            core: Some(&core),
+            new: &[],
+            memory64: core.memory64(),
+        };
+        apply::apply(self, store, &ops, &ctx, &mut apply::Undo::default())?;
+        core.caught_up(group, cursor);
+        Ok(())
+    }
+
+    /// End this instance group (its thread is done): its TLS blocks and dlerror buffer are
+    /// reclaimed. The main group cannot exit.
+    pub fn exit_group(self) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        let plan = core.plan_group_exit(group)?;
+        core.commit(plan)?;
+        Ok(())
     }
 
     pub(crate) fn facts(&self, store: &impl AsStoreRef) -> Facts {

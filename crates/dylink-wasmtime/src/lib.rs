@@ -378,6 +378,58 @@ impl<T: Send + 'static> Program<T> {
         Err(e)
     }
 
+    /// A new instance group for another thread: every loaded module instantiated in `store`
+    /// (a fresh store on the same engine) over the same shared memory, with the same table
+    /// slots and globals, relocations and constructors not re-run, and its own TLS blocks.
+    /// The program must use a shared memory (built with `-pthread`).
+    pub fn new_group(&self, mut store: impl AsContextMut<Data = T>) -> Result<Program<T>, Error> {
+        let core = lock(&self.shared.core);
+        let memory_bytes = lock(&self.shared.shared_memory)
+            .as_ref()
+            .map_or(0, |m| m.data_size() as u64);
+        let plan = core.plan_group(Facts { memory_bytes })?;
+        let group = Arc::new(Mutex::new(Group {
+            id: plan.group(),
+            ..Group::default()
+        }));
+        let program = Program {
+            shared: self.shared.clone(),
+            group,
+        };
+        program.run_plan(&mut store, core, plan)?;
+        Ok(program)
+    }
+
+    /// Apply, in this group's `store`, what other groups committed since this group last
+    /// caught up (libraries loaded or unloaded, function-pointer slots written). Call it
+    /// before running code another thread may have loaded.
+    pub fn catch_up(&self, mut store: impl AsContextMut<Data = T>) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        let (ops, cursor) = core.pending_ops(group)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let ctx = apply::Ctx {
+            core: Some(&core),
+            new: &[],
+            memory64: core.memory64(),
+        };
+        apply::apply(self, &mut store, &ops, &ctx, &mut apply::Undo::default())?;
+        core.caught_up(group, cursor);
+        Ok(())
+    }
+
+    /// End this instance group (its thread is done): its TLS blocks and dlerror buffer are
+    /// reclaimed. The main group cannot exit.
+    pub fn exit_group(self) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        let group = lock(&self.group).id;
+        let plan = core.plan_group_exit(group)?;
+        core.commit(plan)?;
+        Ok(())
+    }
+
     /// The engine's facts the core plans against.
     pub(crate) fn facts(&self, store: impl AsContextMut<Data = T>) -> Facts {
         let g = lock(&self.group);
