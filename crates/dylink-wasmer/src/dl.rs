@@ -176,7 +176,7 @@ fn dlerror(program: &Program, cx: &mut FunctionEnvMut<'_, DlEnv>) -> u64 {
     let Some(message) = lock(&program.group).dl_error.take() else {
         return 0;
     };
-    let group = lock(&program.group).id;
+    let group = program.id;
     let Some((addr, len)) = lock(&program.shared.core).dlerror_buffer(group) else {
         return 0;
     };
@@ -197,7 +197,7 @@ fn dladdr(
     let Some(info) = program.dladdr(value) else {
         return 0;
     };
-    let group = lock(&program.group).id;
+    let group = program.id;
     let Some((names, len)) = lock(&program.shared.core).dladdr_buffer(group) else {
         return 0;
     };

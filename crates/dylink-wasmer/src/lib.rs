@@ -204,7 +204,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One instance group's handles: its store's memory, table, globals, tags and instances.
 #[derive(Default)]
 pub(crate) struct Group {
-    id: GroupId,
     memory: Option<Mem>,
     table: Option<Table>,
     globals: Vec<Option<Global>>,
@@ -230,12 +229,14 @@ impl Group {
 pub struct Program {
     shared: Arc<Shared>,
     group: Arc<Mutex<Group>>,
+    /// The group's id (also in `group`, kept here so hot paths take no lock for it).
+    id: GroupId,
 }
 
 impl fmt::Debug for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Program")
-            .field("group", &lock(&self.group).id)
+            .field("group", &self.id)
             .finish_non_exhaustive()
     }
 }
@@ -270,11 +271,12 @@ impl Program {
             host_calls: AtomicU64::new(0),
             before_init: Mutex::new(options.before_init),
         });
-        let group = Arc::new(Mutex::new(Group {
+        let group = Arc::new(Mutex::new(Group::default()));
+        let program = Program {
+            shared,
+            group,
             id: dylink_core::MAIN_GROUP,
-            ..Group::default()
-        }));
-        let program = Program { shared, group };
+        };
         let core = lock(&program.shared.core);
         let plan = core.plan_startup(
             path,
@@ -351,7 +353,7 @@ impl Program {
         };
         if let Outcome::Loaded(root) = outcome {
             let core = lock(&self.shared.core);
-            let group = lock(&self.group).id;
+            let group = self.id;
             if let Ok(plan) = core.plan_unload_failed_load(root, group) {
                 let ops = plan.ops.clone();
                 let ctx = apply::Ctx {
@@ -378,13 +380,12 @@ impl Program {
             memory_bytes: core.memory_bytes(),
         };
         let plan = core.plan_group(facts)?;
-        let group = Arc::new(Mutex::new(Group {
-            id: plan.group(),
-            ..Group::default()
-        }));
+        let id = plan.group();
+        let group = Arc::new(Mutex::new(Group::default()));
         let program = Program {
             shared: self.shared.clone(),
             group,
+            id,
         };
         program.run_plan(store, core, plan)?;
         Ok(program)
@@ -395,7 +396,7 @@ impl Program {
     /// before running code another thread may have loaded.
     pub fn catch_up(&self, store: &mut impl AsStoreMut) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let (ops, cursor) = core.pending_ops(group)?;
         if ops.is_empty() {
             return Ok(());
@@ -414,7 +415,7 @@ impl Program {
     /// reclaimed. The main group cannot exit.
     pub fn exit_group(self) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let plan = core.plan_group_exit(group)?;
         core.commit(plan)?;
         Ok(())
@@ -505,7 +506,7 @@ impl Program {
     ) -> Result<ModuleId, Error> {
         let core = lock(&self.shared.core);
         let facts = self.facts(store);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let plan = core.plan_dlopen(
             name,
             flags,
@@ -530,7 +531,7 @@ impl Program {
         caller: Option<ModuleId>,
     ) -> Result<SymbolValue, Error> {
         let core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
             dylink_core::DlsymAnswer::Plan(plan) => match self.run_plan(store, core, plan)? {
@@ -543,7 +544,7 @@ impl Program {
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
     pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
         let core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let plan = core.plan_dlclose(handle, group)?;
         self.run_plan(store, core, plan).map(|_| ())
     }

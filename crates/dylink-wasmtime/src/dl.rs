@@ -160,7 +160,7 @@ fn dlerror<T: Send + 'static>(program: &Program<T>, cx: &mut Caller<'_, T>) -> u
     let Some(message) = lock(&program.group).dl_error.take() else {
         return 0;
     };
-    let group = lock(&program.group).id;
+    let group = program.id;
     let Some((addr, len)) = lock(&program.shared.core).dlerror_buffer(group) else {
         return 0;
     };
@@ -181,7 +181,7 @@ fn dladdr<T: Send + 'static>(
     let Some(info) = program.dladdr(value) else {
         return 0;
     };
-    let group = lock(&program.group).id;
+    let group = program.id;
     let Some((names, len)) = lock(&program.shared.core).dladdr_buffer(group) else {
         return 0;
     };

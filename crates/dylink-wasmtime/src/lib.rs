@@ -209,7 +209,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One instance group's handles: its store's memory, table, globals, tags and instances.
 #[derive(Default)]
 pub(crate) struct Group {
-    id: GroupId,
     memory: Option<Mem>,
     table: Option<Table>,
     globals: Vec<Option<Global>>,
@@ -236,6 +235,8 @@ impl Group {
 pub struct Program<T: 'static> {
     shared: Arc<Shared<T>>,
     group: Arc<Mutex<Group>>,
+    /// The group's id (also in `group`, kept here so hot paths take no lock for it).
+    id: GroupId,
 }
 
 impl<T: 'static> Clone for Program<T> {
@@ -243,6 +244,7 @@ impl<T: 'static> Clone for Program<T> {
         Self {
             shared: self.shared.clone(),
             group: self.group.clone(),
+            id: self.id,
         }
     }
 }
@@ -250,7 +252,7 @@ impl<T: 'static> Clone for Program<T> {
 impl<T: 'static> fmt::Debug for Program<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Program")
-            .field("group", &lock(&self.group).id)
+            .field("group", &self.id)
             .finish_non_exhaustive()
     }
 }
@@ -284,11 +286,12 @@ impl<T: Send + 'static> Program<T> {
             warnings: Mutex::new(Vec::new()),
             host_calls: AtomicU64::new(0),
         });
-        let group = Arc::new(Mutex::new(Group {
+        let group = Arc::new(Mutex::new(Group::default()));
+        let program = Program {
+            shared,
+            group,
             id: dylink_core::MAIN_GROUP,
-            ..Group::default()
-        }));
-        let program = Program { shared, group };
+        };
         let core = lock(&program.shared.core);
         let plan = core.plan_startup(
             path,
@@ -362,7 +365,7 @@ impl<T: Send + 'static> Program<T> {
         };
         if let Outcome::Loaded(root) = outcome {
             let mut core = lock(&self.shared.core);
-            let group = lock(&self.group).id;
+            let group = self.id;
             if let Ok(plan) = core.plan_unload_failed_load(root, group) {
                 let ops = plan.ops.clone();
                 let ctx = apply::Ctx {
@@ -388,13 +391,12 @@ impl<T: Send + 'static> Program<T> {
             .as_ref()
             .map_or(0, |m| m.data_size() as u64);
         let plan = core.plan_group(Facts { memory_bytes })?;
-        let group = Arc::new(Mutex::new(Group {
-            id: plan.group(),
-            ..Group::default()
-        }));
+        let id = plan.group();
+        let group = Arc::new(Mutex::new(Group::default()));
         let program = Program {
             shared: self.shared.clone(),
             group,
+            id,
         };
         program.run_plan(&mut store, core, plan)?;
         Ok(program)
@@ -405,7 +407,7 @@ impl<T: Send + 'static> Program<T> {
     /// before running code another thread may have loaded.
     pub fn catch_up(&self, mut store: impl AsContextMut<Data = T>) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let (ops, cursor) = core.pending_ops(group)?;
         if ops.is_empty() {
             return Ok(());
@@ -424,7 +426,7 @@ impl<T: Send + 'static> Program<T> {
     /// reclaimed. The main group cannot exit.
     pub fn exit_group(self) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let plan = core.plan_group_exit(group)?;
         core.commit(plan)?;
         Ok(())
@@ -513,7 +515,7 @@ impl<T: Send + 'static> Program<T> {
     ) -> Result<ModuleId, Error> {
         let core = lock(&self.shared.core);
         let facts = self.facts(&mut store);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let plan = core.plan_dlopen(
             name,
             flags,
@@ -538,7 +540,7 @@ impl<T: Send + 'static> Program<T> {
         caller: Option<ModuleId>,
     ) -> Result<SymbolValue, Error> {
         let core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
             dylink_core::DlsymAnswer::Plan(plan) => match self.run_plan(&mut store, core, plan)? {
@@ -555,7 +557,7 @@ impl<T: Send + 'static> Program<T> {
         handle: ModuleId,
     ) -> Result<(), Error> {
         let core = lock(&self.shared.core);
-        let group = lock(&self.group).id;
+        let group = self.id;
         let plan = core.plan_dlclose(handle, group)?;
         self.run_plan(&mut store, core, plan).map(|_| ())
     }
