@@ -59,8 +59,74 @@ pub fn dladdr_bytes(
     Some((text, record))
 }
 
+/// Read the NUL-terminated string at `addr` (at most `max` bytes) from a memory of `size`
+/// bytes, through `read(at, buf)`: how an adapter reads a `dlopen` or `dlsym` name.
+pub fn read_cstr(
+    addr: u64,
+    size: u64,
+    max: usize,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 64];
+    while out.len() < max {
+        let at = addr + out.len() as u64;
+        if at >= size {
+            return Err(format!(
+                "string at {addr:#x} runs past the end of linear memory"
+            ));
+        }
+        let n = ((size - at) as usize).min(chunk.len());
+        read(at, &mut chunk[..n])?;
+        match chunk[..n].iter().position(|b| *b == 0) {
+            Some(end) => {
+                out.extend_from_slice(&chunk[..end]);
+                return String::from_utf8(out).map_err(|_| "string is not UTF-8".into());
+            }
+            None => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Err(format!("string at {addr:#x} is longer than {max} bytes"))
+}
+
+/// Zero `len` bytes at `addr` through `write(at, bytes)`, a page at a time.
+pub fn zero(
+    addr: u64,
+    len: u64,
+    mut write: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let zeros = [0u8; 4096];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        write(addr + done, &zeros[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cstr_stops_at_nul_and_at_the_end_of_memory() {
+        let mem = b"abc\0def";
+        let read = |at: u64, buf: &mut [u8]| {
+            buf.copy_from_slice(&mem[at as usize..at as usize + buf.len()]);
+            Ok(())
+        };
+        assert_eq!(super::read_cstr(0, 7, 100, read).unwrap(), "abc");
+        assert!(
+            super::read_cstr(4, 7, 100, read)
+                .unwrap_err()
+                .contains("past the end")
+        );
+        assert!(
+            super::read_cstr(4, 7, 2, read)
+                .unwrap_err()
+                .contains("longer than 2")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -47,14 +47,7 @@ impl Mem {
 
     /// Zero `len` bytes.
     pub fn zero(&self, store: &impl AsStoreRef, addr: u64, len: u64) -> Result<(), String> {
-        let zeros = [0u8; 4096];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(zeros.len() as u64) as usize;
-            self.write(store, addr + done, &zeros[..n])?;
-            done += n as u64;
-        }
-        Ok(())
+        dylink_core::guest::zero(addr, len, |at, bytes| self.write(store, at, bytes))
     }
 
     /// A NUL-terminated string at `addr` (at most `max` bytes).
@@ -65,25 +58,6 @@ impl Mem {
         max: usize,
     ) -> Result<String, String> {
         let size = self.size_bytes(store);
-        let mut out = Vec::new();
-        let mut chunk = [0u8; 64];
-        while out.len() < max {
-            let at = addr + out.len() as u64;
-            if at >= size {
-                return Err(format!(
-                    "string at {addr:#x} runs past the end of linear memory"
-                ));
-            }
-            let n = ((size - at) as usize).min(chunk.len());
-            self.read(store, at, &mut chunk[..n])?;
-            match chunk[..n].iter().position(|b| *b == 0) {
-                Some(end) => {
-                    out.extend_from_slice(&chunk[..end]);
-                    return String::from_utf8(out).map_err(|_| "string is not UTF-8".into());
-                }
-                None => out.extend_from_slice(&chunk[..n]),
-            }
-        }
-        Err(format!("string at {addr:#x} is longer than {max} bytes"))
+        dylink_core::guest::read_cstr(addr, size, max, |at, buf| self.read(store, at, buf))
     }
 }

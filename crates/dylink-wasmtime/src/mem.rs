@@ -73,14 +73,7 @@ impl Mem {
 
     /// Zero `len` bytes.
     pub fn zero(&self, mut store: impl AsContextMut, addr: u64, len: u64) -> Result<(), String> {
-        let zeros = [0u8; 4096];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(zeros.len() as u64) as usize;
-            self.write(&mut store, addr + done, &zeros[..n])?;
-            done += n as u64;
-        }
-        Ok(())
+        dylink_core::guest::zero(addr, len, |at, bytes| self.write(&mut store, at, bytes))
     }
 
     /// A NUL-terminated string at `addr` (at most `max` bytes).
@@ -90,25 +83,8 @@ impl Mem {
         addr: u64,
         max: usize,
     ) -> Result<String, String> {
-        let mut out = Vec::new();
-        let mut chunk = [0u8; 64];
         let size = self.size_bytes(&store);
-        while out.len() < max {
-            let at = addr + out.len() as u64;
-            if at >= size {
-                return Err(out_of_bounds(addr, out.len() + 1));
-            }
-            let n = ((size - at) as usize).min(chunk.len());
-            self.read(&store, at, &mut chunk[..n])?;
-            match chunk[..n].iter().position(|b| *b == 0) {
-                Some(end) => {
-                    out.extend_from_slice(&chunk[..end]);
-                    return String::from_utf8(out).map_err(|_| "string is not UTF-8".into());
-                }
-                None => out.extend_from_slice(&chunk[..n]),
-            }
-        }
-        Err(format!("string at {addr:#x} is longer than {max} bytes"))
+        dylink_core::guest::read_cstr(addr, size, max, |at, buf| self.read(&store, at, buf))
     }
 }
 
