@@ -13,10 +13,10 @@
 //! ```no_run
 //! use dylink_core::{Config, Linker, MemorySource, NoHost, Op, MAIN_GROUP};
 //! # fn apply(_: &Op) -> Result<(), String> { Ok(()) }
-//! # let main_bytes: std::sync::Arc<[u8]> = std::sync::Arc::from(&[][..]);
+//! # let main_bytes: Vec<u8> = Vec::new();
 //! let source = MemorySource::new(); // or a confined directory the adapter provides
 //! let mut linker = Linker::new(Config::default());
-//! let plan = linker.plan_startup("/app/main.wasm", main_bytes, &source, &NoHost)?;
+//! let plan = linker.plan_startup("/app/main.wasm", main_bytes.into(), &source, &NoHost)?;
 //! // Compile `plan.modules`, then apply every op in order with one `match`.
 //! let applied: Result<(), String> = plan.ops.iter().try_for_each(apply);
 //! match applied {
@@ -31,6 +31,9 @@
 //! # Ok::<(), dylink_core::Error>(())
 //! ```
 //!
+//! Adapters need not write this loop themselves: [`drive::drive`] runs it for an
+//! [`drive::Applier`], with the commit before a load's constructors so they may `dlopen`.
+//!
 //! See `ARCHITECTURE.md` at the repository root for the invariants.
 #![no_std]
 #![deny(missing_docs)]
@@ -41,6 +44,7 @@ extern crate alloc;
 extern crate std;
 
 mod config;
+pub mod drive;
 mod error;
 pub mod guest;
 mod index;

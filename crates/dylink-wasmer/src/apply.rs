@@ -8,6 +8,8 @@ use wasmer::{
     RuntimeError, Table, TableType, Tag, Type, Value,
 };
 
+use dylink_core::drive::ApplyCtx;
+
 use crate::{Error, Mem, Program, dl, lock};
 
 /// What to restore if a later op of the same plan fails.
@@ -17,25 +19,6 @@ pub(crate) struct Undo {
     generated: Vec<dylink_core::GenId>,
     globals: Vec<dylink_core::GlobalId>,
     slots: Vec<(u32, Option<Function>)>,
-}
-
-/// What the applier may read: the core when the caller holds its lock, the paths of the
-/// plan's new modules (for messages), and the pointer width.
-pub(crate) struct Ctx<'a> {
-    pub core: Option<&'a dylink_core::Linker>,
-    pub new: &'a [(ModuleId, String)],
-    pub memory64: bool,
-}
-
-impl Ctx<'_> {
-    fn path(&self, m: ModuleId) -> String {
-        self.new
-            .iter()
-            .find(|(id, _)| *id == m)
-            .map(|(_, p)| p.clone())
-            .or_else(|| self.core.and_then(|c| c.module(m)).map(|x| x.path.clone()))
-            .unwrap_or_else(|| m.to_string())
-    }
 }
 
 fn fail(context: impl Into<String>, message: impl std::fmt::Display) -> Error {
@@ -294,7 +277,7 @@ pub(crate) fn apply(
     program: &Program,
     store: &mut impl AsStoreMut,
     ops: &[Op],
-    ctx: &Ctx<'_>,
+    ctx: &ApplyCtx<'_>,
     undo: &mut Undo,
 ) -> Result<(), Error> {
     for op in ops {

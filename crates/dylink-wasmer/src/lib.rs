@@ -36,9 +36,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
     Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
-    ModuleSource, Outcome, Plan, SymbolValue, TagId,
+    ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmer::{
     AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module, Table,
@@ -288,86 +289,21 @@ impl Program {
         Ok(program)
     }
 
-    /// Apply a plan in this program's group and commit it; on failure abort it and undo
-    /// what was applied. The constructors that end a load plan run after the commit and
-    /// without the linker lock (see [`Plan::guest_tail`]); if one fails, what the load
-    /// brought in is unloaded again and the error returned.
+    /// Apply a plan in this program's group and commit it (see [`dylink_core::drive`]): on
+    /// failure the plan is aborted and what was applied undone; a load's constructors run
+    /// after the commit without the linker lock, so they may `dlopen`.
     pub(crate) fn run_plan(
         &self,
         store: &mut impl AsStoreMut,
-        mut core: MutexGuard<'_, Core>,
+        core: MutexGuard<'_, Core>,
         plan: Plan,
     ) -> Result<Outcome, Error> {
-        for m in &plan.modules {
-            tracing::debug!(target: "dylink::libs", "{} => {} ({} bytes)", m.name, m.path, m.bytes.len());
-            let module = compile(&self.shared.engine, &m.bytes, &m.path)?;
-            lock(&self.shared.compiled).insert(m.id, module);
-        }
-        let ops = plan.ops.clone();
-        let tail = plan.guest_tail();
-        let new: Vec<(ModuleId, String)> = plan
-            .modules
-            .iter()
-            .map(|m| (m.id, m.path.clone()))
-            .collect();
-        let memory64 = plan.memory64;
-        let mut undo = apply::Undo::default();
-        lock(&self.group).busy = true;
-        let ctx = apply::Ctx {
-            core: Some(&core),
-            new: &new,
-            memory64,
+        let mut driver = Driver {
+            program: self,
+            store: store.as_store_mut(),
+            undo: apply::Undo::default(),
         };
-        let applied = apply::apply(self, store, &ops[..tail], &ctx, &mut undo);
-        lock(&self.group).busy = false;
-        if let Err(e) = applied {
-            apply::rollback(self, store, undo);
-            core.abort(plan);
-            return Err(e);
-        }
-        let notes: Vec<String> = plan.diagnostics.iter().map(|d| d.to_string()).collect();
-        let outcome = core.commit(plan)?;
-        drop(core);
-        lock(&self.shared.warnings).extend(notes);
-        let hook = lock(&self.shared.before_init).take();
-        let prepared = match hook {
-            Some(hook) => hook(&mut store.as_store_mut(), self).map_err(|message| Error::Engine {
-                context: "preparing the host before constructors run".into(),
-                message,
-            }),
-            None => Ok(()),
-        };
-        if tail == ops.len() {
-            return prepared.map(|()| outcome);
-        }
-        let ctx = apply::Ctx {
-            core: None,
-            new: &new,
-            memory64,
-        };
-        let ran = prepared.and_then(|()| {
-            apply::apply(self, store, &ops[tail..], &ctx, &mut apply::Undo::default())
-        });
-        let Err(e) = ran else {
-            return Ok(outcome);
-        };
-        if let Outcome::Loaded(root) = outcome {
-            let core = lock(&self.shared.core);
-            let group = self.id;
-            if let Ok(plan) = core.plan_unload_failed_load(root, group) {
-                let ops = plan.ops.clone();
-                let ctx = apply::Ctx {
-                    core: Some(&core),
-                    new: &[],
-                    memory64,
-                };
-                if apply::apply(self, store, &ops, &ctx, &mut apply::Undo::default()).is_ok() {
-                    let mut core = core;
-                    let _ = core.commit(plan);
-                }
-            }
-        }
-        Err(e)
+        dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver)
     }
 
     /// A new instance group for another thread: every loaded module instantiated in `store`
@@ -401,10 +337,11 @@ impl Program {
         if ops.is_empty() {
             return Ok(());
         }
-        let ctx = apply::Ctx {
+        let ctx = ApplyCtx {
             core: Some(&core),
             new: &[],
             memory64: core.memory64(),
+            phase: Phase::Structural,
         };
         apply::apply(self, store, &ops, &ctx, &mut apply::Undo::default())?;
         core.caught_up(group, cursor);
@@ -571,6 +508,66 @@ impl Program {
         buf: &mut [u8],
     ) -> Result<(), String> {
         self.memory().read(store, addr, buf)
+    }
+}
+
+/// One plan's application in one store: what [`dylink_core::drive::drive`] drives.
+struct Driver<'p, 's> {
+    program: &'p Program,
+    store: wasmer::StoreMut<'s>,
+    undo: apply::Undo,
+}
+
+impl Applier for Driver<'_, '_> {
+    type Error = Error;
+
+    fn group(&self) -> GroupId {
+        self.program.id
+    }
+
+    fn compile(&mut self, m: &NewModule) -> Result<(), Error> {
+        tracing::debug!(target: "dylink::libs", "{} => {} ({} bytes)", m.name, m.path, m.bytes.len());
+        let module = compile(&self.program.shared.engine, &m.bytes, &m.path)?;
+        lock(&self.program.shared.compiled).insert(m.id, module);
+        Ok(())
+    }
+
+    fn apply(&mut self, ops: &[Op], ctx: &ApplyCtx<'_>) -> Result<(), Error> {
+        if ctx.phase != Phase::Structural {
+            return apply::apply(
+                self.program,
+                &mut self.store,
+                ops,
+                ctx,
+                &mut apply::Undo::default(),
+            );
+        }
+        lock(&self.program.group).busy = true;
+        let applied = apply::apply(self.program, &mut self.store, ops, ctx, &mut self.undo);
+        lock(&self.program.group).busy = false;
+        applied
+    }
+
+    fn rollback(&mut self) {
+        apply::rollback(
+            self.program,
+            &mut self.store,
+            std::mem::take(&mut self.undo),
+        );
+    }
+
+    fn before_guest_calls(&mut self) -> Result<(), Error> {
+        let Some(hook) = lock(&self.program.shared.before_init).take() else {
+            return Ok(());
+        };
+        hook(&mut self.store, self.program).map_err(|message| Error::Engine {
+            context: "preparing the host before constructors run".into(),
+            message,
+        })
+    }
+
+    fn warnings(&mut self, diagnostics: &[dylink_core::Diagnostic]) {
+        lock(&self.program.shared.warnings).extend(diagnostics.iter().map(|d| d.to_string()));
     }
 }
 

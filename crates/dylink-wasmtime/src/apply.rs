@@ -8,6 +8,8 @@ use wasmtime::{
     Table, TableType, Tag, TagType, Val,
 };
 
+use dylink_core::drive::ApplyCtx;
+
 use crate::{Error, Mem, Program, dl, lock};
 
 /// What to restore if a later op of the same plan fails.
@@ -210,7 +212,7 @@ pub(crate) fn apply<T: Send + 'static>(
     program: &Program<T>,
     mut store: impl AsContextMut<Data = T>,
     ops: &[Op],
-    ctx: &Ctx<'_>,
+    ctx: &ApplyCtx<'_>,
     undo: &mut Undo,
 ) -> Result<(), Error> {
     let engine = program.shared.engine.clone();
@@ -502,25 +504,6 @@ pub(crate) fn apply<T: Send + 'static>(
         }
     }
     Ok(())
-}
-
-/// What the applier may read: the core when the caller holds its lock, the paths of the
-/// plan's new modules (for messages), and the pointer width.
-pub(crate) struct Ctx<'a> {
-    pub core: Option<&'a dylink_core::Linker>,
-    pub new: &'a [(dylink_core::ModuleId, String)],
-    pub memory64: bool,
-}
-
-impl Ctx<'_> {
-    fn path(&self, m: dylink_core::ModuleId) -> String {
-        self.new
-            .iter()
-            .find(|(id, _)| *id == m)
-            .map(|(_, p)| p.clone())
-            .or_else(|| self.core.and_then(|c| c.module(m)).map(|x| x.path.clone()))
-            .unwrap_or_else(|| m.to_string())
-    }
 }
 
 /// Undo what a failed plan applied: new instances and trampolines are forgotten, table slots

@@ -40,9 +40,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
     Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
-    ModuleSource, Outcome, Plan, SymbolValue, TagId,
+    ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmtime::{AsContextMut, Engine, Extern, Func, Global, Instance, Module, Table, Tag, Val};
 
@@ -303,82 +304,21 @@ impl<T: Send + 'static> Program<T> {
         Ok(program)
     }
 
-    /// Apply a plan in this program's group and commit it; on failure abort it and undo
-    /// what was applied, so the linker and the store's reachable state are as before.
-    ///
-    /// The constructors and TLS initialisation that end a load plan run after the commit and
-    /// without the linker lock, so a constructor may itself call `dlopen`. If one fails, what
-    /// the load brought in is unloaded again (without destructors) and the error returned.
+    /// Apply a plan in this program's group and commit it (see [`dylink_core::drive`]): on
+    /// failure the plan is aborted and what was applied undone; a load's constructors run
+    /// after the commit without the linker lock, so they may `dlopen`.
     pub(crate) fn run_plan(
         &self,
-        mut store: impl AsContextMut<Data = T>,
-        mut core: MutexGuard<'_, Core>,
+        store: impl AsContextMut<Data = T>,
+        core: MutexGuard<'_, Core>,
         plan: Plan,
     ) -> Result<Outcome, Error> {
-        for m in &plan.modules {
-            tracing::debug!(target: "dylink::libs", "{} => {} ({} bytes)", m.name, m.path, m.bytes.len());
-            let module = compile(&self.shared.engine, &m.bytes, &m.path)?;
-            lock(&self.shared.compiled).insert(m.id, module);
-        }
-        let ops = plan.ops.clone();
-        let tail = plan.guest_tail();
-        let new: Vec<(ModuleId, String)> = plan
-            .modules
-            .iter()
-            .map(|m| (m.id, m.path.clone()))
-            .collect();
-        let mut undo = apply::Undo::default();
-        lock(&self.group).busy = true;
-        let memory64 = plan.memory64;
-        let ctx = apply::Ctx {
-            core: Some(&core),
-            new: &new,
-            memory64,
+        let mut driver = Driver {
+            program: self,
+            store,
+            undo: apply::Undo::default(),
         };
-        let applied = apply::apply(self, &mut store, &ops[..tail], &ctx, &mut undo);
-        lock(&self.group).busy = false;
-        if let Err(e) = applied {
-            apply::rollback(self, &mut store, undo);
-            core.abort(plan);
-            return Err(e);
-        }
-        let notes: Vec<String> = plan.diagnostics.iter().map(|d| d.to_string()).collect();
-        let outcome = core.commit(plan)?;
-        drop(core);
-        lock(&self.shared.warnings).extend(notes);
-        if tail == ops.len() {
-            return Ok(outcome);
-        }
-        let ctx = apply::Ctx {
-            core: None,
-            new: &new,
-            memory64,
-        };
-        let Err(e) = apply::apply(
-            self,
-            &mut store,
-            &ops[tail..],
-            &ctx,
-            &mut apply::Undo::default(),
-        ) else {
-            return Ok(outcome);
-        };
-        if let Outcome::Loaded(root) = outcome {
-            let mut core = lock(&self.shared.core);
-            let group = self.id;
-            if let Ok(plan) = core.plan_unload_failed_load(root, group) {
-                let ops = plan.ops.clone();
-                let ctx = apply::Ctx {
-                    core: Some(&core),
-                    new: &[],
-                    memory64: plan.memory64,
-                };
-                if apply::apply(self, &mut store, &ops, &ctx, &mut apply::Undo::default()).is_ok() {
-                    let _ = core.commit(plan);
-                }
-            }
-        }
-        Err(e)
+        dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver)
     }
 
     /// A new instance group for another thread: every loaded module instantiated in `store`
@@ -412,10 +352,11 @@ impl<T: Send + 'static> Program<T> {
         if ops.is_empty() {
             return Ok(());
         }
-        let ctx = apply::Ctx {
+        let ctx = ApplyCtx {
             core: Some(&core),
             new: &[],
             memory64: core.memory64(),
+            phase: Phase::Structural,
         };
         apply::apply(self, &mut store, &ops, &ctx, &mut apply::Undo::default())?;
         core.caught_up(group, cursor);
@@ -581,6 +522,57 @@ impl<T: Send + 'static> Program<T> {
         buf: &mut [u8],
     ) -> Result<(), String> {
         self.memory().read(store, addr, buf)
+    }
+}
+
+/// One plan's application in one store: what [`dylink_core::drive::drive`] drives.
+struct Driver<'p, T: 'static, S> {
+    program: &'p Program<T>,
+    store: S,
+    undo: apply::Undo,
+}
+
+impl<T: Send + 'static, S: AsContextMut<Data = T>> Applier for Driver<'_, T, S> {
+    type Error = Error;
+
+    fn group(&self) -> GroupId {
+        self.program.id
+    }
+
+    fn compile(&mut self, m: &NewModule) -> Result<(), Error> {
+        tracing::debug!(target: "dylink::libs", "{} => {} ({} bytes)", m.name, m.path, m.bytes.len());
+        let module = compile(&self.program.shared.engine, &m.bytes, &m.path)?;
+        lock(&self.program.shared.compiled).insert(m.id, module);
+        Ok(())
+    }
+
+    fn apply(&mut self, ops: &[Op], ctx: &ApplyCtx<'_>) -> Result<(), Error> {
+        if ctx.phase != Phase::Structural {
+            return apply::apply(
+                self.program,
+                &mut self.store,
+                ops,
+                ctx,
+                &mut apply::Undo::default(),
+            );
+        }
+        // Guest code run by these ops (none but a non-load plan's calls) may not re-enter.
+        lock(&self.program.group).busy = true;
+        let applied = apply::apply(self.program, &mut self.store, ops, ctx, &mut self.undo);
+        lock(&self.program.group).busy = false;
+        applied
+    }
+
+    fn rollback(&mut self) {
+        apply::rollback(
+            self.program,
+            &mut self.store,
+            std::mem::take(&mut self.undo),
+        );
+    }
+
+    fn warnings(&mut self, diagnostics: &[dylink_core::Diagnostic]) {
+        lock(&self.program.shared.warnings).extend(diagnostics.iter().map(|d| d.to_string()));
     }
 }
 
