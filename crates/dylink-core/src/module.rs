@@ -686,6 +686,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::ImportSection(reader) => {
                 saw_section = true;
+                let mut namespace: Option<Name> = None;
                 info.imports.reserve(reader.count() as usize);
                 for imp in reader.into_imports_with_offsets() {
                     let (offset, imp) = imp.map_err(from_wasm)?;
@@ -719,8 +720,17 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                             ImportType::Tag(t.func_type_idx)
                         }
                     };
+                    // Imports come grouped by namespace: share one name per run of them.
+                    let module = match &namespace {
+                        Some(ns) if &**ns == imp.module => ns.clone(),
+                        _ => {
+                            let ns: Name = imp.module.into();
+                            namespace = Some(ns.clone());
+                            ns
+                        }
+                    };
                     info.imports.push(Import {
-                        module: imp.module.into(),
+                        module,
                         name: imp.name.into(),
                         role: ImportRole::Host,
                         ty,

@@ -95,22 +95,52 @@ pub fn encode(types: &[FuncType]) -> Vec<u8> {
     }
     module.section(&exports);
 
+    // Bodies are written as bytes: tens of thousands of trampolines are common, and each is
+    // `local.get`s, `i32.const i`, `call_indirect`.
     let mut code = CodeSection::new();
+    let mut body = Vec::new();
     for (i, (ty, id)) in types.iter().zip(&func_types).enumerate() {
-        let mut f = Function::new([]);
+        body.clear();
+        body.push(0x00); // no locals
         for p in 0..ty.params.len() {
-            f.instruction(&Instruction::LocalGet(p as u32));
+            body.push(0x20); // local.get
+            uleb(&mut body, p as u32);
         }
-        f.instruction(&Instruction::I32Const(i as i32));
-        f.instruction(&Instruction::CallIndirect {
-            type_index: *id,
-            table_index: 0,
-        });
-        f.instruction(&Instruction::End);
-        code.function(&f);
+        body.push(0x41); // i32.const
+        sleb(&mut body, i as i32);
+        body.push(0x11); // call_indirect type table
+        uleb(&mut body, *id);
+        body.push(0x00);
+        body.push(0x0b); // end
+        code.raw(&body);
     }
     module.section(&code);
     module.finish()
+}
+
+fn uleb(out: &mut Vec<u8>, mut v: u32) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn sleb(out: &mut Vec<u8>, mut v: i32) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        let done = (v == 0 && byte & 0x40 == 0) || (v == -1 && byte & 0x40 != 0);
+        if done {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 /// Encode a module exporting `stub`, a function of type `ty` that calls the imported
@@ -159,6 +189,15 @@ mod tests {
         assert_eq!(info.exports.len(), 3);
         assert_eq!(&*info.exports[1].name, "t1");
         assert!(matches!(info.imports[0].ty, crate::ImportType::Table(t) if t.min == 3));
+        // Multi-byte immediates: 300 trampolines, some with many parameters.
+        let wide = FuncType::new(&[ValType::I64; 130], &[ValType::F32]);
+        let many: Vec<FuncType> = (0..300)
+            .map(|i| if i % 7 == 0 { wide.clone() } else { a.clone() })
+            .collect();
+        let bytes = encode(&many);
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(&bytes)
+            .expect("300 trampolines validate");
         let stub = encode_trap_stub(&a);
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&stub)
