@@ -2681,6 +2681,7 @@ impl<'a> Txn<'a> {
                     None => Binding::Tag(self.tag(name, info.func_type(t).clone())),
                 }
             }
+            ImportRole::ThreadSpawn => Binding::ThreadSpawn,
             ImportRole::Dl(func) => Binding::Dl {
                 func: *func,
                 caller: m,

@@ -278,6 +278,9 @@ pub enum ImportRole {
     Tag(Name),
     /// `env.dlopen` and friends: served by the adapter.
     Dl(DlFunc),
+    /// `wasi.thread-spawn: (i32) -> i32` (wasi-threads): served by the adapter, which starts
+    /// a new instance group on a new thread and calls `wasi_thread_start(tid, arg)` there.
+    ThreadSpawn,
     /// `env.<func>`: a function from another module or the host.
     Func(Name),
     /// `env.<global>` that is none of the above: from another module's export or the host.
@@ -988,6 +991,14 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
                 mutable: false,
             } => ImportRole::TableBase32,
             _ => return Err(wrong("an immutable i32 global")),
+        },
+        ("wasi", "thread-spawn") => match &imp.ty {
+            ImportType::Func(t)
+                if *info.func_type(*t) == FuncType::new(&[ValType::I32], &[ValType::I32]) =>
+            {
+                ImportRole::ThreadSpawn
+            }
+            _ => return Err(wrong("a function `(i32) -> i32`")),
         },
         ("env", name) => match &imp.ty {
             ImportType::Tag(_) => ImportRole::Tag(imp.name.clone()),

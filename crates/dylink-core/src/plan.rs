@@ -44,6 +44,10 @@ pub enum Binding {
         /// The importing module.
         caller: ModuleId,
     },
+    /// The adapter's `wasi.thread-spawn`: start a new instance group on a new thread and call
+    /// the main module's `wasi_thread_start(tid, arg)` there; return the thread id, or a
+    /// negative number if no thread could be started.
+    ThreadSpawn,
     /// A host function of type `ty` that traps with a message naming `symbol` (a weak
     /// undefined function that was called).
     Trap {
@@ -415,6 +419,7 @@ impl fmt::Display for Binding {
             Binding::Export { module, name } => write!(f, "{module}.{name}"),
             Binding::Generated { gen_id, name } => write!(f, "{gen_id}.{name}"),
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
+            Binding::ThreadSpawn => f.write_str("thread-spawn"),
             Binding::Trap { symbol, .. } => write!(f, "trap:{symbol}"),
             Binding::TrampolineTable { slots } => write!(f, "own-table[{slots}]"),
             Binding::Host { module, name } => write!(f, "host:{module}.{name}"),

@@ -231,6 +231,10 @@ fn binding(
             drop(g);
             Extern::Function(dl::host_func(program, store, *func, *caller, memory64))
         }
+        Binding::ThreadSpawn => {
+            drop(g);
+            Extern::Function(crate::threads::spawn_func(program, store))
+        }
         Binding::Trap { symbol, ty } => {
             drop(g);
             Extern::Function(trap_func(program, store, symbol, ty, true))

@@ -154,6 +154,7 @@ impl Adapter for Wasmer {
             .map_err(|e| format!("{}: {e}", spec.main))?;
         let program = Program::load(&mut store, &imports, options, &spec.main, &main)
             .map_err(|e| e.to_string())?;
+        program.enable_threads();
         Ok(Box::new(Loaded {
             store,
             program,

@@ -30,6 +30,7 @@ mod apply;
 pub mod conformance;
 mod dl;
 mod mem;
+mod threads;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -159,6 +160,10 @@ pub(crate) struct Shared {
     warnings: Mutex<Vec<String>>,
     host_calls: AtomicU64,
     before_init: Mutex<Option<BeforeInit>>,
+    /// `wasi.thread-spawn` starts threads (see `enable_threads`).
+    threads: std::sync::atomic::AtomicBool,
+    /// The next wasi-threads thread id.
+    next_tid: std::sync::atomic::AtomicU32,
 }
 
 static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
@@ -271,6 +276,8 @@ impl Program {
             warnings: Mutex::new(Vec::new()),
             host_calls: AtomicU64::new(0),
             before_init: Mutex::new(options.before_init),
+            threads: std::sync::atomic::AtomicBool::new(false),
+            next_tid: std::sync::atomic::AtomicU32::new(1),
         });
         let group = Arc::new(Mutex::new(Group::default()));
         let program = Program {
@@ -325,6 +332,13 @@ impl Program {
         };
         program.run_plan(store, core, plan)?;
         Ok(program)
+    }
+
+    /// Let the program start threads through `wasi.thread-spawn` (wasi-threads): each new
+    /// thread gets a store on the program's engine, its own instance group, and runs the
+    /// main module's `wasi_thread_start(tid, arg)`. Without this, `thread-spawn` returns -1.
+    pub fn enable_threads(&self) {
+        self.shared.threads.store(true, Ordering::Relaxed);
     }
 
     /// Apply, in this group's `store`, what other groups committed since this group last

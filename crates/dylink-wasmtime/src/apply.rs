@@ -192,6 +192,10 @@ fn binding<T: Send + 'static>(
                 "a trampoline table is only for generated modules",
             ));
         }
+        Binding::ThreadSpawn => {
+            drop(g);
+            crate::threads::spawn_func(program, store).into()
+        }
         Binding::Trap { symbol, ty } => {
             drop(g);
             trap_func(program, store, symbol, ty, true).into()

@@ -167,6 +167,7 @@ impl Adapter for Wasmtime {
             .map_err(|e| format!("{}: {e}", spec.main))?;
         let program = Program::load(&mut store, &linker, options, &spec.main, &main)
             .map_err(|e| e.to_string())?;
+        program.enable_threads(|| ());
         Ok(Box::new(Loaded {
             store,
             program,

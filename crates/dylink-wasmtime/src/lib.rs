@@ -34,6 +34,7 @@ mod apply;
 pub mod conformance;
 mod dl;
 mod mem;
+mod threads;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -143,6 +144,9 @@ impl fmt::Debug for Options {
     }
 }
 
+/// Makes the store data for a new thread's store.
+type ThreadData<T> = Arc<dyn Fn() -> T + Send + Sync>;
+
 /// What every instance group of a program shares.
 pub(crate) struct Shared<T: 'static> {
     engine: Engine,
@@ -157,6 +161,10 @@ pub(crate) struct Shared<T: 'static> {
     memory_cell: MemoryCell,
     /// The linker's warnings from every committed plan.
     warnings: Mutex<Vec<String>>,
+    /// Makes the store data of a thread `wasi.thread-spawn` starts (see `enable_threads`).
+    thread_data: Mutex<Option<ThreadData<T>>>,
+    /// The next wasi-threads thread id.
+    next_tid: std::sync::atomic::AtomicU32,
     /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
     /// a lazily bound call never leaves wasm after it is resolved.
     host_calls: AtomicU64,
@@ -285,6 +293,8 @@ impl<T: Send + 'static> Program<T> {
             shared_memory: Mutex::new(None),
             memory_cell: options.memory,
             warnings: Mutex::new(Vec::new()),
+            thread_data: Mutex::new(None),
+            next_tid: std::sync::atomic::AtomicU32::new(1),
             host_calls: AtomicU64::new(0),
         });
         let group = Arc::new(Mutex::new(Group::default()));
@@ -340,6 +350,13 @@ impl<T: Send + 'static> Program<T> {
         };
         program.run_plan(&mut store, core, plan)?;
         Ok(program)
+    }
+
+    /// Let the program start threads through `wasi.thread-spawn` (wasi-threads): each new
+    /// thread gets a store with data from `make`, its own instance group, and runs the main
+    /// module's `wasi_thread_start(tid, arg)`. Without this, `thread-spawn` returns -1.
+    pub fn enable_threads(&self, make: impl Fn() -> T + Send + Sync + 'static) {
+        *lock(&self.shared.thread_data) = Some(Arc::new(make));
     }
 
     /// Apply, in this group's `store`, what other groups committed since this group last

@@ -322,9 +322,10 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
                 .map(|_| ())
                 .ok_or("no such trampoline".into())
         }
-        (Binding::Dl { .. } | Binding::Trap { .. } | Binding::Host { .. }, ImportType::Func(_)) => {
-            Ok(())
-        }
+        (
+            Binding::Dl { .. } | Binding::ThreadSpawn | Binding::Trap { .. } | Binding::Host { .. },
+            ImportType::Func(_),
+        ) => Ok(()),
         (Binding::Host { .. }, _) => Ok(()),
         (Binding::TrampolineTable { .. }, ImportType::Table(_)) => Ok(()),
         (b, t) => Err(format!("binding {b} does not fit {t:?}")),

@@ -1,0 +1,2 @@
+_Thread_local int bumps;
+int lib_bump(void) { return ++bumps; }

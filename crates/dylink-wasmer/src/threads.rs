@@ -1,0 +1,54 @@
+//! wasi-threads: `wasi.thread-spawn` starts a new instance group on a new thread.
+
+use std::sync::atomic::Ordering;
+
+use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Store, Value};
+
+use crate::Program;
+
+/// The host function for a module's `wasi.thread-spawn` import.
+pub(crate) fn spawn_func(program: &Program, store: &mut impl AsStoreMut) -> Function {
+    let env = FunctionEnv::new(store, program.clone());
+    Function::new_typed_with_env(
+        store,
+        &env,
+        |env: FunctionEnvMut<'_, Program>, arg: i32| -> i32 {
+            let program = env.data();
+            program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+            spawn(program, arg)
+        },
+    )
+}
+
+/// Start a thread running `wasi_thread_start(tid, arg)` in a new instance group, in a store
+/// of its own on the program's engine; the thread id, or -1 when threads are not enabled
+/// ([`Program::enable_threads`]) or ids ran out.
+fn spawn(program: &Program, arg: i32) -> i32 {
+    if !program.shared.threads.load(Ordering::Relaxed) {
+        return -1;
+    }
+    let tid = program.shared.next_tid.fetch_add(1, Ordering::Relaxed);
+    // wasi-threads ids are positive and below 2^29.
+    if tid >= 1 << 29 {
+        return -1;
+    }
+    let engine = program.shared.engine.clone();
+    let program = program.clone();
+    std::thread::spawn(move || {
+        let mut store = Store::new(engine);
+        let group = match program.new_group(&mut store) {
+            Ok(group) => group,
+            Err(e) => {
+                tracing::error!(target: "dylink::threads", "thread {tid} could not start: {e}");
+                return;
+            }
+        };
+        if let Some(start) = group.main_func(&mut store, "wasi_thread_start") {
+            if let Err(e) = start.call(&mut store, &[Value::I32(tid as i32), Value::I32(arg)]) {
+                tracing::error!(target: "dylink::threads", "thread {tid} trapped: {}", e.message());
+            }
+        }
+        let _ = group.exit_group();
+    });
+    tid as i32
+}

@@ -1,0 +1,52 @@
+//! wasi-threads: `wasi.thread-spawn` starts a new instance group on a new thread.
+
+use std::sync::atomic::Ordering;
+
+use wasmtime::{AsContextMut, Caller, Func, Store, Val};
+
+use crate::{Program, lock};
+
+/// The host function for a module's `wasi.thread-spawn` import.
+pub(crate) fn spawn_func<T: Send + 'static>(
+    program: &Program<T>,
+    store: impl AsContextMut<Data = T>,
+) -> Func {
+    let program = program.clone();
+    Func::wrap(store, move |_: Caller<'_, T>, arg: i32| -> i32 {
+        program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+        spawn(&program, arg)
+    })
+}
+
+/// Start a thread running `wasi_thread_start(tid, arg)` in a new instance group; the thread
+/// id, or -1 when threads are not enabled ([`Program::enable_threads`]) or ids ran out.
+fn spawn<T: Send + 'static>(program: &Program<T>, arg: i32) -> i32 {
+    let Some(make) = lock(&program.shared.thread_data).clone() else {
+        return -1;
+    };
+    let tid = program.shared.next_tid.fetch_add(1, Ordering::Relaxed);
+    // wasi-threads ids are positive and below 2^29.
+    if tid >= 1 << 29 {
+        return -1;
+    }
+    let engine = program.shared.engine.clone();
+    let program = program.clone();
+    std::thread::spawn(move || {
+        let mut store = Store::new(&engine, make());
+        let group = match program.new_group(&mut store) {
+            Ok(group) => group,
+            Err(e) => {
+                tracing::error!(target: "dylink::threads", "thread {tid} could not start: {e}");
+                return;
+            }
+        };
+        if let Some(start) = group.main_func(&mut store, "wasi_thread_start") {
+            if let Err(e) = start.call(&mut store, &[Val::I32(tid as i32), Val::I32(arg)], &mut [])
+            {
+                tracing::error!(target: "dylink::threads", "thread {tid} trapped: {e:#}");
+            }
+        }
+        let _ = group.exit_group();
+    });
+    tid as i32
+}
