@@ -346,13 +346,23 @@ impl Program {
     /// before running code another thread may have loaded.
     pub fn catch_up(&self, store: &mut impl AsStoreMut) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)
+    }
+
+    /// [`Program::catch_up`] with the core lock already held. Every dl operation starts
+    /// with it, so a group plans and commits against a state it has applied.
+    fn catch_up_locked(
+        &self,
+        store: &mut impl AsStoreMut,
+        core: &mut MutexGuard<'_, Core>,
+    ) -> Result<(), Error> {
         let group = self.id;
         let (ops, cursor) = core.pending_ops(group)?;
         if ops.is_empty() {
             return Ok(());
         }
         let ctx = ApplyCtx {
-            core: Some(&core),
+            core: Some(&**core),
             new: &[],
             memory64: core.memory64(),
             phase: Phase::Structural,
@@ -455,7 +465,8 @@ impl Program {
         flags: i32,
         caller: Option<ModuleId>,
     ) -> Result<ModuleId, Error> {
-        let core = lock(&self.shared.core);
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)?;
         let facts = self.facts(store);
         let group = self.id;
         let plan = core.plan_dlopen(
@@ -481,7 +492,8 @@ impl Program {
         name: &str,
         caller: Option<ModuleId>,
     ) -> Result<SymbolValue, Error> {
-        let core = lock(&self.shared.core);
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)?;
         let group = self.id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
@@ -494,7 +506,8 @@ impl Program {
 
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
     pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
-        let core = lock(&self.shared.core);
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)?;
         let group = self.id;
         let plan = core.plan_dlclose(handle, group)?;
         self.run_plan(store, core, plan).map(|_| ())

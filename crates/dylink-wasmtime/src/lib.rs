@@ -362,15 +362,25 @@ impl<T: Send + 'static> Program<T> {
     /// Apply, in this group's `store`, what other groups committed since this group last
     /// caught up (libraries loaded or unloaded, function-pointer slots written). Call it
     /// before running code another thread may have loaded.
-    pub fn catch_up(&self, mut store: impl AsContextMut<Data = T>) -> Result<(), Error> {
+    pub fn catch_up(&self, store: impl AsContextMut<Data = T>) -> Result<(), Error> {
         let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)
+    }
+
+    /// [`Program::catch_up`] with the core lock already held. Every dl operation starts
+    /// with it, so a group plans and commits against a state it has applied.
+    fn catch_up_locked(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        core: &mut MutexGuard<'_, Core>,
+    ) -> Result<(), Error> {
         let group = self.id;
         let (ops, cursor) = core.pending_ops(group)?;
         if ops.is_empty() {
             return Ok(());
         }
         let ctx = ApplyCtx {
-            core: Some(&core),
+            core: Some(&**core),
             new: &[],
             memory64: core.memory64(),
             phase: Phase::Structural,
@@ -471,7 +481,8 @@ impl<T: Send + 'static> Program<T> {
         flags: i32,
         caller: Option<ModuleId>,
     ) -> Result<ModuleId, Error> {
-        let core = lock(&self.shared.core);
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(&mut store, &mut core)?;
         let facts = self.facts(&mut store);
         let group = self.id;
         let plan = core.plan_dlopen(
@@ -497,7 +508,8 @@ impl<T: Send + 'static> Program<T> {
         name: &str,
         caller: Option<ModuleId>,
     ) -> Result<SymbolValue, Error> {
-        let core = lock(&self.shared.core);
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(&mut store, &mut core)?;
         let group = self.id;
         match core.plan_dlsym(handle, name, caller, group)? {
             dylink_core::DlsymAnswer::Ready(v) => Ok(v),
@@ -514,7 +526,8 @@ impl<T: Send + 'static> Program<T> {
         mut store: impl AsContextMut<Data = T>,
         handle: ModuleId,
     ) -> Result<(), Error> {
-        let core = lock(&self.shared.core);
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(&mut store, &mut core)?;
         let group = self.id;
         let plan = core.plan_dlclose(handle, group)?;
         self.run_plan(&mut store, core, plan).map(|_| ())

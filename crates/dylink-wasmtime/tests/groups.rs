@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use dylink_wasmtime::core::{Handle, SymbolValue};
 use dylink_wasmtime::{DirSource, Options, Program};
 use wasmtime::{Config, Engine, Linker, Store};
 
@@ -76,4 +77,60 @@ fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
         "the main thread's copy moved on"
     );
     group.exit_group().unwrap();
+}
+
+#[test]
+fn a_group_catches_up_by_itself_at_its_next_dl_call() {
+    let mut config = Config::new();
+    config.wasm_threads(true).shared_memory(true);
+    let engine = Engine::new(&config).unwrap();
+    let mut store = Store::new(&engine, ());
+    let linker = Linker::new(&engine);
+    let mut dirs = DirSource::new();
+    dirs.mount("/lib", case_dir()).unwrap();
+    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
+    let program = Program::load(
+        &mut store,
+        &linker,
+        Options::dirs(dirs),
+        "/lib/main.wasm",
+        &main,
+    )
+    .unwrap();
+    let (mut store1, mut store2) = (Store::new(&engine, ()), Store::new(&engine, ()));
+    let group1 = program.new_group(&mut store1).unwrap();
+    let group2 = program.new_group(&mut store2).unwrap();
+
+    // The main group loads liblater.so; the other groups never call catch_up.
+    assert_eq!(call(&program, &mut store, "later", None), 404142);
+    let later = program.dlopen(&mut store, Some("liblater.so"), 2).unwrap();
+    assert!(group1.instance(later).is_none(), "not applied yet");
+
+    // A guest dlopen in group 1 applies the pending load first.
+    assert_eq!(
+        call(&group1, &mut store1, "later", None),
+        404142,
+        "group 1's own later_tv, reached through its own dlopen and dlsym"
+    );
+    assert!(group1.instance(later).is_some());
+
+    // A host dlsym in group 2 does too: the slot it answers holds the function there.
+    let f = match group2
+        .dlsym(&mut store2, Handle::Module(later), "later_get", None)
+        .unwrap()
+    {
+        SymbolValue::Func(slot) => group2.func_at(&mut store2, slot.0).unwrap(),
+        other => panic!("later_get is a function, got {other:?}"),
+    };
+    let f = f.typed::<(), i32>(&store2).unwrap();
+    assert_eq!(
+        (
+            f.call(&mut store2, ()).unwrap(),
+            f.call(&mut store2, ()).unwrap()
+        ),
+        (40, 41),
+        "group 2's own copy starts at 40"
+    );
+    group1.exit_group().unwrap();
+    group2.exit_group().unwrap();
 }
