@@ -405,7 +405,12 @@ impl Linker {
         if plan.generation != self.generation {
             return Err(Error::StalePlan);
         }
-        if let Some(g) = self.group(plan.group) {
+        // A group that is leaving need not apply what it will never run: its TLS blocks for
+        // modules loaded meanwhile were allocated at their commit and are freed with the rest.
+        if let Some(g) = self
+            .group(plan.group)
+            .filter(|_| plan.kind != PlanKind::GroupExit)
+        {
             if g.cursor != self.log.len() {
                 return Err(Error::GroupBehind {
                     group: plan.group.0,

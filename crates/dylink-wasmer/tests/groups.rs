@@ -131,3 +131,129 @@ fn a_group_catches_up_by_itself_at_its_next_dl_call() {
     group1.exit_group().unwrap();
     group2.exit_group().unwrap();
 }
+
+/// Stress: 16 threads, each its own group, run 1,000 mixed dlopen / dlsym / call / dlclose /
+/// spawn-and-join operations on one library that is loaded and unloaded over and over. No
+/// deadlock, no trap, every answer right, and afterwards every group's table agrees.
+#[test]
+fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
+    const THREADS: u64 = 16;
+    const OPS: u64 = 1_000;
+    let mut store = Store::default();
+    let engine = store.engine().clone();
+    let mut dirs = DirSource::new();
+    dirs.mount("/lib", case_dir()).unwrap();
+    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
+    let program = Program::load(
+        &mut store,
+        &Imports::new(),
+        Options::dirs(dirs),
+        "/lib/main.wasm",
+        &main,
+    )
+    .unwrap();
+
+    // One round: open the library, find and call its function twice (this group's own TLS
+    // counter counts 40, 41, ... across the rounds in which the library stays loaded), close.
+    fn round(group: &Program, store: &mut Store) -> (i32, i32) {
+        let m = group.dlopen(store, Some("liblater.so"), 2).unwrap();
+        let slot = match group
+            .dlsym(store, Handle::Module(m), "later_get", None)
+            .unwrap()
+        {
+            SymbolValue::Func(slot) => slot.0,
+            other => panic!("later_get is a function, got {other:?}"),
+        };
+        let f = group
+            .func_at(store, slot)
+            .expect("the slot holds later_get");
+        let mut next = || match f.call(store, &[]).unwrap()[0] {
+            Value::I32(v) => v,
+            ref other => panic!("{other:?}"),
+        };
+        let pair = (next(), next());
+        group.dlclose(store, m).unwrap();
+        pair
+    }
+    fn occupied(g: &Program, s: &mut Store) -> Vec<bool> {
+        let t = g.table();
+        (0..t.size(s))
+            .map(|i| matches!(t.get(s, i), Some(Value::FuncRef(Some(_)))))
+            .collect()
+    }
+
+    // Workers finish, then wait while the main group loads the library and takes a function
+    // pointer; then each catches up and reports its table.
+    let done = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize + 1));
+    let loaded = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize + 1));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (engine, program) = (engine.clone(), program.clone());
+            let (done, loaded) = (done.clone(), loaded.clone());
+            std::thread::spawn(move || {
+                let mut store = Store::new(engine.clone());
+                let group = program.new_group(&mut store).unwrap();
+                // A panic here must still reach the barriers, or the main thread waits forever.
+                let ops = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut rng = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    for _ in 0..OPS {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        match rng % 8 {
+                            // spawn and join: a short-lived group on another thread
+                            0 => {
+                                let (engine, program) = (engine.clone(), program.clone());
+                                std::thread::spawn(move || {
+                                    let mut store = Store::new(engine);
+                                    let g = program.new_group(&mut store).unwrap();
+                                    let (a, b) = round(&g, &mut store);
+                                    assert_eq!(b, a + 1);
+                                    g.exit_group().unwrap();
+                                })
+                                .join()
+                                .unwrap();
+                            }
+                            // a group that only catches up or asks for a missing symbol
+                            1 => {
+                                group.catch_up(&mut store).unwrap();
+                                assert!(
+                                    group
+                                        .dlsym(&mut store, Handle::Default, "no_such_symbol", None)
+                                        .is_err()
+                                );
+                            }
+                            _ => {
+                                let (a, b) = round(&group, &mut store);
+                                assert!(a >= 40 && b == a + 1, "({a}, {b})");
+                            }
+                        }
+                    }
+                }));
+                done.wait();
+                loaded.wait();
+                if let Err(panic) = ops {
+                    std::panic::resume_unwind(panic);
+                }
+                group.catch_up(&mut store).unwrap();
+                let seen = occupied(&group, &mut store);
+                group.exit_group().unwrap();
+                seen
+            })
+        })
+        .collect();
+    done.wait();
+    let later = program.dlopen(&mut store, Some("liblater.so"), 2).unwrap();
+    program
+        .dlsym(&mut store, Handle::Module(later), "later_get", None)
+        .unwrap();
+    let want = occupied(&program, &mut store);
+    assert!(want.iter().any(|&x| x), "the library's slots are filled");
+    loaded.wait();
+    for w in workers {
+        assert_eq!(w.join().unwrap(), want);
+    }
+    let (a, b) = round(&program, &mut store);
+    assert_eq!(b, a + 1);
+    program.dlclose(&mut store, later).unwrap();
+}

@@ -134,3 +134,122 @@ fn a_group_catches_up_by_itself_at_its_next_dl_call() {
     group1.exit_group().unwrap();
     group2.exit_group().unwrap();
 }
+
+/// Stress: 16 threads, each its own group, run 1,000 mixed dlopen / dlsym / call / dlclose /
+/// spawn-and-join operations on one library that is loaded and unloaded over and over. No
+/// deadlock, no trap, every answer right, and afterwards every group's table agrees.
+#[test]
+fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
+    const THREADS: u64 = 16;
+    const OPS: u64 = 1_000;
+    let mut config = Config::new();
+    config.wasm_threads(true).shared_memory(true);
+    let engine = Engine::new(&config).unwrap();
+    let mut store = Store::new(&engine, ());
+    let linker = Linker::new(&engine);
+    let mut dirs = DirSource::new();
+    dirs.mount("/lib", case_dir()).unwrap();
+    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
+    let program = Program::load(
+        &mut store,
+        &linker,
+        Options::dirs(dirs),
+        "/lib/main.wasm",
+        &main,
+    )
+    .unwrap();
+
+    // One round: open the library, find and call its function twice (this group's own TLS
+    // counter counts 40, 41, ... across the rounds in which the library stays loaded), close.
+    fn round(group: &Program<()>, store: &mut Store<()>) -> (i32, i32) {
+        let m = group.dlopen(&mut *store, Some("liblater.so"), 2).unwrap();
+        let slot = match group
+            .dlsym(&mut *store, Handle::Module(m), "later_get", None)
+            .unwrap()
+        {
+            SymbolValue::Func(slot) => slot.0,
+            other => panic!("later_get is a function, got {other:?}"),
+        };
+        let f = group
+            .func_at(&mut *store, slot)
+            .expect("the slot holds later_get");
+        let f = f.typed::<(), i32>(&*store).unwrap();
+        let pair = (
+            f.call(&mut *store, ()).unwrap(),
+            f.call(&mut *store, ()).unwrap(),
+        );
+        group.dlclose(&mut *store, m).unwrap();
+        pair
+    }
+
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (engine, program) = (engine.clone(), program.clone());
+            std::thread::spawn(move || {
+                let mut store = Store::new(&engine, ());
+                let group = program.new_group(&mut store).unwrap();
+                let mut rng = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                for _ in 0..OPS {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    match rng % 8 {
+                        // spawn and join: a short-lived group on another thread
+                        0 => {
+                            let (engine, program) = (engine.clone(), program.clone());
+                            std::thread::spawn(move || {
+                                let mut store = Store::new(&engine, ());
+                                let g = program.new_group(&mut store).unwrap();
+                                let (a, b) = round(&g, &mut store);
+                                assert_eq!(b, a + 1);
+                                g.exit_group().unwrap();
+                            })
+                            .join()
+                            .unwrap();
+                        }
+                        // a group that only catches up or asks for a missing symbol
+                        1 => {
+                            group.catch_up(&mut store).unwrap();
+                            assert!(
+                                group
+                                    .dlsym(&mut store, Handle::Default, "no_such_symbol", None)
+                                    .is_err()
+                            );
+                        }
+                        _ => {
+                            let (a, b) = round(&group, &mut store);
+                            assert!(a >= 40 && b == a + 1, "({a}, {b})");
+                        }
+                    }
+                }
+                (store, group)
+            })
+        })
+        .collect();
+    let mut groups: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+
+    // Everyone caught up: every group's table has the main group's size and the same
+    // occupied slots.
+    let occupied = |g: &Program<()>, s: &mut Store<()>| -> Vec<bool> {
+        let t = g.table();
+        (0..t.size(&*s))
+            .map(|i| t.get(&mut *s, i).unwrap().as_func().flatten().is_some())
+            .collect()
+    };
+    let later = program.dlopen(&mut store, Some("liblater.so"), 2).unwrap();
+    program
+        .dlsym(&mut store, Handle::Module(later), "later_get", None)
+        .unwrap();
+    let want = occupied(&program, &mut store);
+    assert!(want.iter().any(|&x| x), "the library's slots are filled");
+    for (s, g) in groups.iter_mut() {
+        g.catch_up(&mut *s).unwrap();
+        assert_eq!(occupied(g, s), want);
+    }
+    for (_, g) in groups {
+        g.exit_group().unwrap();
+    }
+    let (a, b) = round(&program, &mut store);
+    assert_eq!(b, a + 1);
+    program.dlclose(&mut store, later).unwrap();
+}
