@@ -372,6 +372,12 @@ impl Program {
         Ok(())
     }
 
+    /// This instance group's id in the core (for [`Program::with_core`] queries such as
+    /// `pending_ops`).
+    pub fn group_id(&self) -> dylink_core::GroupId {
+        self.id
+    }
+
     /// End this instance group (its thread is done): its TLS blocks and dlerror buffer are
     /// reclaimed. The main group cannot exit.
     pub fn exit_group(self) -> Result<(), Error> {

@@ -253,3 +253,49 @@ fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
     assert_eq!(b, a + 1);
     program.dlclose(&mut store, later).unwrap();
 }
+
+#[test]
+fn a_failed_dlopen_in_one_group_leaves_every_group_unchanged() {
+    let mut config = Config::new();
+    config.wasm_threads(true).shared_memory(true);
+    let engine = Engine::new(&config).unwrap();
+    let mut store = Store::new(&engine, ());
+    let linker = Linker::new(&engine);
+    let mut dirs = DirSource::new();
+    dirs.mount("/lib", case_dir()).unwrap();
+    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
+    let program = Program::load(
+        &mut store,
+        &linker,
+        Options::dirs(dirs),
+        "/lib/main.wasm",
+        &main,
+    )
+    .unwrap();
+    let (mut store1, mut store2) = (Store::new(&engine, ()), Store::new(&engine, ()));
+    let group1 = program.new_group(&mut store1).unwrap();
+    let group2 = program.new_group(&mut store2).unwrap();
+    let sizes = |s1: &Store<()>, s2: &Store<()>, s: &Store<()>| {
+        (
+            group1.table().size(s1),
+            group2.table().size(s2),
+            program.table().size(s),
+        )
+    };
+    let before = sizes(&store1, &store2, &store);
+
+    let err = group1
+        .dlopen(&mut store1, Some("libmissing.so"), 2)
+        .unwrap_err();
+    assert!(err.to_string().contains("libmissing.so"), "{err}");
+    for g in [&program, &group2] {
+        let pending = program.with_core(|c| c.pending_ops(g.group_id()).unwrap().0.len());
+        assert_eq!(pending, 0, "nothing was logged for the other groups");
+    }
+    assert_eq!(sizes(&store1, &store2, &store), before);
+    // Every group still works, and can load the real library.
+    assert_eq!(call(&group2, &mut store2, "later", None), 404142);
+    assert_eq!(call(&group1, &mut store1, "later", None), 404142);
+    group1.exit_group().unwrap();
+    group2.exit_group().unwrap();
+}
