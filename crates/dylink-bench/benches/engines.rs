@@ -69,7 +69,7 @@ mod wt {
     use super::{
         GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
     };
-    use dylink_bench::{call_program, fresh_library, program};
+    use dylink_bench::{call_program, fresh_library, program, threaded_program};
     use dylink_wasmtime::{Options, Program};
     use serde_json::{Map, Value as Json, json};
     use std::time::Instant;
@@ -98,6 +98,13 @@ mod wt {
         let mut store = Store::new(engine, ());
         let pages = (hand_base(libs.len()) / 65536 + 2) as u32;
         let memory = Memory::new(&mut store, MemoryType::new(pages, None)).unwrap();
+        hand_in(&mut store, memory.into(), main, libs, true);
+    }
+
+    /// Instantiate `libs` and `main` in `store` over `memory`, wiring every import by hand;
+    /// with `init`, run each library's relocations and constructors.
+    fn hand_in(store: &mut Store<()>, memory: Extern, main: &Module, libs: &[Module], init: bool) {
+        let mut store = store;
         let table = Table::new(
             &mut store,
             TableType::new(RefType::FUNCREF, (libs.len() * GOT_FUNC + 1) as u32, None),
@@ -116,7 +123,7 @@ mod wt {
             let mut externs: Vec<Extern> = Vec::new();
             for imp in m.imports() {
                 let e: Extern = match (imp.module(), imp.name()) {
-                    ("env", "memory") => memory.into(),
+                    ("env", "memory") => memory.clone(),
                     ("env", "__indirect_function_table") => table.into(),
                     ("env", "__memory_base") => Global::new(
                         &mut store,
@@ -158,15 +165,79 @@ mod wt {
                 externs.push(e);
             }
             let inst = Instance::new(&mut store, m, &externs).unwrap();
-            for init in ["__wasm_apply_data_relocs", "__wasm_call_ctors"] {
-                inst.get_typed_func::<(), ()>(&mut store, init)
+            for f in ["__wasm_apply_data_relocs", "__wasm_call_ctors"]
+                .iter()
+                .filter(|_| init)
+            {
+                inst.get_typed_func::<(), ()>(&mut store, f)
                     .unwrap()
                     .call(&mut store, ())
                     .unwrap();
             }
             insts.push(inst);
         }
-        Instance::new(&mut store, main, &[memory.into(), table.into()]).unwrap();
+        Instance::new(&mut store, main, &[memory, table.into()]).unwrap();
+    }
+
+    /// thread_spawn_ratio: a new instance group over 50 loaded side modules vs the same
+    /// modules instantiated by hand in a new store (shared memory attached, a new table, no
+    /// relocations or constructors: what a thread needs); and one dlopen replicated to 8 live
+    /// groups (the dlopen plus each group's catch-up).
+    pub fn threads(s: &Settings, out: &mut Map<String, Json>) {
+        let mut config = Config::new();
+        config.wasm_threads(true).shared_memory(true);
+        let engine = Engine::new(&config).unwrap();
+        let (main, src, libs) = threaded_program(50);
+        let (mut store, program) = load(&engine, &main, &src);
+        let group = time(s.iters.max(3), || {
+            let mut store = Store::new(&engine, ());
+            program.new_group(&mut store).unwrap().exit_group().unwrap();
+        });
+        let shared = match program.memory() {
+            dylink_wasmtime::Mem::Shared(m) => m,
+            dylink_wasmtime::Mem::Plain(_) => unreachable!("the program is threaded"),
+        };
+        let main_m = Module::new(&engine, &main[..]).unwrap();
+        let lib_m: Vec<Module> = libs
+            .iter()
+            .map(|b| Module::new(&engine, b).unwrap())
+            .collect();
+        let by_hand = time(s.iters.max(3), || {
+            let mut store = Store::new(&engine, ());
+            hand_in(&mut store, shared.clone().into(), &main_m, &lib_m, false);
+        });
+        out.insert("thread_group_us_50".into(), json!(group * 1e6));
+        out.insert("thread_by_hand_us_50".into(), json!(by_hand * 1e6));
+        out.insert("thread_spawn_ratio".into(), json!(group / by_hand));
+        let mut groups: Vec<_> = (0..8)
+            .map(|_| {
+                let mut store = Store::new(&engine, ());
+                let g = program.new_group(&mut store).unwrap();
+                (store, g)
+            })
+            .collect();
+        let mut samples = Vec::new();
+        for _ in 0..s.iters.max(3) {
+            let t = Instant::now();
+            let h = program
+                .dlopen(&mut store, Some("libextra.so"), rtld::NOW)
+                .unwrap();
+            for (st, g) in groups.iter_mut() {
+                g.catch_up(&mut *st).unwrap();
+            }
+            samples.push(t.elapsed().as_secs_f64());
+            program.dlclose(&mut store, h).unwrap();
+            for (st, g) in groups.iter_mut() {
+                g.catch_up(&mut *st).unwrap();
+            }
+        }
+        out.insert(
+            "dlopen_replicated_8_us".into(),
+            json!(median(samples) * 1e6),
+        );
+        for (_, g) in groups {
+            g.exit_group().unwrap();
+        }
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {
@@ -280,7 +351,7 @@ mod wm {
     use super::{
         GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
     };
-    use dylink_bench::{call_program, fresh_library, program};
+    use dylink_bench::{call_program, fresh_library, program, threaded_program};
     use dylink_wasmer::{Options, Program};
     use serde_json::{Map, Value as Json, json};
     use std::time::Instant;
@@ -300,6 +371,12 @@ mod wm {
     fn hand(store: &mut Store, main: &Module, libs: &[Module]) {
         let pages = (hand_base(libs.len()) / 65536 + 2) as u32;
         let memory = Memory::new(store, MemoryType::new(pages, None, false)).unwrap();
+        hand_in(store, memory, main, libs, true);
+    }
+
+    /// Instantiate `libs` and `main` in `store` over `memory`, wiring every import by hand;
+    /// with `init`, run each library's relocations and constructors.
+    fn hand_in(store: &mut Store, memory: Memory, main: &Module, libs: &[Module], init: bool) {
         let table = Table::new(
             store,
             TableType::new(Type::FuncRef, (libs.len() * GOT_FUNC + 1) as u32, None),
@@ -337,9 +414,12 @@ mod wm {
                 externs.push(e);
             }
             let inst = Instance::new_by_index(store, m, &externs).unwrap();
-            for init in ["__wasm_apply_data_relocs", "__wasm_call_ctors"] {
+            for f in ["__wasm_apply_data_relocs", "__wasm_call_ctors"]
+                .iter()
+                .filter(|_| init)
+            {
                 inst.exports
-                    .get_function(init)
+                    .get_function(f)
                     .unwrap()
                     .call(store, &[])
                     .unwrap();
@@ -347,6 +427,65 @@ mod wm {
             insts.push(inst);
         }
         Instance::new_by_index(store, main, &[memory.into(), table.into()]).unwrap();
+    }
+
+    /// thread_spawn_ratio and the replicated dlopen, as for wasmtime.
+    pub fn threads(s: &Settings, out: &mut Map<String, Json>) {
+        let mut store = Store::default();
+        let engine = store.engine().clone();
+        let (main, src, libs) = threaded_program(50);
+        let program = load(&main, &src, &mut store);
+        let group = time(s.iters.max(3), || {
+            let mut store = Store::new(engine.clone());
+            program.new_group(&mut store).unwrap().exit_group().unwrap();
+        });
+        let shared = program
+            .memory()
+            .0
+            .as_shared(&store)
+            .expect("the program is threaded");
+        let main_m = Module::new(&store, &main[..]).unwrap();
+        let lib_m: Vec<Module> = libs
+            .iter()
+            .map(|b| Module::new(&store, b).unwrap())
+            .collect();
+        let by_hand = time(s.iters.max(3), || {
+            let mut store = Store::new(engine.clone());
+            let memory = shared.clone().attach(&mut store);
+            hand_in(&mut store, memory, &main_m, &lib_m, false);
+        });
+        out.insert("thread_group_us_50".into(), json!(group * 1e6));
+        out.insert("thread_by_hand_us_50".into(), json!(by_hand * 1e6));
+        out.insert("thread_spawn_ratio".into(), json!(group / by_hand));
+        let mut groups: Vec<_> = (0..8)
+            .map(|_| {
+                let mut store = Store::new(engine.clone());
+                let g = program.new_group(&mut store).unwrap();
+                (store, g)
+            })
+            .collect();
+        let mut samples = Vec::new();
+        for _ in 0..s.iters.max(3) {
+            let t = Instant::now();
+            let h = program
+                .dlopen(&mut store, Some("libextra.so"), rtld::NOW)
+                .unwrap();
+            for (st, g) in groups.iter_mut() {
+                g.catch_up(st).unwrap();
+            }
+            samples.push(t.elapsed().as_secs_f64());
+            program.dlclose(&mut store, h).unwrap();
+            for (st, g) in groups.iter_mut() {
+                g.catch_up(st).unwrap();
+            }
+        }
+        out.insert(
+            "dlopen_replicated_8_us".into(),
+            json!(median(samples) * 1e6),
+        );
+        for (_, g) in groups {
+            g.exit_group().unwrap();
+        }
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {
@@ -497,12 +636,16 @@ fn main() {
             micro: 200_000,
         }
     };
+    let mut wasmtime = wt::run(&s);
+    wt::threads(&s, &mut wasmtime);
+    let mut wasmer = wm::run(&s);
+    wm::threads(&s, &mut wasmer);
     let results = json!({
         "command": "cargo bench -p dylink-bench --bench engines",
         "quick": quick,
         "core": core(&s),
-        "wasmtime": wt::run(&s),
-        "wasmer": wm::run(&s),
+        "wasmtime": wasmtime,
+        "wasmer": wasmer,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&dir).unwrap();

@@ -16,15 +16,30 @@ pub const GOT_FUNC: usize = 10;
 /// Bytes of data each side module reserves.
 pub const DATA: usize = EXPORTS * 16;
 
+/// The memory import: unshared, or shared (a threaded program, 64 MiB at most).
+fn memory_import(shared: bool) -> &'static str {
+    if shared {
+        r#"(import "env" "memory" (memory 1 1024 shared))"#
+    } else {
+        r#"(import "env" "memory" (memory 1))"#
+    }
+}
+
 /// Side module `i`: exports `f{i}_{k}` and data `d{i}_{k}`; imports from module `i - 1`.
 pub fn side_module(i: usize) -> String {
+    side_module_in(i, false)
+}
+
+/// [`side_module`], over a shared memory when `shared`.
+pub fn side_module_in(i: usize, shared: bool) -> String {
     let mut w = String::new();
     write!(
         w,
         "(module (@dylink.0 (mem-info (memory {DATA} 2) (table 0 0)))"
     )
     .unwrap();
-    w.push_str(r#"(import "env" "memory" (memory 1)) (import "env" "__indirect_function_table" (table 0 funcref))"#);
+    w.push_str(memory_import(shared));
+    w.push_str(r#"(import "env" "__indirect_function_table" (table 0 funcref))"#);
     w.push_str(r#"(import "env" "__memory_base" (global $mb i32)) (import "env" "__table_base" (global i32))"#);
     w.push_str(r#"(import "env" "__stack_pointer" (global (mut i32)))"#);
     if i > 0 {
@@ -60,29 +75,50 @@ pub fn side_module(i: usize) -> String {
 
 /// A PIE main needing `n` side modules.
 pub fn main_module(n: usize) -> String {
+    main_module_in(n, false)
+}
+
+/// [`main_module`], over a shared memory when `shared`.
+pub fn main_module_in(n: usize, shared: bool) -> String {
     let mut needed = String::new();
     for i in 0..n {
         write!(needed, " \"lib{i}.so\"").unwrap();
     }
     format!(
         r#"(module (@dylink.0 (mem-info (memory 16 2)) (needed {needed}))
-           (import "env" "memory" (memory 1)) (import "env" "__indirect_function_table" (table 0 funcref))
-           (func (export "_start")))"#
+           {} (import "env" "__indirect_function_table" (table 0 funcref))
+           (func (export "_start")))"#,
+        memory_import(shared)
     )
 }
 
 /// A program of `n` side modules: main bytes, the source with the libraries, and each
 /// library's bytes in order.
 pub fn program(n: usize) -> (Arc<[u8]>, MemorySource, Vec<Vec<u8>>) {
+    program_in(n, false)
+}
+
+/// [`program`] over a shared memory (what threads need); the source also holds
+/// `libextra.so`, a further side module importing from the last one.
+pub fn threaded_program(n: usize) -> (Arc<[u8]>, MemorySource, Vec<Vec<u8>>) {
+    let (main, mut src, libs) = program_in(n, true);
+    let extra = wat::parse_str(side_module_in(n, true)).expect("side module");
+    src.insert("/lib/libextra.so", extra);
+    (main, src, libs)
+}
+
+fn program_in(n: usize, shared: bool) -> (Arc<[u8]>, MemorySource, Vec<Vec<u8>>) {
     let mut src = MemorySource::new();
     let mut libs = Vec::new();
     for i in 0..n {
-        let bytes = wat::parse_str(side_module(i)).expect("side module");
+        let bytes = wat::parse_str(side_module_in(i, shared)).expect("side module");
         src.insert(&format!("/lib/lib{i}.so"), bytes.clone());
         libs.push(bytes);
     }
     (
-        wat::parse_str(main_module(n)).expect("main").into(),
+        wat::parse_str(main_module_in(n, shared))
+            .expect("main")
+            .into(),
         src,
         libs,
     )

@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(1);
     });
     let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
-    let rows: [(&str, &str, &str); 10] = [
+    let rows: [(&str, &str, &str); 14] = [
         (
             "link_overhead_100",
             "link main + 100 libraries, dylink ÷ wired by hand",
@@ -43,6 +43,18 @@ fn main() {
         (
             "instantiate_by_hand_us",
             "… instantiating it by hand, µs",
+            "",
+        ),
+        (
+            "thread_spawn_ratio",
+            "new thread's group over 50 libraries ÷ instantiating them by hand",
+            "≤ 1.2×",
+        ),
+        ("thread_group_us_50", "… new group, µs", ""),
+        ("thread_by_hand_us_50", "… by hand in a new store, µs", ""),
+        (
+            "dlopen_replicated_8_us",
+            "dlopen + catch-up of 8 live groups, µs",
             "",
         ),
     ];
