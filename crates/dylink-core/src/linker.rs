@@ -520,6 +520,13 @@ impl Linker {
         Ok((ops, self.log.len()))
     }
 
+    /// Whether `group` has log entries left to apply (false for an unknown group).
+    #[inline]
+    pub fn is_behind(&self, group: GroupId) -> bool {
+        self.group(group)
+            .is_some_and(|g| g.cursor != self.log.len())
+    }
+
     /// Record that a group applied the log up to `cursor`.
     pub fn caught_up(&mut self, group: GroupId, cursor: usize) {
         if let Some(Some(g)) = self.groups.get_mut(group.index()) {

@@ -357,8 +357,12 @@ impl Program {
         core: &mut MutexGuard<'_, Core>,
     ) -> Result<(), Error> {
         let group = self.id;
+        if !core.is_behind(group) {
+            return Ok(());
+        }
         let (ops, cursor) = core.pending_ops(group)?;
         if ops.is_empty() {
+            core.caught_up(group, cursor);
             return Ok(());
         }
         let ctx = ApplyCtx {
