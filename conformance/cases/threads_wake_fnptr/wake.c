@@ -1,0 +1,1 @@
+int wake_fn(void) { return 42; }
