@@ -5,7 +5,7 @@ use std::sync::mpsc;
 
 use dylink_wasmer::core::{Handle, SymbolValue};
 use dylink_wasmer::{DirSource, Options, Program};
-use wasmer::{Imports, Store, Value};
+use wasmer::{Engine, Imports, Store, Value};
 
 fn case_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/cases/tls_side_module/out")
@@ -20,8 +20,8 @@ fn call(program: &Program, store: &mut Store, name: &str, arg: Option<i32>) -> i
     }
 }
 
-#[test]
-fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
+/// The case's program: its engine, the main store, the program.
+fn load() -> (Engine, Store, Program) {
     let mut store = Store::default();
     let engine = store.engine().clone();
     let mut dirs = DirSource::new();
@@ -35,6 +35,12 @@ fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
         &main,
     )
     .unwrap();
+    (engine, store, program)
+}
+
+#[test]
+fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
+    let (engine, mut store, program) = load();
     assert_eq!(call(&program, &mut store, "set", Some(7)), 71);
 
     // wasmer stores stay on their thread: the second group lives and works there.
@@ -81,19 +87,7 @@ fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
 
 #[test]
 fn a_group_catches_up_by_itself_at_its_next_dl_call() {
-    let mut store = Store::default();
-    let engine = store.engine().clone();
-    let mut dirs = DirSource::new();
-    dirs.mount("/lib", case_dir()).unwrap();
-    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
-    let program = Program::load(
-        &mut store,
-        &Imports::new(),
-        Options::dirs(dirs),
-        "/lib/main.wasm",
-        &main,
-    )
-    .unwrap();
+    let (engine, mut store, program) = load();
     let (mut store1, mut store2) = (Store::new(engine.clone()), Store::new(engine));
     let group1 = program.new_group(&mut store1).unwrap();
     let group2 = program.new_group(&mut store2).unwrap();
@@ -139,19 +133,7 @@ fn a_group_catches_up_by_itself_at_its_next_dl_call() {
 fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
     const THREADS: u64 = 16;
     const OPS: u64 = 1_000;
-    let mut store = Store::default();
-    let engine = store.engine().clone();
-    let mut dirs = DirSource::new();
-    dirs.mount("/lib", case_dir()).unwrap();
-    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
-    let program = Program::load(
-        &mut store,
-        &Imports::new(),
-        Options::dirs(dirs),
-        "/lib/main.wasm",
-        &main,
-    )
-    .unwrap();
+    let (engine, mut store, program) = load();
 
     // One round: open the library, find and call its function twice (this group's own TLS
     // counter counts 40, 41, ... across the rounds in which the library stays loaded), close.
@@ -260,19 +242,7 @@ fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
 
 #[test]
 fn a_failed_dlopen_in_one_group_leaves_every_group_unchanged() {
-    let mut store = Store::default();
-    let engine = store.engine().clone();
-    let mut dirs = DirSource::new();
-    dirs.mount("/lib", case_dir()).unwrap();
-    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
-    let program = Program::load(
-        &mut store,
-        &Imports::new(),
-        Options::dirs(dirs),
-        "/lib/main.wasm",
-        &main,
-    )
-    .unwrap();
+    let (engine, store, program) = load();
     let (mut store1, mut store2) = (Store::new(engine.clone()), Store::new(engine));
     let group1 = program.new_group(&mut store1).unwrap();
     let group2 = program.new_group(&mut store2).unwrap();

@@ -26,8 +26,8 @@ fn call(program: &Program<()>, store: &mut Store<()>, name: &str, arg: Option<i3
     }
 }
 
-#[test]
-fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
+/// The case's program on a threads-enabled engine: the engine, the main store, the program.
+fn load() -> (Engine, Store<()>, Program<()>) {
     let mut config = Config::new();
     config.wasm_threads(true).shared_memory(true);
     let engine = Engine::new(&config).unwrap();
@@ -44,6 +44,12 @@ fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
         &main,
     )
     .unwrap();
+    (engine, store, program)
+}
+
+#[test]
+fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
+    let (engine, mut store, program) = load();
     assert_eq!(call(&program, &mut store, "set", Some(7)), 71);
 
     let (engine2, program2) = (engine.clone(), program.clone());
@@ -81,22 +87,7 @@ fn a_second_group_has_its_own_tls_and_catches_up_with_dlopen() {
 
 #[test]
 fn a_group_catches_up_by_itself_at_its_next_dl_call() {
-    let mut config = Config::new();
-    config.wasm_threads(true).shared_memory(true);
-    let engine = Engine::new(&config).unwrap();
-    let mut store = Store::new(&engine, ());
-    let linker = Linker::new(&engine);
-    let mut dirs = DirSource::new();
-    dirs.mount("/lib", case_dir()).unwrap();
-    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
-    let program = Program::load(
-        &mut store,
-        &linker,
-        Options::dirs(dirs),
-        "/lib/main.wasm",
-        &main,
-    )
-    .unwrap();
+    let (engine, mut store, program) = load();
     let (mut store1, mut store2) = (Store::new(&engine, ()), Store::new(&engine, ()));
     let group1 = program.new_group(&mut store1).unwrap();
     let group2 = program.new_group(&mut store2).unwrap();
@@ -142,22 +133,7 @@ fn a_group_catches_up_by_itself_at_its_next_dl_call() {
 fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
     const THREADS: u64 = 16;
     const OPS: u64 = 1_000;
-    let mut config = Config::new();
-    config.wasm_threads(true).shared_memory(true);
-    let engine = Engine::new(&config).unwrap();
-    let mut store = Store::new(&engine, ());
-    let linker = Linker::new(&engine);
-    let mut dirs = DirSource::new();
-    dirs.mount("/lib", case_dir()).unwrap();
-    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
-    let program = Program::load(
-        &mut store,
-        &linker,
-        Options::dirs(dirs),
-        "/lib/main.wasm",
-        &main,
-    )
-    .unwrap();
+    let (engine, mut store, program) = load();
 
     // One round: open the library, find and call its function twice (this group's own TLS
     // counter counts 40, 41, ... across the rounds in which the library stays loaded), close.
@@ -256,22 +232,7 @@ fn sixteen_threads_of_mixed_dl_operations_stay_consistent() {
 
 #[test]
 fn a_failed_dlopen_in_one_group_leaves_every_group_unchanged() {
-    let mut config = Config::new();
-    config.wasm_threads(true).shared_memory(true);
-    let engine = Engine::new(&config).unwrap();
-    let mut store = Store::new(&engine, ());
-    let linker = Linker::new(&engine);
-    let mut dirs = DirSource::new();
-    dirs.mount("/lib", case_dir()).unwrap();
-    let main = std::fs::read(case_dir().join("main.wasm")).unwrap();
-    let program = Program::load(
-        &mut store,
-        &linker,
-        Options::dirs(dirs),
-        "/lib/main.wasm",
-        &main,
-    )
-    .unwrap();
+    let (engine, store, program) = load();
     let (mut store1, mut store2) = (Store::new(&engine, ()), Store::new(&engine, ()));
     let group1 = program.new_group(&mut store1).unwrap();
     let group2 = program.new_group(&mut store2).unwrap();
