@@ -7,7 +7,7 @@ typedef int (*fn)(void);
 
 static void *work;
 static fn work_bump; /* written by the main thread before the spawn, read by the workers */
-static _Atomic int finished, go;
+static _Atomic int finished, go, go_on;
 static int results[2];
 
 /* Wait until *x reaches want; -1 after about 10 s (a lost thread must not hang the suite). */
@@ -31,6 +31,17 @@ EXPORT(wasi_thread_start) void wasi_thread_start(int tid, void *arg) {
         int a = work_bump(), b = work_bump();
         int *tv = (int *)dlsym(work, "work_tv"); /* this thread's own copy */
         results[idx] = a == 101 ? b * 10 + (tv && *tv == b) : -a;
+    } else if (mode == 2) {
+        /* use the library, close it, report, then wait idle while the main thread unloads it */
+        void *h = dlopen("libwork.so", RTLD_NOW);
+        fn bump = h ? (fn)dlsym(h, "work_bump") : 0;
+        int v = bump ? bump() : -1; /* 101: this thread's own copy */
+        int closed = h ? dlclose(h) : -1;
+        results[idx] = v * 10 + (closed == 0);
+        done();
+        if (wait_for(&go_on, 1)) return;
+        /* unloaded while this thread was idle: its own dl call sees that first */
+        results[idx] = results[idx] * 10 + (dlopen("libwork.so", RTLD_NOW | RTLD_NOLOAD) == 0);
     } else {
         if (wait_for(&go, 1) == 0) {
             void *h = dlopen("liblate.so", RTLD_NOW);
@@ -71,4 +82,13 @@ EXPORT(dlopen_while_threads_wait) int dlopen_while_threads_wait(void) {
     __builtin_wasm_memory_atomic_notify((int *)&go, -1);
     if (wait_for(&finished, 2)) return -3;
     return results[0] * 100 + results[1];
+}
+
+EXPORT(dlclose_while_idle) int dlclose_while_idle(void) {
+    if (spawn_two(2) || wait_for(&finished, 2)) return -1;
+    if (dlclose(work) != 0) return -2; /* the last reference: unloaded now */
+    __c11_atomic_store(&go_on, 1, __ATOMIC_SEQ_CST);
+    __builtin_wasm_memory_atomic_notify((int *)&go_on, -1);
+    if (wait_for(&finished, 4)) return -3;
+    return results[0] * 10000 + results[1];
 }
