@@ -67,6 +67,32 @@ pub trait Applier {
     fn warnings(&mut self, _diagnostics: &[Diagnostic]) {}
 }
 
+/// Bring `applier`'s group up to date with what other groups committed since it last did:
+/// the log's pending ops applied as one structural step (rolled back if one fails, so the
+/// group stays as it was and the next attempt starts from the same place), then its cursor
+/// advanced. Every dl operation starts with it; a group that is current pays one comparison.
+pub fn catch_up<A: Applier>(core: &mut Linker, applier: &mut A) -> Result<(), A::Error> {
+    let group = applier.group();
+    if !core.is_behind(group) {
+        return Ok(());
+    }
+    let (ops, cursor) = core.pending_ops(group)?;
+    if !ops.is_empty() {
+        let ctx = ApplyCtx {
+            core: Some(&*core),
+            new: &[],
+            memory64: core.memory64(),
+            phase: Phase::Structural,
+        };
+        if let Err(e) = applier.apply(&ops, &ctx) {
+            applier.rollback();
+            return Err(e);
+        }
+    }
+    core.caught_up(group, cursor);
+    Ok(())
+}
+
 /// Apply `plan` through `applier` and commit it; on failure abort it after the applier
 /// rolled back, so the linker and everything reachable are as before.
 ///

@@ -356,24 +356,12 @@ impl Program {
         store: &mut impl AsStoreMut,
         core: &mut MutexGuard<'_, Core>,
     ) -> Result<(), Error> {
-        let group = self.id;
-        if !core.is_behind(group) {
-            return Ok(());
-        }
-        let (ops, cursor) = core.pending_ops(group)?;
-        if ops.is_empty() {
-            core.caught_up(group, cursor);
-            return Ok(());
-        }
-        let ctx = ApplyCtx {
-            core: Some(&**core),
-            new: &[],
-            memory64: core.memory64(),
-            phase: Phase::Structural,
+        let mut driver = Driver {
+            program: self,
+            store: store.as_store_mut(),
+            undo: apply::Undo::default(),
         };
-        apply::apply(self, store, &ops, &ctx, &mut apply::Undo::default())?;
-        core.caught_up(group, cursor);
-        Ok(())
+        dylink_core::drive::catch_up(core, &mut driver)
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as

@@ -371,27 +371,15 @@ impl<T: Send + 'static> Program<T> {
     /// with it, so a group plans and commits against a state it has applied.
     fn catch_up_locked(
         &self,
-        mut store: impl AsContextMut<Data = T>,
+        store: impl AsContextMut<Data = T>,
         core: &mut MutexGuard<'_, Core>,
     ) -> Result<(), Error> {
-        let group = self.id;
-        if !core.is_behind(group) {
-            return Ok(());
-        }
-        let (ops, cursor) = core.pending_ops(group)?;
-        if ops.is_empty() {
-            core.caught_up(group, cursor);
-            return Ok(());
-        }
-        let ctx = ApplyCtx {
-            core: Some(&**core),
-            new: &[],
-            memory64: core.memory64(),
-            phase: Phase::Structural,
+        let mut driver = Driver {
+            program: self,
+            store,
+            undo: apply::Undo::default(),
         };
-        apply::apply(self, &mut store, &ops, &ctx, &mut apply::Undo::default())?;
-        core.caught_up(group, cursor);
-        Ok(())
+        dylink_core::drive::catch_up(core, &mut driver)
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as
