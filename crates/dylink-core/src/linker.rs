@@ -2065,17 +2065,14 @@ impl<'a> Txn<'a> {
             .collect();
         global.sort_by_key(|(k, _)| *k);
         if let Some(&(_, chosen)) = global.first() {
-            let strong: Vec<Def> = global
-                .iter()
-                .filter(|((w, _), _)| !*w)
-                .map(|(_, d)| *d)
-                .collect();
-            if strong.len() > 1 && self.dup_seen.insert(name.into()) {
+            let strong = || global.iter().filter(|((w, _), _)| !*w).map(|(_, d)| *d);
+            if strong().nth(1).is_some() && !self.dup_seen.contains(name) {
+                self.dup_seen.insert(name.into());
                 self.diags.push(Diagnostic::Duplicate {
                     symbol: name.into(),
                     chosen: self.module(chosen.module).path.clone(),
-                    ignored: strong[1..]
-                        .iter()
+                    ignored: strong()
+                        .skip(1)
                         .map(|d| self.module(d.module).path.clone())
                         .collect(),
                 });
@@ -2590,9 +2587,9 @@ impl<'a> Txn<'a> {
                 let ImportType::Func(t) = imp.ty else {
                     unreachable!("classified as a function")
                 };
-                let ty = info.func_type(t).clone();
+                let ty = info.func_type(t);
                 match self.resolve_func(sym, m, host) {
-                    FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, Some(&ty)) {
+                    FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, Some(ty)) {
                         Some(index) => {
                             self.note_use(m, def.module);
                             let name = self.module(def.module).info.exports[def.export as usize]
@@ -2603,10 +2600,10 @@ impl<'a> Txn<'a> {
                                     module: def.module,
                                     name,
                                 }
-                            } else if trampoline::can_forward(&ty) {
+                            } else if trampoline::can_forward(ty) {
                                 let _ = index;
                                 self.trampoline(
-                                    ty,
+                                    ty.clone(),
                                     Some(SlotValue::Export {
                                         module: def.module,
                                         name,
@@ -2632,11 +2629,11 @@ impl<'a> Txn<'a> {
                         self.missing(m, sym, SymbolKind::Func, true, false);
                         Binding::Trap {
                             symbol: sym.clone(),
-                            ty,
+                            ty: Box::new(ty.clone()),
                         }
                     }
                     FuncTarget::Missing => {
-                        let lazy = self.bind == BindMode::Lazy && trampoline::can_forward(&ty);
+                        let lazy = self.bind == BindMode::Lazy && trampoline::can_forward(ty);
                         self.missing(m, sym, SymbolKind::Func, false, lazy);
                         if !lazy {
                             return Ok(UNRESOLVED);
@@ -2646,7 +2643,7 @@ impl<'a> Txn<'a> {
                             symbol: sym.clone(),
                             ty: ty.clone(),
                         };
-                        self.trampoline(ty, Some(trap), Some(sym))
+                        self.trampoline(ty.clone(), Some(trap), Some(sym))
                     }
                 }
             }

@@ -594,8 +594,9 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     let mut func_types: Vec<u32> = Vec::new();
     // Global index -> (type, mutable, constant value).
     let mut globals: Vec<(ValType, bool, Option<u64>)> = Vec::new();
-    let mut import_flags: HashMap<(String, String), u32> = HashMap::new();
-    let mut export_flags: HashMap<String, u32> = HashMap::new();
+    // Names borrowed from `bytes`: flags are looked up once per import and export.
+    let mut import_flags: HashMap<(&str, &str), u32> = HashMap::new();
+    let mut export_flags: HashMap<&str, u32> = HashMap::new();
     let mut table_base_global: Option<u32> = None;
     let mut saw_section = false;
     let mut saw_header = false;
@@ -635,15 +636,13 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                                 }
                                 Dylink0Subsection::ExportInfo(list) => {
                                     for e in list {
-                                        *export_flags.entry(e.name.into()).or_default() |=
-                                            e.flags.bits();
+                                        *export_flags.entry(e.name).or_default() |= e.flags.bits();
                                     }
                                 }
                                 Dylink0Subsection::ImportInfo(list) => {
                                     for i in list {
-                                        *import_flags
-                                            .entry((i.module.into(), i.field.into()))
-                                            .or_default() |= i.flags.bits();
+                                        *import_flags.entry((i.module, i.field)).or_default() |=
+                                            i.flags.bits();
                                     }
                                 }
                                 Dylink0Subsection::RuntimePath(p) => {
@@ -856,9 +855,10 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     }
     // A weak mark on `env.X` also covers `GOT.func.X` and `GOT.mem.X`.
     let is_weak = |module: &str, name: &str| {
-        import_flags
-            .get(&(module.to_string(), name.to_string()))
-            .is_some_and(|f| f & WASM_SYM_BINDING_WEAK != 0)
+        !import_flags.is_empty()
+            && import_flags
+                .get(&(module, name))
+                .is_some_and(|f| f & WASM_SYM_BINDING_WEAK != 0)
     };
     let mut roles = Vec::with_capacity(info.imports.len());
     for imp in &info.imports {

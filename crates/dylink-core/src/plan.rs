@@ -53,8 +53,8 @@ pub enum Binding {
     Trap {
         /// The symbol.
         symbol: Name,
-        /// The function type.
-        ty: FuncType,
+        /// The function type (boxed: bindings are many, traps are few).
+        ty: Box<FuncType>,
     },
     /// A new funcref table of `slots` null entries, created for the generated module being
     /// instantiated and owned by it: [`Op::SetTrampoline`] writes its entries.

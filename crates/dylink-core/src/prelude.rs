@@ -1,4 +1,5 @@
 //! Crate-private prelude: the `alloc` items every module uses.
+pub(crate) use alloc::boxed::Box;
 pub(crate) use alloc::format;
 pub(crate) use alloc::string::{String, ToString};
 pub(crate) use alloc::sync::Arc;
