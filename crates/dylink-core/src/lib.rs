@@ -57,6 +57,7 @@ mod prelude;
 mod report;
 mod sync;
 pub mod trampoline;
+pub mod waits;
 
 pub use config::*;
 pub use error::{Diagnostic, Error, ParseError, SymbolKind, Warning};

@@ -636,7 +636,7 @@ impl Linker {
             });
         }
         let path = normalize(&self.config.search.cwd, path).unwrap_or_else(|| path.into());
-        let info = ModuleInfo::parse(&bytes).map_err(|error| Error::Parse {
+        let (bytes, info) = crate::waits::prepare(bytes).map_err(|error| Error::Parse {
             path: path.clone(),
             error,
         })?;
@@ -1506,7 +1506,7 @@ impl<'a> Txn<'a> {
                 message,
             })?;
             if let Some(bytes) = bytes {
-                let info = ModuleInfo::parse(&bytes).map_err(|error| Error::Parse {
+                let (bytes, info) = crate::waits::prepare(bytes).map_err(|error| Error::Parse {
                     path: path.clone(),
                     error,
                 })?;
@@ -2691,6 +2691,7 @@ impl<'a> Txn<'a> {
                 }
             }
             ImportRole::ThreadSpawn => Binding::ThreadSpawn,
+            ImportRole::AfterWait => Binding::AfterWait,
             ImportRole::Dl(func) => Binding::Dl {
                 func: *func,
                 caller: m,

@@ -285,6 +285,10 @@ pub enum ImportRole {
     Func(Name),
     /// `env.<global>` that is none of the above: from another module's export or the host.
     Global(Name),
+    /// `dylink.after_wait: (i32) -> i32`, the safe point the core puts after every
+    /// `memory.atomic.wait` (see [`crate::waits`]): the adapter catches the calling group up
+    /// and returns the argument.
+    AfterWait,
     /// Any other namespace (`wasi_snapshot_preview1`, …): from the host only.
     Host,
 }
@@ -463,6 +467,8 @@ pub struct ModuleInfo {
     pub imported_funcs: u32,
     /// Things worth telling the user that do not stop the load.
     pub warnings: Vec<Warning>,
+    /// Byte range of the code section, if any.
+    pub(crate) code_range: Option<core::ops::Range<usize>>,
 }
 
 const WASM_SYM_BINDING_WEAK: u32 = 0x1;
@@ -589,6 +595,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
         func_names: HashMap::new(),
         imported_funcs: 0,
         warnings: Vec::new(),
+        code_range: None,
     };
     // Function index -> type index, for imported and defined functions.
     let mut func_types: Vec<u32> = Vec::new();
@@ -837,6 +844,10 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                     }
                 }
             }
+            Payload::CodeSectionStart { range, .. } => {
+                saw_section = true;
+                info.code_range = Some(range);
+            }
             Payload::End(_) => {}
             _ => saw_section = true,
         }
@@ -991,6 +1002,14 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
                 mutable: false,
             } => ImportRole::TableBase32,
             _ => return Err(wrong("an immutable i32 global")),
+        },
+        (crate::waits::HOOK_MODULE, crate::waits::HOOK_NAME) => match &imp.ty {
+            ImportType::Func(t)
+                if *info.func_type(*t) == FuncType::new(&[ValType::I32], &[ValType::I32]) =>
+            {
+                ImportRole::AfterWait
+            }
+            _ => return Err(wrong("a function `(i32) -> i32`")),
         },
         ("wasi", "thread-spawn") => match &imp.ty {
             ImportType::Func(t)

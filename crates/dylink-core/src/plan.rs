@@ -48,6 +48,11 @@ pub enum Binding {
     /// the main module's `wasi_thread_start(tid, arg)` there; return the thread id, or a
     /// negative number if no thread could be started.
     ThreadSpawn,
+    /// The adapter's `dylink.after_wait: (i32) -> i32` ([`crate::waits`]): catch the calling
+    /// group up with what other groups committed, then return the argument. Must not block
+    /// on the linker lock while the calling thread itself holds it (a guest call made by a
+    /// structural op): skip the catch-up then.
+    AfterWait,
     /// A host function of type `ty` that traps with a message naming `symbol` (a weak
     /// undefined function that was called).
     Trap {
@@ -420,6 +425,7 @@ impl fmt::Display for Binding {
             Binding::Generated { gen_id, name } => write!(f, "{gen_id}.{name}"),
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
             Binding::ThreadSpawn => f.write_str("thread-spawn"),
+            Binding::AfterWait => f.write_str("after-wait"),
             Binding::Trap { symbol, .. } => write!(f, "trap:{symbol}"),
             Binding::TrampolineTable { slots } => write!(f, "own-table[{slots}]"),
             Binding::Host { module, name } => write!(f, "host:{module}.{name}"),

@@ -235,6 +235,10 @@ fn binding(
             drop(g);
             Extern::Function(crate::threads::spawn_func(program, store))
         }
+        Binding::AfterWait => {
+            drop(g);
+            Extern::Function(crate::threads::after_wait_func(program, store))
+        }
         Binding::Trap { symbol, ty } => {
             drop(g);
             Extern::Function(trap_func(program, store, symbol, ty, true))

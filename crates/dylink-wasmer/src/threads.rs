@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Store, Value};
+use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, RuntimeError, Store, Value};
 
 use crate::Program;
 
@@ -16,6 +16,29 @@ pub(crate) fn spawn_func(program: &Program, store: &mut impl AsStoreMut) -> Func
             let program = env.data();
             program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
             spawn(program, arg)
+        },
+    )
+}
+
+/// The host function for `dylink.after_wait` ([`dylink_core::waits`]): a thread woken from
+/// `memory.atomic.wait` catches its group up before its next instruction, so a function
+/// pointer another thread loaded and handed over while it slept is callable. Skipped while
+/// this thread itself applies a plan (a wait inside a structural guest call), whose lock it
+/// holds.
+pub(crate) fn after_wait_func(program: &Program, store: &mut impl AsStoreMut) -> Function {
+    let env = FunctionEnv::new(store, program.clone());
+    Function::new_typed_with_env(
+        store,
+        &env,
+        |mut env: FunctionEnvMut<'_, Program>, woke: i32| -> Result<i32, RuntimeError> {
+            let program = env.data().clone();
+            program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+            if !crate::lock(&program.group).busy {
+                program.catch_up(&mut env).map_err(|e| {
+                    RuntimeError::new(format!("catching this thread up after a wait: {e}"))
+                })?;
+            }
+            Ok(woke)
         },
     )
 }

@@ -196,6 +196,10 @@ fn binding<T: Send + 'static>(
             drop(g);
             crate::threads::spawn_func(program, store).into()
         }
+        Binding::AfterWait => {
+            drop(g);
+            crate::threads::after_wait_func(program, store).into()
+        }
         Binding::Trap { symbol, ty } => {
             drop(g);
             trap_func(program, store, symbol, ty, true).into()

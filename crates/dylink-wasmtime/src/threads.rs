@@ -18,6 +18,30 @@ pub(crate) fn spawn_func<T: Send + 'static>(
     })
 }
 
+/// The host function for `dylink.after_wait` ([`dylink_core::waits`]): a thread woken from
+/// `memory.atomic.wait` catches its group up before its next instruction, so a function
+/// pointer another thread loaded and handed over while it slept is callable. Skipped while
+/// this thread itself applies a plan (a wait inside a structural guest call), whose lock it
+/// holds.
+pub(crate) fn after_wait_func<T: Send + 'static>(
+    program: &Program<T>,
+    store: impl AsContextMut<Data = T>,
+) -> Func {
+    let program = program.clone();
+    Func::wrap(
+        store,
+        move |mut cx: Caller<'_, T>, woke: i32| -> wasmtime::Result<i32> {
+            program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+            if !lock(&program.group).busy {
+                program.catch_up(&mut cx).map_err(|e| {
+                    wasmtime::Error::msg(format!("catching this thread up after a wait: {e}"))
+                })?;
+            }
+            Ok(woke)
+        },
+    )
+}
+
 /// Start a thread running `wasi_thread_start(tid, arg)` in a new instance group; the thread
 /// id, or -1 when threads are not enabled ([`Program::enable_threads`]) or ids ran out.
 fn spawn<T: Send + 'static>(program: &Program<T>, arg: i32) -> i32 {
