@@ -351,6 +351,11 @@ pub enum Error {
         /// The handle value.
         handle: u64,
     },
+    /// A closure operation named a table slot that is not a live closure slot.
+    NotClosureSlot {
+        /// The slot.
+        slot: u64,
+    },
     /// `RTLD_NOLOAD` and the library is not loaded.
     NotLoaded {
         /// The name asked for.
@@ -458,6 +463,10 @@ impl fmt::Display for Error {
                  apply its pending ops, then plan again"
             ),
             Self::BadHandle { handle } => write!(f, "invalid handle {handle:#x}"),
+            Self::NotClosureSlot { slot } => write!(
+                f,
+                "function-pointer slot {slot} is not a closure slot (never allocated as one, or already freed); allocate closure slots first"
+            ),
             Self::NotLoaded { name } => write!(f, "`{name}` is not loaded (RTLD_NOLOAD)"),
             Self::SymbolNotFound { symbol, scope } => {
                 write!(f, "undefined symbol `{symbol}` in {scope}")

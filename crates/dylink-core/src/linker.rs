@@ -1056,7 +1056,7 @@ impl Linker {
         group: GroupId,
     ) -> Result<Plan, Error> {
         if self.slot_uses.get(&slot.0) != Some(&SlotUse::Closure) {
-            return Err(Error::BadHandle { handle: slot.0 });
+            return Err(Error::NotClosureSlot { slot: slot.0 });
         }
         if let SlotValue::Export { module, .. } = &value {
             if self.module(*module).is_none() {
@@ -1079,9 +1079,7 @@ impl Linker {
     ) -> Result<Plan, Error> {
         for i in 0..count {
             if self.slot_uses.get(&(first.0 + i)) != Some(&SlotUse::Closure) {
-                return Err(Error::BadHandle {
-                    handle: first.0 + i,
-                });
+                return Err(Error::NotClosureSlot { slot: first.0 + i });
             }
         }
         let mut t = self.txn(group);

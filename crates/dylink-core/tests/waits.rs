@@ -121,7 +121,7 @@ fn every_wait_is_followed_by_the_hook_and_indices_move_with_it() {
 #[test]
 fn modules_that_cannot_need_it_are_not_touched() {
     // Unshared memory: a wait traps anyway, nothing to hook.
-    let unshared: Arc<[u8]> = wat::parse_str(&WAITER.replace(" 1 1 shared", " 1"))
+    let unshared: Arc<[u8]> = wat::parse_str(WAITER.replace(" 1 1 shared", " 1"))
         .unwrap()
         .into();
     let (bytes, info) = prepare(unshared.clone()).unwrap();

@@ -47,7 +47,7 @@ use wasmer::{
     Tag, Value,
 };
 
-pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, rtld};
+pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, SlotValue, rtld};
 pub use dylink_fs::DirSource;
 pub use mem::Mem;
 
@@ -508,6 +508,51 @@ impl Program {
         self.catch_up_locked(store, &mut core)?;
         let group = self.id;
         let plan = core.plan_dlclose(handle, group)?;
+        self.run_plan(store, core, plan).map(|_| ())
+    }
+
+    /// Allocate `count` consecutive function-pointer slots (table slots) for closures made
+    /// at run time, as libffi-style callers do; returns the first. The slots are the same in
+    /// every thread; they hold `ref.null` (calling one traps) until [`Program::set_closure`].
+    pub fn alloc_closures(&self, store: &mut impl AsStoreMut, count: u64) -> Result<u64, Error> {
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)?;
+        let plan = core.plan_closures(count, self.id)?;
+        match self.run_plan(store, core, plan)? {
+            Outcome::Slots(first, _) => Ok(first.0),
+            other => unreachable!("allocating closures yields slots, not {other:?}"),
+        }
+    }
+
+    /// Point closure slot `slot` at `target`: a loaded module's export
+    /// (`SlotValue::Export`, with a handle from [`Program::dlopen`]), one of the embedder's
+    /// host functions (`SlotValue::Host`), or nothing (`SlotValue::Null`). Other threads see
+    /// it once they catch up (at their next dl call, wait, or [`Program::catch_up`]). A slot
+    /// that is not a live closure slot is an error, and nothing changes.
+    pub fn set_closure(
+        &self,
+        store: &mut impl AsStoreMut,
+        slot: u64,
+        target: SlotValue,
+    ) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)?;
+        let plan = core.plan_set_closure(dylink_core::Slot(slot), target, self.id)?;
+        self.run_plan(store, core, plan).map(|_| ())
+    }
+
+    /// Free closure slots `[first, first + count)`: they are nulled in every thread and
+    /// reused by later allocations. Freeing a slot that is not a live closure slot is an
+    /// error, and nothing changes.
+    pub fn free_closures(
+        &self,
+        store: &mut impl AsStoreMut,
+        first: u64,
+        count: u64,
+    ) -> Result<(), Error> {
+        let mut core = lock(&self.shared.core);
+        self.catch_up_locked(store, &mut core)?;
+        let plan = core.plan_free_closures(dylink_core::Slot(first), count, self.id)?;
         self.run_plan(store, core, plan).map(|_| ())
     }
 

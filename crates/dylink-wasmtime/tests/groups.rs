@@ -260,3 +260,107 @@ fn a_failed_dlopen_in_one_group_leaves_every_group_unchanged() {
     group1.exit_group().unwrap();
     group2.exit_group().unwrap();
 }
+
+/// Closure slots (libffi-style function pointers made at run time): allocated and filled on
+/// one thread, called on another; freed slots are null everywhere and reused.
+#[test]
+fn closure_slots_made_on_one_thread_are_called_on_another() {
+    let (engine, mut store, program) = load();
+    let later = program.dlopen(&mut store, Some("liblater.so"), 2).unwrap();
+    let first = program.alloc_closures(&mut store, 2).unwrap();
+    assert!(
+        program.func_at(&mut store, first).is_none(),
+        "a new closure slot is null until set"
+    );
+
+    // A thread whose group exists before the closure is set.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ack, acked) = std::sync::mpsc::channel::<()>();
+    let (engine1, program1) = (engine.clone(), program.clone());
+    let worker = std::thread::spawn(move || {
+        let mut store1 = Store::new(&engine1, ());
+        let group = program1.new_group(&mut store1).unwrap();
+        ack.send(()).unwrap(); // this group exists
+        rx.recv().unwrap(); // the main thread has set the slot
+        group.catch_up(&mut store1).unwrap();
+        let f = group
+            .func_at(&mut store1, first)
+            .expect("the closure reached this thread");
+        let f = f.typed::<(), i32>(&store1).unwrap();
+        let got = (
+            f.call(&mut store1, ()).unwrap(),
+            f.call(&mut store1, ()).unwrap(),
+        );
+        ack.send(()).unwrap(); // called
+        rx.recv().unwrap(); // the main thread has freed the slots
+        group.catch_up(&mut store1).unwrap();
+        let freed = group.func_at(&mut store1, first).is_none();
+        group.exit_group().unwrap();
+        (got, freed)
+    });
+
+    acked.recv().unwrap();
+    program
+        .set_closure(
+            &mut store,
+            first,
+            dylink_wasmtime::SlotValue::Export {
+                module: later,
+                name: "later_get".into(),
+            },
+        )
+        .unwrap();
+    tx.send(()).unwrap();
+    acked.recv().unwrap();
+    // A group made after the closure was set has it from the start.
+    let mut store2 = Store::new(&engine, ());
+    let group2 = program.new_group(&mut store2).unwrap();
+    let f = group2.func_at(&mut store2, first).unwrap();
+    assert_eq!(
+        f.typed::<(), i32>(&store2)
+            .unwrap()
+            .call(&mut store2, ())
+            .unwrap(),
+        40
+    );
+    group2.exit_group().unwrap();
+
+    // Not a closure slot, or already freed: an error, nothing changes.
+    let err = program
+        .set_closure(&mut store, 0, dylink_wasmtime::SlotValue::Null)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("slot 0 is not a closure slot"),
+        "{err}"
+    );
+    program.free_closures(&mut store, first, 2).unwrap();
+    tx.send(()).unwrap();
+    let err = program.free_closures(&mut store, first, 1).unwrap_err();
+    assert!(
+        err.to_string().contains("not a closure slot"),
+        "a double free is refused: {err}"
+    );
+    let (got, freed) = worker.join().unwrap();
+    assert_eq!(got, (40, 41), "the worker called its own copy of later_get");
+    assert!(freed, "a freed closure slot is null in every thread");
+    assert!(program.func_at(&mut store, first).is_none());
+    // Freed slots are reused.
+    assert_eq!(program.alloc_closures(&mut store, 1).unwrap(), first);
+
+    // A closure into a library that is then unloaded: new threads still start.
+    let again = program.alloc_closures(&mut store, 1).unwrap();
+    program
+        .set_closure(
+            &mut store,
+            again,
+            dylink_wasmtime::SlotValue::Export {
+                module: later,
+                name: "later_get".into(),
+            },
+        )
+        .unwrap();
+    program.dlclose(&mut store, later).unwrap();
+    let mut store3 = Store::new(&engine, ());
+    let group3 = program.new_group(&mut store3).unwrap();
+    group3.exit_group().unwrap();
+}
