@@ -32,3 +32,13 @@ side hello/libgreet.so hello/greet.c
 main plugins/host.wasm plugins/host.c malloc strcpy
 side plugins/plugins/libdouble.so plugins/double.c
 side plugins/plugins/libsquare.so plugins/square.c
+
+# A threaded program (wasi-threads) without a libc: Debian's wasi-libc has no threads.
+NOLIBC="--target=wasm32 -O2 -nostdlib -ffreestanding -fPIC -fvisibility=default -matomics -mbulk-memory"
+SHARED="--shared-memory --max-memory=67108864"
+$CC $NOLIBC -c threads/square.c -o threads/square.o
+$LD --experimental-pic -shared $SHARED -o threads/libsquare.so threads/square.o 2>&1 | grep -v "not yet stable" || true
+$CC $NOLIBC -c threads/main.c -o threads/main.o
+$LD --experimental-pic -pie --no-entry --export-dynamic --import-memory --export-memory --import-table $SHARED \
+    --unresolved-symbols=import-dynamic -o threads/main.wasm threads/main.o 2>&1 | grep -v "not yet stable" || true
+rm -f threads/*.o

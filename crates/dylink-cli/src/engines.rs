@@ -49,19 +49,48 @@ pub fn run_wasmtime(job: Job) -> Result<i32> {
         .wasm_exceptions(true)
         .wasm_memory64(true);
     let engine = Engine::new(&cfg).map_err(|e| wt("configuring wasmtime", e))?;
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.inherit_stdio().args(&job.argv).envs(&job.env);
-    for (host, guest) in &job.dirs {
-        wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
-            .map_err(|e| wt(&format!("cannot give the program {}", host.display()), e))?;
-    }
-    let mut store = Store::new(&engine, wasi.build_p1());
+    // Each thread's store gets a WASI context of its own, made the same way: the same
+    // arguments, environment, stdio and directories (an fd opened on one thread is not
+    // visible on another).
+    let (argv, envs, dirs) = (job.argv.clone(), job.env.clone(), job.dirs.clone());
+    let make_wasi = move || -> wasmtime::Result<WasiP1Ctx> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stdio().args(&argv).envs(&envs);
+        for (host, guest) in &dirs {
+            wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
+                .map_err(|e| e.context(format!("cannot give the program {}", host.display())))?;
+        }
+        Ok(wasi.build_p1())
+    };
+    let mut store = Store::new(&engine, make_wasi().map_err(|e| wt("setting up WASI", e))?);
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)
         .map_err(|e| wt("adding WASI", e))?;
     let mut options = Options::new(job.source);
     options.config = job.config;
     let program = Program::load(&mut store, &linker, options, &job.path, &job.bytes)?;
+    // wasi-threads: each thread runs in a store of its own. A thread that exits the
+    // program (proc_exit) or traps ends the whole process, as in wasmtime's own CLI.
+    program.enable_threads(move || {
+        // The main thread's context was made the same way, so this cannot fail unless a
+        // directory vanished meanwhile; the thread then runs without it.
+        make_wasi().unwrap_or_else(|e| {
+            tracing::error!("a thread's WASI: {e:#}");
+            WasiCtxBuilder::new().inherit_stdio().build_p1()
+        })
+    });
+    let path = job.path.clone();
+    program.on_thread_exit(move |tid, ran| {
+        let Err(e) = ran else { return };
+        let code = match e.downcast_ref::<I32Exit>() {
+            Some(exit) => exit.0,
+            None => {
+                eprintln!("dylink: {path}: thread {tid} trapped: {}", e.root_cause());
+                1
+            }
+        };
+        std::process::exit(code);
+    });
     let (entry, returns) = entry_point(
         |name| program.main_func(&mut store, name).is_some(),
         &job.path,
@@ -103,24 +132,30 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
         .build()?;
     let _entered = runtime.enter();
     let mut store = Store::default();
-    let mut builder = WasiEnv::builder(job.argv.first().cloned().unwrap_or_default())
-        .args(job.argv.iter().skip(1))
-        .envs(job.env.iter().cloned());
-    builder.set_engine(store.engine().clone());
-    if !job.dirs.is_empty() {
-        // The host's file system, from which --dir maps directories.
-        let host_fs =
-            wasmer_wasix::virtual_fs::host_fs::FileSystem::new(runtime.handle().clone(), "/")?;
-        builder.set_fs(
-            Box::new(host_fs) as Box<dyn wasmer_wasix::virtual_fs::FileSystem + Send + Sync>
-        );
-    }
-    for (host, guest) in &job.dirs {
-        let host = std::fs::canonicalize(host)
-            .map_err(|e| anyhow::anyhow!("cannot give the program {}: {e}", host.display()))?;
-        builder = builder.map_dir(guest, host)?;
-    }
-    let env = builder.finalize(&mut store)?;
+    // Each thread's store gets a WASI environment of its own, made the same way: the same
+    // arguments, environment, stdio and directories.
+    let (argv, envs, dirs) = (job.argv.clone(), job.env.clone(), job.dirs.clone());
+    let handle = runtime.handle().clone();
+    let make_wasi = move |store: &mut Store| -> Result<wasmer_wasix::WasiFunctionEnv> {
+        let mut builder = WasiEnv::builder(argv.first().cloned().unwrap_or_default())
+            .args(argv.iter().skip(1))
+            .envs(envs.iter().cloned());
+        builder.set_engine(store.engine().clone());
+        if !dirs.is_empty() {
+            // The host's file system, from which --dir maps directories.
+            let host_fs = wasmer_wasix::virtual_fs::host_fs::FileSystem::new(handle.clone(), "/")?;
+            builder
+                .set_fs(Box::new(host_fs)
+                    as Box<dyn wasmer_wasix::virtual_fs::FileSystem + Send + Sync>);
+        }
+        for (host, guest) in &dirs {
+            let host = std::fs::canonicalize(host)
+                .map_err(|e| anyhow::anyhow!("cannot give the program {}: {e}", host.display()))?;
+            builder = builder.map_dir(guest, host)?;
+        }
+        Ok(builder.finalize(store)?)
+    };
+    let env = make_wasi(&mut store)?;
     let main = wasmer::Module::new(&store, &job.bytes)?;
     let imports = env.import_object_for_all_wasi_versions(&mut store, &main)?;
     let mut options = Options::new(job.source);
@@ -133,6 +168,40 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
             .map_err(|e| format!("WASI on wasmer needs the main module to export its memory: {e}"))
     }));
     let program = Program::load(&mut store, &imports, options, &job.path, &job.bytes)?;
+    // wasi-threads: each thread runs in a store of its own with WASI made for it. A thread
+    // that exits the program (proc_exit) or traps ends the whole process.
+    let (handle, main_module) = (runtime.handle().clone(), main.clone());
+    program.enable_threads_with(move |store| {
+        let _entered = handle.enter();
+        let env = make_wasi(store).map_err(|e| format!("{e:#}"))?;
+        let imports = env
+            .import_object_for_all_wasi_versions(store, &main_module)
+            .map_err(|e| e.to_string())?;
+        let mut wasi = env.clone();
+        Ok(dylink_wasmer::ThreadHost {
+            imports,
+            before_start: Some(Box::new(move |store, group| {
+                wasi.initialize(store, group.main_instance())
+                    .map_err(|e| e.to_string())
+            })),
+        })
+    });
+    let path = job.path.clone();
+    program.on_thread_exit(move |tid, ran| {
+        let Err(e) = ran else { return };
+        let code = match e.downcast::<WasiError>() {
+            Ok(WasiError::Exit(code)) => code.raw(),
+            Ok(other) => {
+                eprintln!("dylink: {path}: thread {tid}: {other}");
+                1
+            }
+            Err(e) => {
+                eprintln!("dylink: {path}: thread {tid} trapped: {}", e.message());
+                1
+            }
+        };
+        std::process::exit(code);
+    });
     let (entry, _) = entry_point(
         |name| program.main_func(&mut store, name).is_some(),
         &job.path,

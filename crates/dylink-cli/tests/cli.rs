@@ -79,6 +79,36 @@ fn hello_runs_and_passes_the_exit_code_on() {
 }
 
 #[test]
+fn a_threaded_program_runs_its_threads_with_wasi_of_their_own() {
+    for engine in engines() {
+        let out = dylink(&[
+            "run",
+            "--engine",
+            engine,
+            "-L",
+            "examples/threads",
+            "examples/threads/main.wasm",
+        ]);
+        let stdout = text(&out.stdout);
+        let mut lines: Vec<&str> = stdout.lines().collect();
+        // The threads print in the order they run; the main thread prints last.
+        assert_eq!(
+            lines.pop(),
+            Some("squares from 4 threads: 1 4 9 16"),
+            "{engine}: {stdout}{}",
+            text(&out.stderr)
+        );
+        lines.sort();
+        assert_eq!(
+            lines,
+            ["thread 1: 1", "thread 2: 4", "thread 3: 9", "thread 4: 16"],
+            "{engine}: each thread wrote through its own WASI context"
+        );
+        assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
 fn plugin_host_dlopens_every_library_in_a_directory() {
     for engine in engines() {
         let out = dylink(&[

@@ -250,11 +250,9 @@ fn binding(
             ));
         }
         Binding::Host { module, name } => {
+            let own = g.host.as_ref().map(|h| h.get_export(module, name));
             drop(g);
-            program
-                .shared
-                .host
-                .get_export(module, name)
+            own.unwrap_or_else(|| program.shared.host.get_export(module, name))
                 .ok_or_else(|| {
                     fail(
                         "instantiating",

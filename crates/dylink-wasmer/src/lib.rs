@@ -43,8 +43,8 @@ use dylink_core::{
     ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmer::{
-    AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module, Table,
-    Tag, Value,
+    AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module,
+    RuntimeError, Store, Table, Tag, Value,
 };
 
 pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, SlotValue, rtld};
@@ -146,6 +146,31 @@ impl fmt::Debug for Options {
     }
 }
 
+/// A thread's own host side, made on that thread by the function given to
+/// [`Program::enable_threads_with`]: wasmer host functions belong to one store, so a thread
+/// whose modules import from the host (WASI, say) needs imports made in its store.
+pub struct ThreadHost {
+    /// Serves the thread's `Binding::Host` imports in place of the program's.
+    pub imports: Imports,
+    /// Runs once the thread's group is built, before `wasi_thread_start` (a WASI
+    /// environment learning the thread's memory, say).
+    pub before_start: Option<Box<dyn FnOnce(&mut Store, &Program) -> Result<(), String>>>,
+}
+
+impl fmt::Debug for ThreadHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadHost")
+            .field("before_start", &self.before_start.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a thread's host side in its new store.
+type MakeThreadHost = Arc<dyn Fn(&mut Store) -> Result<ThreadHost, String> + Send + Sync>;
+
+/// Told how each spawned thread ended: its id and `wasi_thread_start`'s result.
+type ThreadExit = Arc<dyn Fn(u32, Result<(), RuntimeError>) + Send + Sync>;
+
 /// What every instance group of a program shares.
 pub(crate) struct Shared {
     engine: Engine,
@@ -162,6 +187,10 @@ pub(crate) struct Shared {
     before_init: Mutex<Option<BeforeInit>>,
     /// `wasi.thread-spawn` starts threads (see `enable_threads`).
     threads: std::sync::atomic::AtomicBool,
+    /// Makes each spawned thread's host imports (see `enable_threads_with`).
+    thread_host: Mutex<Option<MakeThreadHost>>,
+    /// Told how each spawned thread ended (see `on_thread_exit`).
+    thread_exit: Mutex<Option<ThreadExit>>,
     /// The next wasi-threads thread id.
     next_tid: std::sync::atomic::AtomicU32,
 }
@@ -219,6 +248,8 @@ pub(crate) struct Group {
     generated: HashMap<GenId, (Instance, Option<Table>)>,
     dl_error: Option<String>,
     busy: bool,
+    /// This group's host imports, when they are not the program's (another store's).
+    host: Option<Imports>,
 }
 
 impl Group {
@@ -277,6 +308,8 @@ impl Program {
             host_calls: AtomicU64::new(0),
             before_init: Mutex::new(options.before_init),
             threads: std::sync::atomic::AtomicBool::new(false),
+            thread_host: Mutex::new(None),
+            thread_exit: Mutex::new(None),
             next_tid: std::sync::atomic::AtomicU32::new(1),
         });
         let group = Arc::new(Mutex::new(Group::default()));
@@ -318,13 +351,35 @@ impl Program {
     /// slots and globals, relocations and constructors not re-run, and its own TLS blocks.
     /// The program must use a shared memory (built with `-pthread`).
     pub fn new_group(&self, store: &mut impl AsStoreMut) -> Result<Program, Error> {
+        self.new_group_inner(store, None)
+    }
+
+    /// [`Program::new_group`] for a group whose modules' host imports come from `imports`,
+    /// made in `store` (wasmer host functions cannot cross stores; without this, a group
+    /// in another store can only bind host imports that need no store of their own).
+    pub fn new_group_with_imports(
+        &self,
+        store: &mut impl AsStoreMut,
+        imports: Imports,
+    ) -> Result<Program, Error> {
+        self.new_group_inner(store, Some(imports))
+    }
+
+    fn new_group_inner(
+        &self,
+        store: &mut impl AsStoreMut,
+        imports: Option<Imports>,
+    ) -> Result<Program, Error> {
         let core = lock(&self.shared.core);
         let facts = Facts {
             memory_bytes: core.memory_bytes(),
         };
         let plan = core.plan_group(facts)?;
         let id = plan.group();
-        let group = Arc::new(Mutex::new(Group::default()));
+        let group = Arc::new(Mutex::new(Group {
+            host: imports,
+            ..Group::default()
+        }));
         let program = Program {
             shared: self.shared.clone(),
             group,
@@ -339,6 +394,27 @@ impl Program {
     /// main module's `wasi_thread_start(tid, arg)`. Without this, `thread-spawn` returns -1.
     pub fn enable_threads(&self) {
         self.shared.threads.store(true, Ordering::Relaxed);
+    }
+
+    /// [`Program::enable_threads`] for programs whose modules import from the host: `make`
+    /// runs on each new thread, in its new store, and returns that thread's imports (and
+    /// what to run before `wasi_thread_start`). An error ends that thread before it starts.
+    pub fn enable_threads_with(
+        &self,
+        make: impl Fn(&mut Store) -> Result<ThreadHost, String> + Send + Sync + 'static,
+    ) {
+        *lock(&self.shared.thread_host) = Some(Arc::new(make));
+        self.enable_threads();
+    }
+
+    /// Be told how each thread started by `wasi.thread-spawn` ended: its thread id and the
+    /// result of its `wasi_thread_start` (a trap, or a WASI exit the embedder recognises).
+    /// Without this, a thread that traps is logged (`dylink::threads`) and the others go on.
+    pub fn on_thread_exit(
+        &self,
+        f: impl Fn(u32, Result<(), RuntimeError>) + Send + Sync + 'static,
+    ) {
+        *lock(&self.shared.thread_exit) = Some(Arc::new(f));
     }
 
     /// Apply, in this group's `store`, what other groups committed since this group last

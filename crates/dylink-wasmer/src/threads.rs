@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use wasmer::{AsStoreMut, Function, FunctionEnv, FunctionEnvMut, RuntimeError, Store, Value};
 
-use crate::Program;
+use crate::{Program, lock};
 
 /// The host function for a module's `wasi.thread-spawn` import.
 pub(crate) fn spawn_func(program: &Program, store: &mut impl AsStoreMut) -> Function {
@@ -59,19 +59,56 @@ fn spawn(program: &Program, arg: i32) -> i32 {
     let program = program.clone();
     std::thread::spawn(move || {
         let mut store = Store::new(engine);
-        let group = match program.new_group(&mut store) {
-            Ok(group) => group,
-            Err(e) => {
-                tracing::error!(target: "dylink::threads", "thread {tid} could not start: {e}");
-                return;
-            }
-        };
-        if let Some(start) = group.main_func(&mut store, "wasi_thread_start") {
-            if let Err(e) = start.call(&mut store, &[Value::I32(tid as i32), Value::I32(arg)]) {
-                tracing::error!(target: "dylink::threads", "thread {tid} trapped: {}", e.message());
+        let exit = lock(&program.shared.thread_exit).clone();
+        let ran = run_thread(&program, &mut store, tid, arg);
+        match exit {
+            Some(exit) => exit(tid, ran),
+            None => {
+                if let Err(e) = ran {
+                    tracing::error!(target: "dylink::threads", "thread {tid}: {}", e.message());
+                }
             }
         }
-        let _ = group.exit_group();
     });
     tid as i32
+}
+
+/// Build the thread's group (with its own host imports when the embedder makes them) and
+/// run `wasi_thread_start(tid, arg)`; the group exits either way.
+fn run_thread(
+    program: &Program,
+    store: &mut Store,
+    tid: u32,
+    arg: i32,
+) -> Result<(), RuntimeError> {
+    let not_started = |e: String| RuntimeError::new(format!("could not start: {e}"));
+    let make = lock(&program.shared.thread_host).clone();
+    let (group, before_start) = match make {
+        Some(make) => {
+            let host = make(store).map_err(not_started)?;
+            let group = program
+                .new_group_with_imports(store, host.imports)
+                .map_err(|e| not_started(e.to_string()))?;
+            (group, host.before_start)
+        }
+        None => (
+            program
+                .new_group(store)
+                .map_err(|e| not_started(e.to_string()))?,
+            None,
+        ),
+    };
+    let ran = (|| {
+        if let Some(before) = before_start {
+            before(store, &group).map_err(not_started)?;
+        }
+        let start = group
+            .main_func(store, "wasi_thread_start")
+            .ok_or_else(|| RuntimeError::new("the main module exports no `wasi_thread_start`"))?;
+        start
+            .call(store, &[Value::I32(tid as i32), Value::I32(arg)])
+            .map(|_| ())
+    })();
+    let _ = group.exit_group();
+    ran
 }

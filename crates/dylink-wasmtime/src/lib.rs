@@ -147,6 +147,9 @@ impl fmt::Debug for Options {
 /// Makes the store data for a new thread's store.
 type ThreadData<T> = Arc<dyn Fn() -> T + Send + Sync>;
 
+/// Told how each spawned thread ended: its id and `wasi_thread_start`'s result.
+type ThreadExit = Arc<dyn Fn(u32, Result<(), wasmtime::Error>) + Send + Sync>;
+
 /// What every instance group of a program shares.
 pub(crate) struct Shared<T: 'static> {
     engine: Engine,
@@ -163,6 +166,8 @@ pub(crate) struct Shared<T: 'static> {
     warnings: Mutex<Vec<String>>,
     /// Makes the store data of a thread `wasi.thread-spawn` starts (see `enable_threads`).
     thread_data: Mutex<Option<ThreadData<T>>>,
+    /// Told how each spawned thread ended (see `on_thread_exit`).
+    thread_exit: Mutex<Option<ThreadExit>>,
     /// The next wasi-threads thread id.
     next_tid: std::sync::atomic::AtomicU32,
     /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
@@ -294,6 +299,7 @@ impl<T: Send + 'static> Program<T> {
             memory_cell: options.memory,
             warnings: Mutex::new(Vec::new()),
             thread_data: Mutex::new(None),
+            thread_exit: Mutex::new(None),
             next_tid: std::sync::atomic::AtomicU32::new(1),
             host_calls: AtomicU64::new(0),
         });
@@ -357,6 +363,17 @@ impl<T: Send + 'static> Program<T> {
     /// module's `wasi_thread_start(tid, arg)`. Without this, `thread-spawn` returns -1.
     pub fn enable_threads(&self, make: impl Fn() -> T + Send + Sync + 'static) {
         *lock(&self.shared.thread_data) = Some(Arc::new(make));
+    }
+
+    /// Be told how each thread started by `wasi.thread-spawn` ended: its thread id and the
+    /// result of its `wasi_thread_start` (a trap, or a WASI exit the embedder recognises,
+    /// such as wasmtime-wasi's `I32Exit`). Without this, a thread that traps is logged
+    /// (`dylink::threads`) and the others go on.
+    pub fn on_thread_exit(
+        &self,
+        f: impl Fn(u32, Result<(), wasmtime::Error>) + Send + Sync + 'static,
+    ) {
+        *lock(&self.shared.thread_exit) = Some(Arc::new(f));
     }
 
     /// Apply, in this group's `store`, what other groups committed since this group last

@@ -61,16 +61,30 @@ fn spawn<T: Send + 'static>(program: &Program<T>, arg: i32) -> i32 {
             Ok(group) => group,
             Err(e) => {
                 tracing::error!(target: "dylink::threads", "thread {tid} could not start: {e}");
+                if let Some(exit) = lock(&program.shared.thread_exit).clone() {
+                    exit(
+                        tid,
+                        Err(wasmtime::Error::msg(format!("could not start: {e}"))),
+                    );
+                }
                 return;
             }
         };
-        if let Some(start) = group.main_func(&mut store, "wasi_thread_start") {
-            if let Err(e) = start.call(&mut store, &[Val::I32(tid as i32), Val::I32(arg)], &mut [])
-            {
-                tracing::error!(target: "dylink::threads", "thread {tid} trapped: {e:#}");
+        let ran = match group.main_func(&mut store, "wasi_thread_start") {
+            Some(start) => start.call(&mut store, &[Val::I32(tid as i32), Val::I32(arg)], &mut []),
+            None => Err(wasmtime::Error::msg(
+                "the main module exports no `wasi_thread_start`",
+            )),
+        };
+        let _ = group.exit_group();
+        match lock(&program.shared.thread_exit).clone() {
+            Some(exit) => exit(tid, ran),
+            None => {
+                if let Err(e) = ran {
+                    tracing::error!(target: "dylink::threads", "thread {tid} trapped: {e:#}");
+                }
             }
         }
-        let _ = group.exit_group();
     });
     tid as i32
 }

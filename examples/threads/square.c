@@ -1,0 +1,2 @@
+/* The library the threads call. */
+int square(int x) { return x * x; }
