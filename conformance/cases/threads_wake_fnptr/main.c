@@ -24,8 +24,12 @@ EXPORT(wasi_thread_start) void wasi_thread_start(int tid, void *arg) {
     fn f;
     __c11_atomic_store(&ready, 1, __ATOMIC_SEQ_CST); /* running, before the dlopen */
     __builtin_wasm_memory_atomic_notify((int *)&ready, -1);
-    while (!(f = __c11_atomic_load(&shared_fn, __ATOMIC_SEQ_CST)))
-        __builtin_wasm_memory_atomic_wait32((int *)&shared_fn, 0, -1);
+    /* Wait first, then look: the pointer is read only after a wait has returned, whether it
+     * blocked (the usual case: woken by the main thread's notify) or found the pointer
+     * already there (this thread ran late). Reading it before any wait would test a thread
+     * that never stopped, which no safe point covers (ARCHITECTURE.md, Threads). */
+    do __builtin_wasm_memory_atomic_wait32((int *)&shared_fn, 0, -1);
+    while (!(f = __c11_atomic_load(&shared_fn, __ATOMIC_SEQ_CST)));
     result = f();
     __c11_atomic_store(&finished, 1, __ATOMIC_SEQ_CST);
     __builtin_wasm_memory_atomic_notify((int *)&finished, -1);
