@@ -636,6 +636,14 @@ fn main() {
             micro: 200_000,
         }
     };
+    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("threads") {
+        // Only the thread metrics, printed (results.json keeps the last full run).
+        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
+        wt::threads(&s, &mut wasmtime);
+        wm::threads(&s, &mut wasmer);
+        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
+        return;
+    }
     let mut wasmtime = wt::run(&s);
     wt::threads(&s, &mut wasmtime);
     let mut wasmer = wm::run(&s);

@@ -118,6 +118,52 @@ struct GroupState {
     tls: Vec<(ModuleId, Addr)>,
 }
 
+/// Live instance groups by id. Ids are never reused (a handle to an exited group stays
+/// invalid), and an exited group leaves nothing behind: a program that starts and ends
+/// threads for ever keeps a state the size of its live threads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Groups {
+    next: u32,
+    /// Sorted by id.
+    live: Vec<(GroupId, GroupState)>,
+}
+
+impl Groups {
+    /// A program's first group, the main one.
+    fn main(state: GroupState) -> Self {
+        let mut g = Self::default();
+        g.insert(state);
+        g
+    }
+    fn get(&self, id: GroupId) -> Option<&GroupState> {
+        let i = self.live.binary_search_by_key(&id, |(g, _)| *g).ok()?;
+        Some(&self.live[i].1)
+    }
+    fn get_mut(&mut self, id: GroupId) -> Option<&mut GroupState> {
+        let i = self.live.binary_search_by_key(&id, |(g, _)| *g).ok()?;
+        Some(&mut self.live[i].1)
+    }
+    fn iter(&self) -> impl Iterator<Item = (GroupId, &GroupState)> {
+        self.live.iter().map(|(g, s)| (*g, s))
+    }
+    fn states_mut(&mut self) -> impl Iterator<Item = &mut GroupState> {
+        self.live.iter_mut().map(|(_, s)| s)
+    }
+    /// The id the next group gets.
+    fn next_id(&self) -> GroupId {
+        GroupId(self.next)
+    }
+    fn insert(&mut self, state: GroupState) -> GroupId {
+        let id = self.next_id();
+        self.next += 1;
+        self.live.push((id, state));
+        id
+    }
+    fn remove(&mut self, id: GroupId) {
+        self.live.retain(|(g, _)| *g != id);
+    }
+}
+
 /// The layout of a PIE main's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MainLayout {
@@ -171,7 +217,7 @@ pub(crate) struct Delta {
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
-    groups: Option<Vec<Option<GroupState>>>,
+    groups: Option<Groups>,
     log: Option<LogChunk>,
     outcome: Option<Outcome>,
 }
@@ -229,7 +275,7 @@ pub struct Linker {
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
-    groups: Vec<Option<GroupState>>,
+    groups: Groups,
     log: Vec<LogChunk>,
 }
 
@@ -316,7 +362,7 @@ impl Linker {
             stack_pointer: None,
             layout: None,
             main: None,
-            groups: Vec::new(),
+            groups: Groups::default(),
             log: Vec::new(),
         }
     }
@@ -379,15 +425,11 @@ impl Linker {
 
     /// Live instance groups.
     pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
-        self.groups
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.is_some())
-            .map(|(i, _)| GroupId::new(i))
+        self.groups.iter().map(|(id, _)| id)
     }
 
     fn group(&self, g: GroupId) -> Option<&GroupState> {
-        self.groups.get(g.index()).and_then(|g| g.as_ref())
+        self.groups.get(g)
     }
 
     /// A group's TLS block for a module.
@@ -496,7 +538,7 @@ impl Linker {
         self.log.extend(d.log);
         // The group that applied the plan has applied its log entries too.
         let end = self.log.len();
-        if let Some(Some(g)) = self.groups.get_mut(plan.group.index()) {
+        if let Some(g) = self.groups.get_mut(plan.group) {
             g.cursor = end;
         }
         Ok(d.outcome.unwrap_or(Outcome::Done))
@@ -529,7 +571,7 @@ impl Linker {
 
     /// Record that a group applied the log up to `cursor`.
     pub fn caught_up(&mut self, group: GroupId, cursor: usize) {
-        if let Some(Some(g)) = self.groups.get_mut(group.index()) {
+        if let Some(g) = self.groups.get_mut(group) {
             g.cursor = cursor.min(self.log.len());
         }
     }
@@ -1112,12 +1154,12 @@ impl Linker {
                 message: "threads need a shared memory; build with -pthread (atomics, bulk-memory, shared memory)".into(),
             });
         }
-        let id = GroupId::new(self.groups.len());
+        let id = self.groups.next_id();
         let mut t = self.txn(id);
         t.observe(facts);
         let state = t.new_group_state()?;
         let mut groups = self.groups.clone();
-        groups.push(Some(state.clone()));
+        groups.insert(state.clone());
         t.groups = Some(groups);
         // The memory first: growing it for the group's TLS blocks and zeroing reused space
         // act on it.
@@ -1157,7 +1199,7 @@ impl Linker {
             }
         }
         let mut groups = self.groups.clone();
-        groups[group.index()] = None;
+        groups.remove(group);
         t.groups = Some(groups);
         t.finish(PlanKind::GroupExit, Outcome::Done)
     }
@@ -1215,7 +1257,7 @@ struct Txn<'a> {
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
-    groups: Option<Vec<Option<GroupState>>>,
+    groups: Option<Groups>,
     /// New modules by requested name and by path.
     new_names: HashMap<Name, ModuleId>,
     // Op sections, assembled by `finish` in this order.
@@ -1696,11 +1738,11 @@ impl<'a> Txn<'a> {
                 shared,
                 memory64,
             });
-            self.groups = Some(vec![Some(GroupState {
+            self.groups = Some(Groups::main(GroupState {
                 cursor: 0,
                 dlerror: Addr(dlerror),
                 tls,
-            })]);
+            }));
             // Slot 0 stays null; the table grows from 1.
             self.table.size = 1;
             self.create_table = true;
@@ -1736,11 +1778,11 @@ impl<'a> Txn<'a> {
                     tls.push((m, self.alloc_mem(tls_len(&mi), tls_align(&mi))?));
                 }
             }
-            self.groups = Some(vec![Some(GroupState {
+            self.groups = Some(Groups::main(GroupState {
                 cursor: 0,
                 dlerror,
                 tls,
-            })]);
+            }));
         }
         for &m in order {
             if m == main && !pie {
@@ -1797,7 +1839,7 @@ impl<'a> Txn<'a> {
                 .groups
                 .take()
                 .unwrap_or_else(|| self.base.groups.clone());
-            for g in groups.iter_mut().flatten() {
+            for g in groups.states_mut() {
                 for &m in &tls_mods {
                     let mi = self.module(m).info.clone();
                     let a = self.alloc_mem(tls_len(&mi), tls_align(&mi))?;
@@ -2177,7 +2219,7 @@ impl<'a> Txn<'a> {
 
     fn current_tls_block(&self, module: ModuleId) -> Option<u64> {
         let groups = self.groups.as_ref().unwrap_or(&self.base.groups);
-        let g = groups.get(self.group.index())?.as_ref()?;
+        let g = groups.get(self.group)?;
         g.tls.iter().find(|(m, _)| *m == module).map(|(_, a)| a.0)
     }
 
@@ -2350,14 +2392,12 @@ impl fmt::Display for Linker {
                 SlotUse::Host(n) => writeln!(f, "  slot {slot}: host {n}")?,
             }
         }
-        for (i, g) in self.groups.iter().enumerate() {
-            if let Some(g) = g {
-                write!(f, "group {i}: dlerror {}", g.dlerror)?;
-                for (m, a) in &g.tls {
-                    write!(f, ", tls {m} {a}")?;
-                }
-                writeln!(f)?;
+        for (i, g) in self.groups.iter() {
+            write!(f, "group {}: dlerror {}", i.0, g.dlerror)?;
+            for (m, a) in &g.tls {
+                write!(f, ", tls {m} {a}")?;
             }
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -3031,7 +3071,7 @@ impl<'a> Txn<'a> {
             if x.memory_size > 0 {
                 self.mem.alloc.free(x.memory_base, x.memory_size, true);
             }
-            for g in groups.iter_mut().flatten() {
+            for g in groups.states_mut() {
                 if let Some(i) = g.tls.iter().position(|(o, _)| *o == m) {
                     let (_, a) = g.tls.remove(i);
                     self.mem.alloc.free(a.0, tls_len(&x.info), true);

@@ -1041,6 +1041,57 @@ fn instance_groups_replay_the_log_with_their_own_tls() {
 }
 
 #[test]
+fn threads_that_come_and_go_leave_nothing_behind() {
+    let tls_lib = wat(r#"(module
+      (@dylink.0 (mem-info (memory 8 2)) (export-info "tv" tls))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__memory_base" (global i32))
+      (global $tls_base (export "__tls_base") (mut i32) (i32.const 0))
+      (global (export "__tls_size") i32 (i32.const 16))
+      (global (export "__tls_align") i32 (i32.const 8))
+      (global (export "tv") i32 (i32.const 4))
+      (func (export "__wasm_init_tls") (param i32) local.get 0 global.set $tls_base))"#);
+    let main = wat(r#"(module
+      (@dylink.0 (mem-info (memory 0 0)) (needed "libtls.so"))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (func (export "_start")))"#);
+    let src = source(&[("/lib/libtls.so", tls_lib)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    commit(&mut l, plan);
+    let mut cycle = |l: &mut Linker, sim: &mut Sim| {
+        let plan = l.plan_group(facts(sim)).unwrap();
+        let g = plan.group();
+        sim.apply(&plan).unwrap();
+        commit(l, plan);
+        let plan = l.plan_group_exit(g).unwrap();
+        commit(l, plan);
+        g
+    };
+    let first = cycle(&mut l, &mut sim);
+    let (state, bytes) = (l.to_string(), l.memory_bytes());
+    let mut last = first;
+    for _ in 0..1000 {
+        last = cycle(&mut l, &mut sim);
+    }
+    assert_eq!(last.0, first.0 + 1000, "ids are not reused");
+    assert_eq!(l.groups().collect::<Vec<_>>(), vec![MAIN_GROUP]);
+    assert_eq!(l.memory_bytes(), bytes, "TLS blocks are reused");
+    assert_eq!(
+        l.to_string(),
+        state,
+        "the state is as after the first thread"
+    );
+    assert!(l.tls_block(last, ModuleId(1)).is_none());
+    assert!(
+        l.plan_group_exit(last).is_err(),
+        "an exited group stays invalid"
+    );
+}
+
+#[test]
 fn a_dlopen_in_one_group_reaches_the_others() {
     let shared_main = wat(r#"(module
       (@dylink.0 (mem-info (memory 0 0)))

@@ -132,6 +132,16 @@ fn trap_stub(
         .clone())
 }
 
+/// The host's `module.name` for this group: its own imports when it has them (a thread's
+/// store), else the program's.
+fn host_export(program: &Program, module: &str, name: &str) -> Option<Extern> {
+    let own = lock(&program.group)
+        .host
+        .as_ref()
+        .map(|h| h.get_export(module, name));
+    own.unwrap_or_else(|| program.shared.host.get_export(module, name))
+}
+
 fn slot_func(
     program: &Program,
     store: &mut impl AsStoreMut,
@@ -140,8 +150,11 @@ fn slot_func(
     Ok(match value {
         SlotValue::Null => None,
         SlotValue::Export { module, name } => {
-            let inst = lock(&program.group).instances.get(module).cloned();
-            let f = inst.and_then(|i| i.exports.get_function(name).ok().cloned());
+            // Looked up in place: cloning a wasmer `Instance` copies its whole export map.
+            let f = lock(&program.group)
+                .instances
+                .get(module)
+                .and_then(|i| i.exports.get_function(name).ok().cloned());
             Some(f.ok_or_else(|| {
                 fail(
                     "setting a table slot",
@@ -149,7 +162,7 @@ fn slot_func(
                 )
             })?)
         }
-        SlotValue::Host { module, name } => match program.shared.host.get_export(module, name) {
+        SlotValue::Host { module, name } => match host_export(program, module, name) {
             Some(Extern::Function(f)) => Some(f),
             _ => {
                 return Err(fail(
@@ -250,15 +263,13 @@ fn binding(
             ));
         }
         Binding::Host { module, name } => {
-            let own = g.host.as_ref().map(|h| h.get_export(module, name));
             drop(g);
-            own.unwrap_or_else(|| program.shared.host.get_export(module, name))
-                .ok_or_else(|| {
-                    fail(
-                        "instantiating",
-                        format_args!("the host no longer defines {module}.{name}"),
-                    )
-                })?
+            host_export(program, module, name).ok_or_else(|| {
+                fail(
+                    "instantiating",
+                    format_args!("the host no longer defines {module}.{name}"),
+                )
+            })?
         }
     })
 }
@@ -317,8 +328,7 @@ pub(crate) fn apply(
                 lock(&program.group).memory = Some(Mem(m));
             }
             Op::AdoptMemory { module, export } => {
-                let inst = lock(&program.group).instances[module].clone();
-                let m = inst
+                let m = lock(&program.group).instances[module]
                     .exports
                     .get_memory(export)
                     .map_err(|_| {
@@ -353,8 +363,7 @@ pub(crate) fn apply(
                 lock(&program.group).table = Some(t);
             }
             Op::AdoptTable { module, export } => {
-                let inst = lock(&program.group).instances[module].clone();
-                let t = inst
+                let t = lock(&program.group).instances[module]
                     .exports
                     .get_table(export)
                     .map_err(|_| {
@@ -544,8 +553,7 @@ pub(crate) fn apply(
                 }
             }
             Op::Call { module, func } => {
-                let inst = lock(&program.group).instances[module].clone();
-                let f = inst
+                let f = lock(&program.group).instances[module]
                     .exports
                     .get_function(func.export_name())
                     .map_err(|_| {
@@ -564,8 +572,7 @@ pub(crate) fn apply(
                     .map_err(|e| trap(format!("{what} {}", ctx.path(*module)), e))?;
             }
             Op::InitTls { module, block } => {
-                let inst = lock(&program.group).instances[module].clone();
-                let f = inst
+                let f = lock(&program.group).instances[module]
                     .exports
                     .get_function("__wasm_init_tls")
                     .map_err(|_| {
@@ -583,8 +590,7 @@ pub(crate) fn apply(
                 )?;
             }
             Op::Finalize { libc, dso } => {
-                let inst = lock(&program.group).instances[libc].clone();
-                let f = inst
+                let f = lock(&program.group).instances[libc]
                     .exports
                     .get_function("__cxa_finalize")
                     .map_err(|_| fail("running atexit handlers", "no __cxa_finalize"))?
