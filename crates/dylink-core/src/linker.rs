@@ -276,6 +276,8 @@ pub struct Linker {
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
     groups: Groups,
+    /// The log may hold ops of unloaded modules (see `compact_log`).
+    log_has_dead: bool,
     log: Vec<LogChunk>,
 }
 
@@ -324,6 +326,7 @@ impl PartialEq for Linker {
             && self.layout == o.layout
             && self.main == o.main
             && self.groups == o.groups
+            && self.log_has_dead == o.log_has_dead
             && self.log == o.log
     }
 }
@@ -363,6 +366,7 @@ impl Linker {
             layout: None,
             main: None,
             groups: Groups::default(),
+            log_has_dead: false,
             log: Vec::new(),
         }
     }
@@ -490,6 +494,7 @@ impl Linker {
                 }
             }
         }
+        let unloaded = !d.unload.is_empty();
         for id in d.unload {
             if let Some(m) = self.modules[id.index()].take() {
                 self.names.retain(|_, v| *v != id);
@@ -535,13 +540,150 @@ impl Linker {
         if let Some(g) = d.groups {
             self.groups = g;
         }
+        let logged = d.log.iter().count();
         self.log.extend(d.log);
         // The group that applied the plan has applied its log entries too.
         let end = self.log.len();
         if let Some(g) = self.groups.get_mut(plan.group) {
             g.cursor = end;
         }
+        // Unloads and slots nulled or cleared leave ops a new group need not replay.
+        self.log_has_dead |= unloaded
+            || self.log[self.log.len() - logged..].iter().any(|c| {
+                c.ops.iter().any(|op| {
+                    matches!(
+                        op,
+                        Op::ClearSlots { .. }
+                            | Op::SetSlot {
+                                value: SlotValue::Null,
+                                ..
+                            }
+                    )
+                })
+            });
+        self.compact_log();
         Ok(d.outcome.unwrap_or(Outcome::Done))
+    }
+
+    /// Whether a logged op still means anything to a group that never saw the modules
+    /// unloaded since: ops that instantiate, initialise or point slots at an unloaded module
+    /// (and its `Unload`) do not.
+    fn replayable(&self, op: &Op) -> bool {
+        let live = |m: &ModuleId| self.module(*m).is_some();
+        match op {
+            Op::Instantiate { module, .. } | Op::InitTls { module, .. } | Op::Unload { module } => {
+                live(module)
+            }
+            Op::SetSlot { value, .. } | Op::SetTrampoline { value, .. } => match value {
+                SlotValue::Export { module, .. } => live(module),
+                _ => true,
+            },
+            _ => true,
+        }
+    }
+
+    /// Where each table slot was last set to a function, as (log entry, op); a later
+    /// `ClearSlots` or null write removes the slot.
+    fn last_slot_writes(&self) -> HashMap<u64, (usize, usize)> {
+        let mut last = HashMap::new();
+        for (c, chunk) in self.log.iter().enumerate() {
+            for (i, op) in chunk.ops.iter().enumerate() {
+                match op {
+                    Op::SetSlot {
+                        slot,
+                        value: SlotValue::Null,
+                    } => {
+                        last.remove(&slot.0);
+                    }
+                    Op::SetSlot { slot, .. } => {
+                        last.insert(slot.0, (c, i));
+                    }
+                    Op::ClearSlots { start, len } => {
+                        if (*len as usize) < last.len() {
+                            for s in start.0..start.0 + len {
+                                last.remove(&s);
+                            }
+                        } else {
+                            last.retain(|s, _| !(start.0..start.0 + len).contains(s));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        last
+    }
+
+    /// Whether a group created now must replay the logged op at `at`: not if it concerns an
+    /// unloaded module ([`replayable`](Self::replayable)), and not if it only writes a table
+    /// slot that a later op writes again or that ends up null (a new table starts null).
+    fn fresh_needs(
+        &self,
+        last: &HashMap<u64, (usize, usize)>,
+        at: (usize, usize),
+        op: &Op,
+    ) -> bool {
+        match op {
+            Op::SetSlot { slot, .. } => last.get(&slot.0) == Some(&at) && self.replayable(op),
+            Op::ClearSlots { .. } => false,
+            _ => self.replayable(op),
+        }
+    }
+
+    /// Drop from the log what concerns unloaded modules, in the entries every live group has
+    /// applied (a group still behind needs them as they are): new groups would skip those ops
+    /// anyway, so a program that loads and unloads libraries for ever keeps a log the size of
+    /// what is loaded, and a thread started late does not replay its history.
+    fn compact_log(&mut self) {
+        if !self.log_has_dead {
+            return;
+        }
+        let upto = self
+            .groups
+            .iter()
+            .map(|(_, g)| g.cursor)
+            .min()
+            .unwrap_or(self.log.len())
+            .min(self.log.len());
+        let total = self.log.len();
+        let last = self.last_slot_writes();
+        let mut kept = Vec::with_capacity(total);
+        let mut removed = 0;
+        for (c, chunk) in core::mem::take(&mut self.log).into_iter().enumerate() {
+            let needed = |i: usize, op: &Op| self.fresh_needs(&last, (c, i), op);
+            if c >= upto || chunk.ops.iter().enumerate().all(|(i, op)| needed(i, op)) {
+                kept.push(chunk);
+                continue;
+            }
+            let mut ops = Vec::new();
+            let mut templates = Vec::new();
+            let mut tmpl = chunk.templates.iter().peekable();
+            for (at, op) in chunk.ops.iter().enumerate() {
+                let t = tmpl.next_if(|(p, _)| *p as usize == at);
+                if !needed(at, op) {
+                    continue;
+                }
+                if let Some((_, t)) = t {
+                    templates.push((ops.len() as u32, t.clone()));
+                }
+                ops.push(op.clone());
+            }
+            if ops.is_empty() {
+                removed += 1;
+            } else {
+                kept.push(LogChunk {
+                    ops: ops.into(),
+                    templates,
+                });
+            }
+        }
+        self.log = kept;
+        // Every removed entry lay below every cursor.
+        for g in self.groups.states_mut() {
+            g.cursor -= removed;
+        }
+        // Entries some group has not applied yet may still hold unloaded modules' ops.
+        self.log_has_dead = upto < total;
     }
 
     /// Drop a plan whose ops failed. The linker is unchanged; whatever the adapter already
@@ -557,7 +699,7 @@ impl Linker {
         })?;
         let mut ops = Vec::new();
         for chunk in &self.log[g.cursor..] {
-            materialize(chunk, g, false, &mut ops);
+            materialize(chunk, g, false, |_, _| true, &mut ops);
         }
         Ok((ops, self.log.len()))
     }
@@ -574,16 +716,28 @@ impl Linker {
         if let Some(g) = self.groups.get_mut(group) {
             g.cursor = cursor.min(self.log.len());
         }
+        self.compact_log();
     }
 }
 
 /// Append the ops of `chunk` that group `g` must apply: shared-memory ops are skipped (done
 /// once already), templates are made concrete with `g`'s TLS blocks, and with `fresh` (a new
-/// group, whose table is created at the current size) table sizing ops are skipped too.
-fn materialize(chunk: &LogChunk, g: &GroupState, fresh: bool, out: &mut Vec<Op>) {
+/// group, whose table is created at the current size) table sizing ops are skipped too, as
+/// are ops `keep` refuses.
+fn materialize(
+    chunk: &LogChunk,
+    g: &GroupState,
+    fresh: bool,
+    keep: impl Fn(usize, &Op) -> bool,
+    out: &mut Vec<Op>,
+) {
     let mut templates = chunk.templates.iter().peekable();
     for (i, op) in chunk.ops.iter().enumerate() {
-        if let Some((_, t)) = templates.next_if(|(at, _)| *at as usize == i) {
+        let template = templates.next_if(|(at, _)| *at as usize == i);
+        if !keep(i, op) {
+            continue;
+        }
+        if let Some((_, t)) = template {
             out.push(materialize_one(t, g));
         } else if !op.is_memory_op()
             && !(fresh && matches!(op, Op::GrowTable { .. } | Op::CreateTable { .. }))
@@ -1170,8 +1324,16 @@ impl Linker {
             min: t.table.size,
             table64: t.table.table64,
         });
-        for chunk in &self.log {
-            materialize(chunk, &state, true, &mut all);
+        let last = self.last_slot_writes();
+        for (c, chunk) in self.log.iter().enumerate() {
+            // What a new group need not replay is skipped (see `fresh_needs`).
+            materialize(
+                chunk,
+                &state,
+                true,
+                |i, op| self.fresh_needs(&last, (c, i), op),
+                &mut all,
+            );
         }
         let mut plan = t.finish(PlanKind::Group, Outcome::Group(id))?;
         // The group replays the log itself; nothing of this plan is for other groups.
