@@ -1091,8 +1091,8 @@ fn threads_that_come_and_go_leave_nothing_behind() {
     );
 }
 
-#[test]
-fn a_dlopen_in_one_group_reaches_the_others() {
+/// A started shared-memory program, and a source with `libwork.so` (exports `work`).
+fn threaded_program_with_libwork() -> (Linker, Sim, MemorySource) {
     let shared_main = wat(r#"(module
       (@dylink.0 (mem-info (memory 0 0)))
       (import "env" "memory" (memory 1 100 shared))
@@ -1108,6 +1108,12 @@ fn a_dlopen_in_one_group_reaches_the_others() {
     let mut sim = Sim::default();
     let plan = startup(&mut l, &mut sim, shared_main, &src, &NoHost);
     commit(&mut l, plan);
+    (l, sim, src)
+}
+
+#[test]
+fn a_dlopen_in_one_group_reaches_the_others() {
+    let (mut l, mut sim, src) = threaded_program_with_libwork();
     let plan = l.plan_group(facts(&sim)).unwrap();
     let g1 = plan.group();
     sim.apply(&plan).unwrap();
@@ -1150,21 +1156,7 @@ fn a_dlopen_in_one_group_reaches_the_others() {
 
 #[test]
 fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
-    let shared_main = wat(r#"(module
-      (@dylink.0 (mem-info (memory 0 0)))
-      (import "env" "memory" (memory 1 100 shared))
-      (import "env" "__indirect_function_table" (table 0 funcref))
-      (func (export "_start")))"#);
-    let lib = wat(r#"(module
-      (@dylink.0 (mem-info (memory 16 2)))
-      (import "env" "memory" (memory 1 100 shared))
-      (import "env" "__memory_base" (global i32))
-      (func (export "work") (result i32) i32.const 5))"#);
-    let src = source(&[("/lib/libwork.so", lib)]);
-    let mut l = Linker::new(Config::default());
-    let mut sim = Sim::default();
-    let plan = startup(&mut l, &mut sim, shared_main, &src, &NoHost);
-    commit(&mut l, plan);
+    let (mut l, mut sim, src) = threaded_program_with_libwork();
     let plan = l.plan_group(facts(&sim)).unwrap();
     let lagging = plan.group();
     sim.apply(&plan).unwrap();
