@@ -580,21 +580,15 @@ impl Program {
 
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
     pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(store, &mut core)?;
-        let group = self.id;
-        let plan = core.plan_dlclose(handle, group)?;
-        self.run_plan(store, core, plan).map(|_| ())
+        self.plan_and_run(store, |core, group| core.plan_dlclose(handle, group))
+            .map(|_| ())
     }
 
     /// Allocate `count` consecutive function-pointer slots (table slots) for closures made
     /// at run time, as libffi-style callers do; returns the first. The slots are the same in
     /// every thread; they hold `ref.null` (calling one traps) until [`Program::set_closure`].
     pub fn alloc_closures(&self, store: &mut impl AsStoreMut, count: u64) -> Result<u64, Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(store, &mut core)?;
-        let plan = core.plan_closures(count, self.id)?;
-        match self.run_plan(store, core, plan)? {
+        match self.plan_and_run(store, |core, group| core.plan_closures(count, group))? {
             Outcome::Slots(first, _) => Ok(first.0),
             other => unreachable!("allocating closures yields slots, not {other:?}"),
         }
@@ -611,10 +605,10 @@ impl Program {
         slot: u64,
         target: SlotValue,
     ) -> Result<(), Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(store, &mut core)?;
-        let plan = core.plan_set_closure(dylink_core::Slot(slot), target, self.id)?;
-        self.run_plan(store, core, plan).map(|_| ())
+        self.plan_and_run(store, |core, group| {
+            core.plan_set_closure(dylink_core::Slot(slot), target, group)
+        })
+        .map(|_| ())
     }
 
     /// Free closure slots `[first, first + count)`: they are nulled in every thread and
@@ -626,10 +620,23 @@ impl Program {
         first: u64,
         count: u64,
     ) -> Result<(), Error> {
+        self.plan_and_run(store, |core, group| {
+            core.plan_free_closures(dylink_core::Slot(first), count, group)
+        })
+        .map(|_| ())
+    }
+
+    /// A host dl operation: under the core lock, catch this group up, plan with `plan`, and
+    /// apply and commit the plan (or roll it back).
+    fn plan_and_run(
+        &self,
+        store: &mut impl AsStoreMut,
+        plan: impl FnOnce(&Core, dylink_core::GroupId) -> Result<dylink_core::Plan, dylink_core::Error>,
+    ) -> Result<Outcome, Error> {
         let mut core = lock(&self.shared.core);
         self.catch_up_locked(store, &mut core)?;
-        let plan = core.plan_free_closures(dylink_core::Slot(first), count, self.id)?;
-        self.run_plan(store, core, plan).map(|_| ())
+        let plan = plan(&core, self.id)?;
+        self.run_plan(store, core, plan)
     }
 
     /// `dladdr(value)`: the module and nearest symbol of a data address or function pointer.

@@ -541,11 +541,8 @@ impl<T: Send + 'static> Program<T> {
         mut store: impl AsContextMut<Data = T>,
         handle: ModuleId,
     ) -> Result<(), Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(&mut store, &mut core)?;
-        let group = self.id;
-        let plan = core.plan_dlclose(handle, group)?;
-        self.run_plan(&mut store, core, plan).map(|_| ())
+        self.plan_and_run(&mut store, |core, group| core.plan_dlclose(handle, group))
+            .map(|_| ())
     }
 
     /// Allocate `count` consecutive function-pointer slots (table slots) for closures made
@@ -556,10 +553,7 @@ impl<T: Send + 'static> Program<T> {
         mut store: impl AsContextMut<Data = T>,
         count: u64,
     ) -> Result<u64, Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(&mut store, &mut core)?;
-        let plan = core.plan_closures(count, self.id)?;
-        match self.run_plan(&mut store, core, plan)? {
+        match self.plan_and_run(&mut store, |core, group| core.plan_closures(count, group))? {
             Outcome::Slots(first, _) => Ok(first.0),
             other => unreachable!("allocating closures yields slots, not {other:?}"),
         }
@@ -576,10 +570,10 @@ impl<T: Send + 'static> Program<T> {
         slot: u64,
         target: SlotValue,
     ) -> Result<(), Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(&mut store, &mut core)?;
-        let plan = core.plan_set_closure(dylink_core::Slot(slot), target, self.id)?;
-        self.run_plan(&mut store, core, plan).map(|_| ())
+        self.plan_and_run(&mut store, |core, group| {
+            core.plan_set_closure(dylink_core::Slot(slot), target, group)
+        })
+        .map(|_| ())
     }
 
     /// Free closure slots `[first, first + count)`: they are nulled in every thread and
@@ -591,10 +585,23 @@ impl<T: Send + 'static> Program<T> {
         first: u64,
         count: u64,
     ) -> Result<(), Error> {
+        self.plan_and_run(&mut store, |core, group| {
+            core.plan_free_closures(dylink_core::Slot(first), count, group)
+        })
+        .map(|_| ())
+    }
+
+    /// A host dl operation: under the core lock, catch this group up, plan with `plan`, and
+    /// apply and commit the plan (or roll it back).
+    fn plan_and_run(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        plan: impl FnOnce(&Core, dylink_core::GroupId) -> Result<dylink_core::Plan, dylink_core::Error>,
+    ) -> Result<Outcome, Error> {
         let mut core = lock(&self.shared.core);
         self.catch_up_locked(&mut store, &mut core)?;
-        let plan = core.plan_free_closures(dylink_core::Slot(first), count, self.id)?;
-        self.run_plan(&mut store, core, plan).map(|_| ())
+        let plan = plan(&core, self.id)?;
+        self.run_plan(&mut store, core, plan)
     }
 
     /// `dladdr(value)`: the module and nearest symbol of a data address or function pointer.
