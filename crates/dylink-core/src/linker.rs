@@ -704,6 +704,13 @@ impl Linker {
         Ok((ops, self.log.len()))
     }
 
+    /// Whether module `m` may still be instantiated by some group: it is loaded, or it was
+    /// unloaded but a group that has not caught up yet may still replay its load. An adapter
+    /// may drop what it keeps for a module (its compiled code) once this is false.
+    pub fn may_instantiate(&self, m: ModuleId) -> bool {
+        self.module(m).is_some() || self.log_has_dead
+    }
+
     /// Whether `group` has log entries left to apply (false for an unknown group).
     #[inline]
     pub fn is_behind(&self, group: GroupId) -> bool {

@@ -1190,8 +1190,9 @@ fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
         let plan = l.plan_dlclose(h, MAIN_GROUP).unwrap();
         sim.apply(&plan).unwrap();
         commit(l, plan);
+        h
     };
-    cycle(&mut l, &mut sim);
+    let first = cycle(&mut l, &mut sim);
     // (The first cycle leaves a constant global for the library's memory base: an address
     // reused by every later load.)
     let fresh = bootstrap_len(&l, &sim);
@@ -1204,9 +1205,17 @@ fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
     let count = |f: fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
     assert_eq!(count(|o| matches!(o, Op::Instantiate { .. })), 10);
     assert_eq!(count(|o| matches!(o, Op::Unload { .. })), 10);
+    assert!(
+        l.may_instantiate(first),
+        "the laggard may still replay its load: adapters keep its code"
+    );
     sim.apply_ops(lagging, &ops).unwrap();
     l.caught_up(lagging, cursor);
     assert_eq!(sim.groups[&lagging].table, sim.groups[&MAIN_GROUP].table);
+    assert!(
+        !l.may_instantiate(first),
+        "no group can instantiate it any more"
+    );
     // Everyone has seen the unloads: the log keeps nothing of them.
     let state = l.to_string();
     for _ in 0..100 {

@@ -437,7 +437,19 @@ impl Program {
             store: store.as_store_mut(),
             undo: apply::Undo::default(),
         };
-        dylink_core::drive::catch_up(core, &mut driver)
+        let behind = core.is_behind(self.id);
+        dylink_core::drive::catch_up(core, &mut driver)?;
+        if behind {
+            self.forget_unloaded(core);
+        }
+        Ok(())
+    }
+
+    /// Drop the compiled code of modules no group can instantiate any more (unloaded, and
+    /// every group past their load in the log), so loading and unloading libraries for ever
+    /// keeps a bounded cache.
+    fn forget_unloaded(&self, core: &Core) {
+        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(*m));
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as
@@ -580,8 +592,9 @@ impl Program {
 
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
     pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
-        self.plan_and_run(store, |core, group| core.plan_dlclose(handle, group))
-            .map(|_| ())
+        self.plan_and_run(store, |core, group| core.plan_dlclose(handle, group))?;
+        self.forget_unloaded(&lock(&self.shared.core));
+        Ok(())
     }
 
     /// Allocate `count` consecutive function-pointer slots (table slots) for closures made
