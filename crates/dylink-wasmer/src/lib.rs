@@ -191,6 +191,9 @@ pub(crate) struct Shared {
     thread_host: Mutex<Option<MakeThreadHost>>,
     /// Told how each spawned thread ended (see `on_thread_exit`).
     thread_exit: Mutex<Option<ThreadExit>>,
+    /// Plans committed through this program (bumped right after each commit, before any
+    /// guest call): a group whose `Group::seen` equals it has nothing to catch up.
+    pub(crate) commits: AtomicU64,
     /// The next wasi-threads thread id.
     next_tid: std::sync::atomic::AtomicU32,
 }
@@ -248,6 +251,8 @@ pub(crate) struct Group {
     generated: HashMap<GenId, (Instance, Option<Table>)>,
     dl_error: Option<String>,
     busy: bool,
+    /// `Shared::commits` when this group last caught up from a wait.
+    seen: u64,
     /// This group's host imports, when they are not the program's (another store's).
     host: Option<Imports>,
 }
@@ -310,6 +315,7 @@ impl Program {
             threads: std::sync::atomic::AtomicBool::new(false),
             thread_host: Mutex::new(None),
             thread_exit: Mutex::new(None),
+            commits: AtomicU64::new(0),
             next_tid: std::sync::atomic::AtomicU32::new(1),
         });
         let group = Arc::new(Mutex::new(Group::default()));
@@ -343,7 +349,10 @@ impl Program {
             store: store.as_store_mut(),
             undo: apply::Undo::default(),
         };
-        dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver)
+        let ran = dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver);
+        // Also after a failed load's cleanup commit.
+        self.shared.commits.fetch_add(1, Ordering::Release);
+        ran
     }
 
     /// A new instance group for another thread: every loaded module instantiated in `store`
@@ -723,6 +732,8 @@ impl Applier for Driver<'_, '_> {
     }
 
     fn before_guest_calls(&mut self) -> Result<(), Error> {
+        // Committed: a thread woken from a wait from now on must catch up.
+        self.program.shared.commits.fetch_add(1, Ordering::Release);
         let Some(hook) = lock(&self.program.shared.before_init).take() else {
             return Ok(());
         };

@@ -33,11 +33,17 @@ pub(crate) fn after_wait_func(program: &Program, store: &mut impl AsStoreMut) ->
         |mut env: FunctionEnvMut<'_, Program>, woke: i32| -> Result<i32, RuntimeError> {
             let program = env.data().clone();
             program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
-            if !crate::lock(&program.group).busy {
-                program.catch_up(&mut env).map_err(|e| {
-                    RuntimeError::new(format!("catching this thread up after a wait: {e}"))
-                })?;
+            let now = program.shared.commits.load(Ordering::Acquire);
+            {
+                let g = crate::lock(&program.group);
+                if g.busy || g.seen == now {
+                    return Ok(woke);
+                }
             }
+            program.catch_up(&mut env).map_err(|e| {
+                RuntimeError::new(format!("catching this thread up after a wait: {e}"))
+            })?;
+            crate::lock(&program.group).seen = now;
             Ok(woke)
         },
     )

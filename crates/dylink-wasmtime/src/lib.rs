@@ -168,6 +168,9 @@ pub(crate) struct Shared<T: 'static> {
     thread_data: Mutex<Option<ThreadData<T>>>,
     /// Told how each spawned thread ended (see `on_thread_exit`).
     thread_exit: Mutex<Option<ThreadExit>>,
+    /// Plans committed through this program (bumped right after each commit, before any
+    /// guest call): a group whose `Group::seen` equals it has nothing to catch up.
+    pub(crate) commits: AtomicU64,
     /// The next wasi-threads thread id.
     next_tid: std::sync::atomic::AtomicU32,
     /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
@@ -234,6 +237,8 @@ pub(crate) struct Group {
     dl_error: Option<String>,
     /// A dl operation is being applied (constructors may run guest code that calls back).
     busy: bool,
+    /// `Shared::commits` when this group last caught up from a wait.
+    seen: u64,
 }
 
 impl Group {
@@ -300,6 +305,7 @@ impl<T: Send + 'static> Program<T> {
             warnings: Mutex::new(Vec::new()),
             thread_data: Mutex::new(None),
             thread_exit: Mutex::new(None),
+            commits: AtomicU64::new(0),
             next_tid: std::sync::atomic::AtomicU32::new(1),
             host_calls: AtomicU64::new(0),
         });
@@ -334,7 +340,10 @@ impl<T: Send + 'static> Program<T> {
             store,
             undo: apply::Undo::default(),
         };
-        dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver)
+        let ran = dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver);
+        // Also after a failed load's cleanup commit.
+        self.shared.commits.fetch_add(1, Ordering::Release);
+        ran
     }
 
     /// A new instance group for another thread: every loaded module instantiated in `store`
@@ -675,6 +684,12 @@ impl<T: Send + 'static, S: AsContextMut<Data = T>> Applier for Driver<'_, T, S> 
         let applied = apply::apply(self.program, &mut self.store, ops, ctx, &mut self.undo);
         lock(&self.program.group).busy = false;
         applied
+    }
+
+    fn before_guest_calls(&mut self) -> Result<(), Error> {
+        // Committed: a thread woken from a wait from now on must catch up.
+        self.program.shared.commits.fetch_add(1, Ordering::Release);
+        Ok(())
     }
 
     fn rollback(&mut self) {

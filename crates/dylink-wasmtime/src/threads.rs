@@ -32,11 +32,17 @@ pub(crate) fn after_wait_func<T: Send + 'static>(
         store,
         move |mut cx: Caller<'_, T>, woke: i32| -> wasmtime::Result<i32> {
             program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
-            if !lock(&program.group).busy {
-                program.catch_up(&mut cx).map_err(|e| {
-                    wasmtime::Error::msg(format!("catching this thread up after a wait: {e}"))
-                })?;
+            let now = program.shared.commits.load(Ordering::Acquire);
+            {
+                let g = lock(&program.group);
+                if g.busy || g.seen == now {
+                    return Ok(woke);
+                }
             }
+            program.catch_up(&mut cx).map_err(|e| {
+                wasmtime::Error::msg(format!("catching this thread up after a wait: {e}"))
+            })?;
+            lock(&program.group).seen = now;
             Ok(woke)
         },
     )
