@@ -276,8 +276,12 @@ pub struct Linker {
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
     groups: Groups,
-    /// The log may hold ops of unloaded modules (see `compact_log`).
+    /// The log may hold ops a new group need not replay, from `compacted_upto` on (see
+    /// `compact_log`).
     log_has_dead: bool,
+    /// Where the last compaction stopped: entries below it hold nothing to forget until
+    /// another unload or nulled slot.
+    compacted_upto: usize,
     log: Vec<LogChunk>,
 }
 
@@ -327,6 +331,7 @@ impl PartialEq for Linker {
             && self.main == o.main
             && self.groups == o.groups
             && self.log_has_dead == o.log_has_dead
+            && self.compacted_upto == o.compacted_upto
             && self.log == o.log
     }
 }
@@ -367,6 +372,7 @@ impl Linker {
             main: None,
             groups: Groups::default(),
             log_has_dead: false,
+            compacted_upto: 0,
             log: Vec::new(),
         }
     }
@@ -540,16 +546,9 @@ impl Linker {
         if let Some(g) = d.groups {
             self.groups = g;
         }
-        let logged = d.log.iter().count();
-        self.log.extend(d.log);
-        // The group that applied the plan has applied its log entries too.
-        let end = self.log.len();
-        if let Some(g) = self.groups.get_mut(plan.group) {
-            g.cursor = end;
-        }
         // Unloads and slots nulled or cleared leave ops a new group need not replay.
-        self.log_has_dead |= unloaded
-            || self.log[self.log.len() - logged..].iter().any(|c| {
+        let forgets = unloaded
+            || d.log.as_ref().is_some_and(|c| {
                 c.ops.iter().any(|op| {
                     matches!(
                         op,
@@ -561,7 +560,13 @@ impl Linker {
                     )
                 })
             });
-        self.compact_log();
+        self.log.extend(d.log);
+        // The group that applied the plan has applied its log entries too.
+        let end = self.log.len();
+        if let Some(g) = self.groups.get_mut(plan.group) {
+            g.cursor = end;
+        }
+        self.compact_log(forgets);
         Ok(d.outcome.unwrap_or(Outcome::Done))
     }
 
@@ -614,9 +619,11 @@ impl Linker {
         last
     }
 
-    /// Whether a group created now must replay the logged op at `at`: not if it concerns an
-    /// unloaded module ([`replayable`](Self::replayable)), and not if it only writes a table
-    /// slot that a later op writes again or that ends up null (a new table starts null).
+    /// Whether a group created now must replay the logged op at `at`: not a shared-memory op
+    /// (done once already), not table sizing (its table is created at the current size), not
+    /// an op that concerns an unloaded module ([`replayable`](Self::replayable)), and not a
+    /// write of a table slot that a later op writes again or that ends up null (a new table
+    /// starts null).
     fn fresh_needs(
         &self,
         last: &HashMap<u64, (usize, usize)>,
@@ -625,8 +632,8 @@ impl Linker {
     ) -> bool {
         match op {
             Op::SetSlot { slot, .. } => last.get(&slot.0) == Some(&at) && self.replayable(op),
-            Op::ClearSlots { .. } => false,
-            _ => self.replayable(op),
+            Op::ClearSlots { .. } | Op::GrowTable { .. } | Op::CreateTable { .. } => false,
+            _ => !op.is_memory_op() && self.replayable(op),
         }
     }
 
@@ -634,10 +641,11 @@ impl Linker {
     /// applied (a group still behind needs them as they are): new groups would skip those ops
     /// anyway, so a program that loads and unloads libraries for ever keeps a log the size of
     /// what is loaded, and a thread started late does not replay its history.
-    fn compact_log(&mut self) {
-        if !self.log_has_dead {
-            return;
-        }
+    ///
+    /// It scans the log, so it runs only when there may be something new to drop: after a
+    /// plan that `forgets` (an unload, a nulled slot), or once the slowest group has moved past
+    /// where the last compaction had to stop.
+    fn compact_log(&mut self, forgets: bool) {
         let upto = self
             .groups
             .iter()
@@ -645,6 +653,10 @@ impl Linker {
             .min()
             .unwrap_or(self.log.len())
             .min(self.log.len());
+        self.log_has_dead |= forgets;
+        if !self.log_has_dead || (!forgets && upto <= self.compacted_upto) {
+            return;
+        }
         let total = self.log.len();
         let last = self.last_slot_writes();
         let mut kept = Vec::with_capacity(total);
@@ -682,8 +694,9 @@ impl Linker {
         for g in self.groups.states_mut() {
             g.cursor -= removed;
         }
-        // Entries some group has not applied yet may still hold unloaded modules' ops.
+        // Entries some group has not applied yet may still hold ops to forget.
         self.log_has_dead = upto < total;
+        self.compacted_upto = upto - removed;
     }
 
     /// Drop a plan whose ops failed. The linker is unchanged; whatever the adapter already
@@ -699,7 +712,7 @@ impl Linker {
         })?;
         let mut ops = Vec::new();
         for chunk in &self.log[g.cursor..] {
-            materialize(chunk, g, false, |_, _| true, &mut ops);
+            materialize(chunk, g, |_, _| true, &mut ops);
         }
         Ok((ops, self.log.len()))
     }
@@ -723,18 +736,16 @@ impl Linker {
         if let Some(g) = self.groups.get_mut(group) {
             g.cursor = cursor.min(self.log.len());
         }
-        self.compact_log();
+        self.compact_log(false);
     }
 }
 
 /// Append the ops of `chunk` that group `g` must apply: shared-memory ops are skipped (done
-/// once already), templates are made concrete with `g`'s TLS blocks, and with `fresh` (a new
-/// group, whose table is created at the current size) table sizing ops are skipped too, as
-/// are ops `keep` refuses.
+/// once already), as are ops `keep` refuses; templates are made concrete with `g`'s TLS
+/// blocks.
 fn materialize(
     chunk: &LogChunk,
     g: &GroupState,
-    fresh: bool,
     keep: impl Fn(usize, &Op) -> bool,
     out: &mut Vec<Op>,
 ) {
@@ -746,9 +757,7 @@ fn materialize(
         }
         if let Some((_, t)) = template {
             out.push(materialize_one(t, g));
-        } else if !op.is_memory_op()
-            && !(fresh && matches!(op, Op::GrowTable { .. } | Op::CreateTable { .. }))
-        {
+        } else if !op.is_memory_op() {
             out.push(op.clone());
         }
     }
@@ -1337,7 +1346,6 @@ impl Linker {
             materialize(
                 chunk,
                 &state,
-                true,
                 |i, op| self.fresh_needs(&last, (c, i), op),
                 &mut all,
             );

@@ -35,7 +35,7 @@ pub(crate) fn after_wait_func(program: &Program, store: &mut impl AsStoreMut) ->
             program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
             let now = program.shared.commits.load(Ordering::Acquire);
             {
-                let g = crate::lock(&program.group);
+                let g = lock(&program.group);
                 if g.busy || g.seen == now {
                     return Ok(woke);
                 }
@@ -43,7 +43,7 @@ pub(crate) fn after_wait_func(program: &Program, store: &mut impl AsStoreMut) ->
             program.catch_up(&mut env).map_err(|e| {
                 RuntimeError::new(format!("catching this thread up after a wait: {e}"))
             })?;
-            crate::lock(&program.group).seen = now;
+            lock(&program.group).seen = now;
             Ok(woke)
         },
     )
