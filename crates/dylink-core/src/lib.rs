@@ -55,9 +55,9 @@ pub mod path;
 mod plan;
 mod prelude;
 mod report;
+pub mod safepoints;
 mod sync;
 pub mod trampoline;
-pub mod waits;
 
 pub use config::*;
 pub use error::{Diagnostic, Error, ParseError, SymbolKind, Warning};

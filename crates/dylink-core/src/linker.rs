@@ -98,6 +98,8 @@ struct MemState {
     memory64: bool,
     shared: bool,
     max_pages: Option<u64>,
+    /// The commit counter's address (shared memory only; see [`crate::safepoints`]).
+    counter: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,6 +356,7 @@ impl Linker {
                 memory64: false,
                 shared: false,
                 max_pages: None,
+                counter: None,
             },
             table: TableState {
                 size: 0,
@@ -405,6 +408,14 @@ impl Linker {
     /// Whether memory and pointers are 64-bit.
     pub fn memory64(&self) -> bool {
         self.mem.memory64
+    }
+
+    /// Where the commit counter lives: the `i32` word in shared memory that adapters
+    /// increment (atomically) after every commit and that the safe points before indirect
+    /// calls compare with their group's `seen` ([`crate::safepoints`]). `None` unless the
+    /// program's memory is shared.
+    pub fn commit_counter(&self) -> Option<u64> {
+        self.mem.counter
     }
 
     /// The table size the core has planned.
@@ -848,7 +859,7 @@ impl Linker {
             });
         }
         let path = normalize(&self.config.search.cwd, path).unwrap_or_else(|| path.into());
-        let (bytes, info) = crate::waits::prepare(bytes).map_err(|error| Error::Parse {
+        let (bytes, info) = crate::safepoints::prepare(bytes).map_err(|error| Error::Parse {
             path: path.clone(),
             error,
         })?;
@@ -1723,10 +1734,11 @@ impl<'a> Txn<'a> {
                 message,
             })?;
             if let Some(bytes) = bytes {
-                let (bytes, info) = crate::waits::prepare(bytes).map_err(|error| Error::Parse {
-                    path: path.clone(),
-                    error,
-                })?;
+                let (bytes, info) =
+                    crate::safepoints::prepare(bytes).map_err(|error| Error::Parse {
+                        path: path.clone(),
+                        error,
+                    })?;
                 return self.add_module(name, path, Arc::new(info), bytes, false);
             }
         }
@@ -1867,6 +1879,11 @@ impl<'a> Txn<'a> {
                 x.memory_base = base;
                 x.memory_size = x.info.region_size();
             }
+            if shared {
+                let counter = align_up(next, 8).ok_or_else(|| oom(next))?;
+                next = counter + 8;
+                self.mem.counter = Some(counter);
+            }
             let dlerror = align_up(next, 16).ok_or_else(|| oom(next))?;
             next = dlerror + cfg.dl_text_size();
             let mut tls = Vec::new();
@@ -1946,6 +1963,9 @@ impl<'a> Txn<'a> {
             // Side modules take memory above the main's initial memory.
             for &m in order.iter().filter(|m| **m != main) {
                 self.place_module_memory(m)?;
+            }
+            if mem.shared {
+                self.mem.counter = Some(self.alloc_mem(8, 8)?.0);
             }
             let dlerror = self.alloc_mem(self.base.config.dl_text_size(), 16)?;
             let mut tls = Vec::new();
@@ -2907,6 +2927,22 @@ impl<'a> Txn<'a> {
             }
             ImportRole::ThreadSpawn => Binding::ThreadSpawn,
             ImportRole::AfterWait => Binding::AfterWait,
+            ImportRole::CatchUp => Binding::CatchUp,
+            ImportRole::Seen => Binding::Seen,
+            ImportRole::CommitCounter => match self.mem.counter {
+                Some(addr) => {
+                    let ImportType::Global { ty, .. } = imp.ty else {
+                        unreachable!("classified as a pointer global")
+                    };
+                    Binding::Global(self.const_global(ty, false, addr))
+                }
+                None => {
+                    return Err(Error::Unsupported {
+                        path: self.module(m).path.clone(),
+                        message: "has thread safe points but the program's memory is not shared; build every module with the same -pthread setting".into(),
+                    });
+                }
+            },
             ImportRole::Dl(func) => Binding::Dl {
                 func: *func,
                 caller: m,
@@ -3342,6 +3378,37 @@ impl<'a> Txn<'a> {
             ops.push(op);
         };
         let grow = self.grow_ops();
+        // Made before the setup ops are taken: the counter's global is one of them.
+        let trampolines = self.gen_id.map(|gen_id| {
+            let mut imports = vec![Binding::TrampolineTable {
+                slots: self.trampolines.len() as u32,
+            }];
+            // In a shared-memory program, trampolines run the safe-point check first, once
+            // the memory exists before them (not for a non-PIE main's own, which are
+            // instantiated before the main that defines the memory).
+            let memory_later = self
+                .adopt
+                .iter()
+                .any(|op| matches!(op, Op::AdoptMemory { .. }));
+            let checked = self.mem.counter.filter(|_| !memory_later).map(|addr| {
+                let ptr = ValType::pointer(self.mem.memory64);
+                let counter = self.const_global(ptr, false, addr);
+                imports.extend([
+                    Binding::Memory,
+                    Binding::CatchUp,
+                    Binding::Seen,
+                    Binding::Global(counter),
+                ]);
+                MemoryType {
+                    min_pages: 0,
+                    max_pages: self.mem.max_pages,
+                    shared: true,
+                    memory64: self.mem.memory64,
+                }
+            });
+            let bytes: Arc<[u8]> = trampoline::encode(&self.trampolines, checked).into();
+            (gen_id, bytes, imports)
+        });
         if let Some(cm) = self.create_memory.take() {
             push(cm, None, &mut ops);
         }
@@ -3358,15 +3425,12 @@ impl<'a> Txn<'a> {
         for (op, tpl) in core::mem::take(&mut self.setup) {
             push(op, tpl, &mut ops);
         }
-        if let Some(gen_id) = self.gen_id {
-            let bytes: Arc<[u8]> = trampoline::encode(&self.trampolines).into();
+        if let Some((gen_id, bytes, imports)) = trampolines {
             push(
                 Op::InstantiateGenerated {
                     gen_id,
                     bytes,
-                    imports: vec![Binding::TrampolineTable {
-                        slots: self.trampolines.len() as u32,
-                    }],
+                    imports,
                 },
                 None,
                 &mut ops,

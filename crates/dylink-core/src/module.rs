@@ -286,9 +286,19 @@ pub enum ImportRole {
     /// `env.<global>` that is none of the above: from another module's export or the host.
     Global(Name),
     /// `dylink.after_wait: (i32) -> i32`, the safe point the core puts after every
-    /// `memory.atomic.wait` (see [`crate::waits`]): the adapter catches the calling group up
+    /// `memory.atomic.wait` (see [`crate::safepoints`]): the adapter catches the calling group up
     /// and returns the argument.
     AfterWait,
+    /// `dylink.catch_up: () -> ()`, called by the check the core puts before every indirect
+    /// call (see [`crate::safepoints`]) when the group's `seen` differs from the commit
+    /// counter: the adapter catches the group up and stores the counter in `seen`.
+    CatchUp,
+    /// `dylink.seen: (mut i32)`: the group's own global holding the commit counter's value
+    /// when it last caught up.
+    Seen,
+    /// `dylink.commit_counter`: an immutable pointer global holding the address of the
+    /// commit counter in shared memory.
+    CommitCounter,
     /// Any other namespace (`wasi_snapshot_preview1`, …): from the host only.
     Host,
 }
@@ -1003,7 +1013,7 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             } => ImportRole::TableBase32,
             _ => return Err(wrong("an immutable i32 global")),
         },
-        (crate::waits::HOOK_MODULE, crate::waits::HOOK_NAME) => match &imp.ty {
+        (crate::safepoints::HOOK_MODULE, crate::safepoints::HOOK_NAME) => match &imp.ty {
             ImportType::Func(t)
                 if *info.func_type(*t) == FuncType::new(&[ValType::I32], &[ValType::I32]) =>
             {
@@ -1011,6 +1021,23 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             }
             _ => return Err(wrong("a function `(i32) -> i32`")),
         },
+        (crate::safepoints::HOOK_MODULE, crate::safepoints::CATCH_UP_NAME) => match &imp.ty {
+            ImportType::Func(t) if *info.func_type(*t) == FuncType::default() => {
+                ImportRole::CatchUp
+            }
+            _ => return Err(wrong("a function `() -> ()`")),
+        },
+        (crate::safepoints::HOOK_MODULE, crate::safepoints::SEEN_NAME) => match imp.ty {
+            ImportType::Global {
+                ty: ValType::I32,
+                mutable: true,
+            } => ImportRole::Seen,
+            _ => return Err(wrong("a mutable i32 global")),
+        },
+        (crate::safepoints::HOOK_MODULE, crate::safepoints::COUNTER_NAME) => {
+            pointer_global(false)?;
+            ImportRole::CommitCounter
+        }
         ("wasi", "thread-spawn") => match &imp.ty {
             ImportType::Func(t)
                 if *info.func_type(*t) == FuncType::new(&[ValType::I32], &[ValType::I32]) =>

@@ -48,11 +48,23 @@ pub enum Binding {
     /// the main module's `wasi_thread_start(tid, arg)` there; return the thread id, or a
     /// negative number if no thread could be started.
     ThreadSpawn,
-    /// The adapter's `dylink.after_wait: (i32) -> i32` ([`crate::waits`]): catch the calling
+    /// The adapter's `dylink.after_wait: (i32) -> i32` ([`crate::safepoints`]): catch the calling
     /// group up with what other groups committed, then return the argument. Must not block
     /// on the linker lock while the calling thread itself holds it (a guest call made by a
     /// structural op): skip the catch-up then.
     AfterWait,
+    /// The adapter's `dylink.catch_up: () -> ()` ([`crate::safepoints`]), called before an
+    /// indirect call when the group's `seen` global differs from the commit counter: read the
+    /// counter (an atomic load of the `i32` at [`Linker::commit_counter`]), catch the group
+    /// up, and store the value read in `seen`. While the calling thread itself holds the
+    /// linker lock (a guest call made by a structural op) its group is current: store the
+    /// value without catching up.
+    ///
+    /// [`Linker::commit_counter`]: crate::Linker::commit_counter
+    CatchUp,
+    /// The group's own `(mut i32)` global for `dylink.seen` ([`crate::safepoints`]), one per
+    /// group, the same global for every module of the group.
+    Seen,
     /// A host function of type `ty` that traps with a message naming `symbol` (a weak
     /// undefined function that was called).
     Trap {
@@ -426,6 +438,8 @@ impl fmt::Display for Binding {
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
             Binding::ThreadSpawn => f.write_str("thread-spawn"),
             Binding::AfterWait => f.write_str("after-wait"),
+            Binding::CatchUp => f.write_str("catch-up"),
+            Binding::Seen => f.write_str("seen"),
             Binding::Trap { symbol, .. } => write!(f, "trap:{symbol}"),
             Binding::TrampolineTable { slots } => write!(f, "own-table[{slots}]"),
             Binding::Host { module, name } => write!(f, "host:{module}.{name}"),

@@ -5,15 +5,19 @@
 //! forwards its arguments with `call_indirect` through an entry of the generated module's own
 //! table (imported as `dylink.table`, created for it alone). The entry is written once the
 //! callee exists, so every later call costs one `call_indirect` and never
-//! leaves wasm.
+//! leaves wasm. In a shared-memory program each trampoline first runs the safe-point check
+//! of [`crate::safepoints`], so a thread calls through an entry another thread filled only
+//! after its own copy of the entry is filled too.
 
 use wasm_encoder::{
-    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
-    Instruction, Module, RefType, TableType, TypeSection,
+    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalType,
+    ImportSection, Instruction, MemoryType as EncMemoryType, Module, RefType, TableType,
+    TypeSection,
 };
 
-use crate::module::{FuncType, ValType};
+use crate::module::{FuncType, MemoryType, ValType};
 use crate::prelude::*;
+use crate::safepoints::{CATCH_UP_NAME, COUNTER_NAME, HOOK_MODULE, SEEN_NAME};
 
 fn encode_val(ty: ValType) -> Option<wasm_encoder::ValType> {
     Some(match ty {
@@ -45,14 +49,23 @@ pub fn export_name(i: usize) -> String {
 /// Encode a module that imports a funcref table of one entry per trampoline
 /// (`dylink.table`, [`Binding::TrampolineTable`](crate::Binding::TrampolineTable)) and
 /// exports `t0`, `t1`, …, where `t{i}` has type `types[i]` and calls through entry `i`. It
-/// needs nothing of the program, so it can be instantiated before any other module (a
+/// needs nothing else of the program, so it can be instantiated before any other module (a
 /// non-PIE main needs its trampolines before its own table exists). Every type must satisfy
 /// [`can_forward`].
-pub fn encode(types: &[FuncType]) -> Vec<u8> {
+///
+/// With `checked` (the program's shared memory), it also imports `env.memory` (with these
+/// limits, any current size), `dylink.catch_up`, `dylink.seen` and `dylink.commit_counter`,
+/// in that order after the table, and every trampoline runs the safe-point check first.
+pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
     let mut module = Module::new();
     let mut section = TypeSection::new();
+    let nullary = FuncType::default();
     let mut type_ids: Vec<(&FuncType, u32)> = Vec::new();
     let mut func_types = Vec::with_capacity(types.len());
+    if checked.is_some() {
+        section.ty().function([], []);
+        type_ids.push((&nullary, 0));
+    }
     for ty in types {
         let id = match type_ids.iter().find(|(t, _)| *t == ty) {
             Some((_, id)) => *id,
@@ -81,7 +94,41 @@ pub fn encode(types: &[FuncType]) -> Vec<u8> {
             shared: false,
         }),
     );
+    if let Some(mem) = checked {
+        imports.import(
+            "env",
+            "memory",
+            EntityType::Memory(EncMemoryType {
+                minimum: 0,
+                maximum: mem.max_pages,
+                memory64: mem.memory64,
+                shared: mem.shared,
+                page_size_log2: None,
+            }),
+        );
+        imports.import(HOOK_MODULE, CATCH_UP_NAME, EntityType::Function(0));
+        let global = |val_type, mutable| {
+            EntityType::Global(GlobalType {
+                val_type,
+                mutable,
+                shared: false,
+            })
+        };
+        imports.import(
+            HOOK_MODULE,
+            SEEN_NAME,
+            global(wasm_encoder::ValType::I32, true),
+        );
+        let ptr = if mem.memory64 {
+            wasm_encoder::ValType::I64
+        } else {
+            wasm_encoder::ValType::I32
+        };
+        imports.import(HOOK_MODULE, COUNTER_NAME, global(ptr, false));
+    }
     module.section(&imports);
+    // `dylink.catch_up` is function 0 when imported.
+    let first = checked.is_some() as u32;
 
     let mut funcs = FunctionSection::new();
     for id in &func_types {
@@ -91,7 +138,7 @@ pub fn encode(types: &[FuncType]) -> Vec<u8> {
 
     let mut exports = ExportSection::new();
     for i in 0..types.len() {
-        exports.export(&export_name(i), ExportKind::Func, i as u32);
+        exports.export(&export_name(i), ExportKind::Func, first + i as u32);
     }
     module.section(&exports);
 
@@ -102,6 +149,17 @@ pub fn encode(types: &[FuncType]) -> Vec<u8> {
     for (i, (ty, id)) in types.iter().zip(&func_types).enumerate() {
         body.clear();
         body.push(0x00); // no locals
+        if checked.is_some() {
+            body.extend_from_slice(&[
+                0x23, 0x01, // global.get $commit_counter
+                0xfe, 0x10, 0x02, 0x00, // i32.atomic.load align=4
+                0x23, 0x00, // global.get $seen
+                0x47, // i32.ne
+                0x04, 0x40, // if
+                0x10, 0x00, // call $catch_up
+                0x0b, // end
+            ]);
+        }
         for p in 0..ty.params.len() {
             body.push(0x20); // local.get
             uleb(&mut body, p as u32);
@@ -181,7 +239,7 @@ mod tests {
     fn trampolines_validate() {
         let a = FuncType::new(&[ValType::I32, ValType::F64], &[ValType::I64]);
         let b = FuncType::new(&[], &[]);
-        let bytes = encode(&[a.clone(), b, a.clone()]);
+        let bytes = encode(&[a.clone(), b, a.clone()], None);
         let mut v = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
         v.validate_all(&bytes)
             .expect("generated trampolines validate");
@@ -194,10 +252,43 @@ mod tests {
         let many: Vec<FuncType> = (0..300)
             .map(|i| if i % 7 == 0 { wide.clone() } else { a.clone() })
             .collect();
-        let bytes = encode(&many);
+        let bytes = encode(&many, None);
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&bytes)
             .expect("300 trampolines validate");
+        // Checked (a shared-memory program): the safe-point imports after the table, and
+        // exports still name the trampolines, one index up past `dylink.catch_up`.
+        for memory64 in [false, true] {
+            let mem = MemoryType {
+                min_pages: 0,
+                max_pages: Some(100),
+                shared: true,
+                memory64,
+            };
+            let bytes = encode(&[a.clone(), FuncType::default()], Some(mem));
+            wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+                .validate_all(&bytes)
+                .expect("checked trampolines validate");
+            let info = crate::ModuleInfo::parse(&bytes).unwrap();
+            let roles: Vec<_> = info.imports.iter().map(|i| i.role.clone()).collect();
+            assert_eq!(
+                roles,
+                [
+                    crate::ImportRole::Host,
+                    crate::ImportRole::Memory,
+                    crate::ImportRole::CatchUp,
+                    crate::ImportRole::Seen,
+                    crate::ImportRole::CommitCounter
+                ]
+            );
+            assert!(
+                matches!(
+                    info.exports[1].kind,
+                    crate::ExportKind::Func { index: 2, ty: 0 }
+                ),
+                "t1 is `() -> ()`, sharing the catch-up's type"
+            );
+        }
         let stub = encode_trap_stub(&a);
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&stub)

@@ -252,6 +252,19 @@ fn binding(
             drop(g);
             Extern::Function(crate::threads::after_wait_func(program, store))
         }
+        Binding::CatchUp => {
+            drop(g);
+            Extern::Function(crate::threads::catch_up_func(program, store))
+        }
+        Binding::Seen => match &g.seen_global {
+            Some(seen) => Extern::Global(seen.clone()),
+            None => {
+                drop(g);
+                let seen = Global::new_mut(store, Value::I32(0));
+                lock(&program.group).seen_global = Some(seen.clone());
+                Extern::Global(seen)
+            }
+        },
         Binding::Trap { symbol, ty } => {
             drop(g);
             Extern::Function(trap_func(program, store, symbol, ty, true))

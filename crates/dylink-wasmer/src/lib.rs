@@ -194,6 +194,8 @@ pub(crate) struct Shared {
     /// Plans committed through this program (bumped right after each commit, before any
     /// guest call): a group whose `Group::seen` equals it has nothing to catch up.
     pub(crate) commits: AtomicU64,
+    /// The commit counter's address in the shared memory, once the startup plan set it.
+    counter: std::sync::OnceLock<u64>,
     /// The next wasi-threads thread id.
     next_tid: std::sync::atomic::AtomicU32,
 }
@@ -253,6 +255,8 @@ pub(crate) struct Group {
     busy: bool,
     /// `Shared::commits` when this group last caught up from a wait.
     seen: u64,
+    /// The group's `dylink.seen` global, made when a module first imports it.
+    seen_global: Option<Global>,
     /// This group's host imports, when they are not the program's (another store's).
     host: Option<Imports>,
 }
@@ -316,6 +320,7 @@ impl Program {
             thread_host: Mutex::new(None),
             thread_exit: Mutex::new(None),
             commits: AtomicU64::new(0),
+            counter: std::sync::OnceLock::new(),
             next_tid: std::sync::atomic::AtomicU32::new(1),
         });
         let group = Arc::new(Mutex::new(Group::default()));
@@ -332,7 +337,31 @@ impl Program {
             &program.shared.host_names,
         )?;
         program.run_plan(store, core, plan)?;
+        if let Some(addr) = lock(&program.shared.core).commit_counter() {
+            let _ = program.shared.counter.set(addr);
+        }
         Ok(program)
+    }
+
+    /// Tell every group that a plan was committed: the count the wait safe points read,
+    /// and the commit counter in shared memory the indirect-call safe points read.
+    fn committed(&self, store: &impl AsStoreRef) {
+        self.shared.commits.fetch_add(1, Ordering::Release);
+        if let Some(addr) = self.shared.counter.get() {
+            let memory = lock(&self.group).memory.clone();
+            if let Some(m) = memory {
+                m.counter_add(store, *addr);
+            }
+        }
+    }
+
+    /// The commit counter's value (0 before the program has one).
+    pub(crate) fn counter(&self, store: &impl AsStoreRef) -> u32 {
+        let memory = lock(&self.group).memory.clone();
+        match (self.shared.counter.get(), memory) {
+            (Some(addr), Some(m)) => m.counter_load(store, *addr).unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// Apply a plan in this program's group and commit it (see [`dylink_core::drive`]): on
@@ -351,7 +380,7 @@ impl Program {
         };
         let ran = dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver);
         // Also after a failed load's cleanup commit.
-        self.shared.commits.fetch_add(1, Ordering::Release);
+        self.committed(store);
         ran
     }
 
@@ -732,8 +761,8 @@ impl Applier for Driver<'_, '_> {
     }
 
     fn before_guest_calls(&mut self) -> Result<(), Error> {
-        // Committed: a thread woken from a wait from now on must catch up.
-        self.program.shared.commits.fetch_add(1, Ordering::Release);
+        // Committed: a thread woken from a wait or about to call indirectly must catch up.
+        self.program.committed(&self.store);
         let Some(hook) = lock(&self.program.shared.before_init).take() else {
             return Ok(());
         };

@@ -1,6 +1,8 @@
 //! The linear memory and the few byte accesses the linker itself makes (reading a `dlopen`
 //! name, writing `dlerror` text and `Dl_info`, zeroing a reused region).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use wasmer::{AsStoreMut, AsStoreRef, Memory, Pages};
 
 /// The program's linear memory (shared or not: wasmer gives both the same handle type).
@@ -48,6 +50,37 @@ impl Mem {
     /// Zero `len` bytes.
     pub fn zero(&self, store: &impl AsStoreRef, addr: u64, len: u64) -> Result<(), String> {
         dylink_core::guest::zero(addr, len, |at, bytes| self.write(store, at, bytes))
+    }
+
+    /// Atomically add one to the commit counter, the `i32` word at `addr` that the safe
+    /// points before indirect calls read ([`dylink_core::safepoints`]).
+    pub fn counter_add(&self, store: &impl AsStoreRef, addr: u64) -> Option<u32> {
+        self.atomic_u32(store, addr, |a| a.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// The commit counter's value (see [`Mem::counter_add`]).
+    pub fn counter_load(&self, store: &impl AsStoreRef, addr: u64) -> Option<u32> {
+        self.atomic_u32(store, addr, |a| a.load(Ordering::SeqCst))
+    }
+
+    #[allow(unsafe_code)]
+    fn atomic_u32<R>(
+        &self,
+        store: &impl AsStoreRef,
+        addr: u64,
+        f: impl FnOnce(&AtomicU32) -> R,
+    ) -> Option<R> {
+        let view = self.0.view(store);
+        let end = addr.checked_add(4)?;
+        if end > view.data_size() || addr % 4 != 0 {
+            return None;
+        }
+        // SAFETY: four in-bounds bytes of the memory, aligned for a `u32` (the base is page
+        // aligned), valid while the memory lives (a shared memory never moves: it is
+        // reserved at its maximum size); guest code touches them only with wasm atomics,
+        // which are the same hardware atomics as `AtomicU32`'s.
+        let ptr = unsafe { view.data_ptr().add(addr as usize) } as *mut u32;
+        Some(f(unsafe { AtomicU32::from_ptr(ptr) }))
     }
 
     /// A NUL-terminated string at `addr` (at most `max` bytes).

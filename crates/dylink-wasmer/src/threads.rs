@@ -20,7 +20,7 @@ pub(crate) fn spawn_func(program: &Program, store: &mut impl AsStoreMut) -> Func
     )
 }
 
-/// The host function for `dylink.after_wait` ([`dylink_core::waits`]): a thread woken from
+/// The host function for `dylink.after_wait` ([`dylink_core::safepoints`]): a thread woken from
 /// `memory.atomic.wait` catches its group up before its next instruction, so a function
 /// pointer another thread loaded and handed over while it slept is callable. Skipped while
 /// this thread itself applies a plan (a wait inside a structural guest call), whose lock it
@@ -45,6 +45,40 @@ pub(crate) fn after_wait_func(program: &Program, store: &mut impl AsStoreMut) ->
             })?;
             lock(&program.group).seen = now;
             Ok(woke)
+        },
+    )
+}
+
+/// The host function for `dylink.catch_up` ([`dylink_core::safepoints`]), called before an
+/// indirect call when the group's `dylink.seen` differs from the commit counter: the group
+/// applies what other threads committed, then remembers the counter's value read before, so
+/// the next check is two loads and a compare. While this thread applies a plan of its own
+/// (a guest call of a structural op) its group is current already.
+pub(crate) fn catch_up_func(program: &Program, store: &mut impl AsStoreMut) -> Function {
+    let env = FunctionEnv::new(store, program.clone());
+    Function::new_typed_with_env(
+        store,
+        &env,
+        |mut env: FunctionEnvMut<'_, Program>| -> Result<(), RuntimeError> {
+            let program = env.data().clone();
+            program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+            let now = program.counter(&env);
+            let (busy, seen) = {
+                let g = lock(&program.group);
+                (g.busy, g.seen_global.clone())
+            };
+            if !busy {
+                program.catch_up(&mut env).map_err(|e| {
+                    RuntimeError::new(format!(
+                        "catching this thread up before an indirect call: {e}"
+                    ))
+                })?;
+            }
+            if let Some(seen) = seen {
+                seen.set(&mut env, Value::I32(now as i32))
+                    .map_err(|e| RuntimeError::new(format!("updating dylink.seen: {e}")))?;
+            }
+            Ok(())
         },
     )
 }

@@ -200,6 +200,21 @@ fn binding<T: Send + 'static>(
             drop(g);
             crate::threads::after_wait_func(program, store).into()
         }
+        Binding::CatchUp => {
+            drop(g);
+            crate::threads::catch_up_func(program, store).into()
+        }
+        Binding::Seen => match g.seen_global {
+            Some(seen) => seen.into(),
+            None => {
+                drop(g);
+                let ty = GlobalType::new(wasmtime::ValType::I32, Mutability::Var);
+                let seen = Global::new(&mut store, ty, Val::I32(0))
+                    .map_err(engine_err("creating the group's safe-point global"))?;
+                lock(&program.group).seen_global = Some(seen);
+                seen.into()
+            }
+        },
         Binding::Trap { symbol, ty } => {
             drop(g);
             trap_func(program, store, symbol, ty, true).into()

@@ -171,6 +171,8 @@ pub(crate) struct Shared<T: 'static> {
     /// Plans committed through this program (bumped right after each commit, before any
     /// guest call): a group whose `Group::seen` equals it has nothing to catch up.
     pub(crate) commits: AtomicU64,
+    /// The commit counter's address in the shared memory, once the startup plan set it.
+    counter: std::sync::OnceLock<u64>,
     /// The next wasi-threads thread id.
     next_tid: std::sync::atomic::AtomicU32,
     /// Calls into dylink's own host functions (dlfcn and trap stubs), for tests that prove
@@ -239,6 +241,8 @@ pub(crate) struct Group {
     busy: bool,
     /// `Shared::commits` when this group last caught up from a wait.
     seen: u64,
+    /// The group's `dylink.seen` global, made when a module first imports it.
+    seen_global: Option<Global>,
 }
 
 impl Group {
@@ -306,6 +310,7 @@ impl<T: Send + 'static> Program<T> {
             thread_data: Mutex::new(None),
             thread_exit: Mutex::new(None),
             commits: AtomicU64::new(0),
+            counter: std::sync::OnceLock::new(),
             next_tid: std::sync::atomic::AtomicU32::new(1),
             host_calls: AtomicU64::new(0),
         });
@@ -323,7 +328,33 @@ impl<T: Send + 'static> Program<T> {
             &program.shared.host_names,
         )?;
         program.run_plan(&mut store, core, plan)?;
+        if let Some(addr) = lock(&program.shared.core).commit_counter() {
+            let _ = program.shared.counter.set(addr);
+        }
         Ok(program)
+    }
+
+    /// Tell every group that a plan was committed: the count the wait safe points read,
+    /// and the commit counter in shared memory the indirect-call safe points read.
+    fn committed(&self) {
+        self.shared.commits.fetch_add(1, Ordering::Release);
+        if let (Some(addr), Some(m)) = (
+            self.shared.counter.get(),
+            lock(&self.shared.shared_memory).as_ref(),
+        ) {
+            mem::counter_add(m, *addr);
+        }
+    }
+
+    /// The commit counter's value (0 before the program has one).
+    pub(crate) fn counter(&self) -> u32 {
+        match (
+            self.shared.counter.get(),
+            lock(&self.shared.shared_memory).as_ref(),
+        ) {
+            (Some(addr), Some(m)) => mem::counter_load(m, *addr).unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// Apply a plan in this program's group and commit it (see [`dylink_core::drive`]): on
@@ -342,7 +373,7 @@ impl<T: Send + 'static> Program<T> {
         };
         let ran = dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver);
         // Also after a failed load's cleanup commit.
-        self.shared.commits.fetch_add(1, Ordering::Release);
+        self.committed();
         ran
     }
 
@@ -687,8 +718,8 @@ impl<T: Send + 'static, S: AsContextMut<Data = T>> Applier for Driver<'_, T, S> 
     }
 
     fn before_guest_calls(&mut self) -> Result<(), Error> {
-        // Committed: a thread woken from a wait from now on must catch up.
-        self.program.shared.commits.fetch_add(1, Ordering::Release);
+        // Committed: a thread woken from a wait or about to call indirectly must catch up.
+        self.program.committed();
         Ok(())
     }
 

@@ -88,11 +88,26 @@ impl Mem {
     }
 }
 
+/// Atomic access to the commit counter, the `i32` word of a shared memory that the safe
+/// points before indirect calls read ([`dylink_core::safepoints`]).
+pub(crate) fn counter_add(m: &SharedMemory, addr: u64) -> Option<u32> {
+    shared::atomic_u32(m, usize::try_from(addr).ok()?, |a| {
+        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    })
+}
+
+/// See [`counter_add`].
+pub(crate) fn counter_load(m: &SharedMemory, addr: u64) -> Option<u32> {
+    shared::atomic_u32(m, usize::try_from(addr).ok()?, |a| {
+        a.load(std::sync::atomic::Ordering::SeqCst)
+    })
+}
+
 fn out_of_bounds(addr: u64, len: usize) -> String {
     format!("{len} bytes at {addr:#x} are outside linear memory")
 }
 
-/// Byte copies in and out of a shared memory. wasmtime exposes shared memory as a slice of
+/// Byte copies in and out of a shared memory, and atomic access to one aligned word. wasmtime exposes shared memory as a slice of
 /// `UnsafeCell<u8>`, because other threads may touch it concurrently.
 #[allow(unsafe_code)]
 mod shared {
@@ -107,6 +122,23 @@ mod shared {
             *b = unsafe { c.get().read_volatile() };
         }
         Some(())
+    }
+
+    pub fn atomic_u32<R>(
+        m: &SharedMemory,
+        start: usize,
+        f: impl FnOnce(&std::sync::atomic::AtomicU32) -> R,
+    ) -> Option<R> {
+        let data = m.data();
+        let cells = data.get(start..start.checked_add(4)?)?;
+        let ptr = cells.as_ptr() as *mut u32;
+        if !ptr.is_aligned() {
+            return None;
+        }
+        // SAFETY: four in-bounds bytes of the memory, aligned for a `u32`, which live as
+        // long as `m`; guest code touches them only with wasm atomics, which are the same
+        // hardware atomics as `AtomicU32`'s.
+        Some(f(unsafe { std::sync::atomic::AtomicU32::from_ptr(ptr) }))
     }
 
     pub fn write(m: &SharedMemory, start: usize, bytes: &[u8]) -> Option<()> {

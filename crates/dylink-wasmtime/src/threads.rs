@@ -18,7 +18,7 @@ pub(crate) fn spawn_func<T: Send + 'static>(
     })
 }
 
-/// The host function for `dylink.after_wait` ([`dylink_core::waits`]): a thread woken from
+/// The host function for `dylink.after_wait` ([`dylink_core::safepoints`]): a thread woken from
 /// `memory.atomic.wait` catches its group up before its next instruction, so a function
 /// pointer another thread loaded and handed over while it slept is callable. Skipped while
 /// this thread itself applies a plan (a wait inside a structural guest call), whose lock it
@@ -44,6 +44,40 @@ pub(crate) fn after_wait_func<T: Send + 'static>(
             })?;
             lock(&program.group).seen = now;
             Ok(woke)
+        },
+    )
+}
+
+/// The host function for `dylink.catch_up` ([`dylink_core::safepoints`]), called before an
+/// indirect call when the group's `dylink.seen` differs from the commit counter: the group
+/// applies what other threads committed, then remembers the counter's value read before, so
+/// the next check is two loads and a compare. While this thread applies a plan of its own
+/// (a guest call of a structural op) its group is current already.
+pub(crate) fn catch_up_func<T: Send + 'static>(
+    program: &Program<T>,
+    store: impl AsContextMut<Data = T>,
+) -> Func {
+    let program = program.clone();
+    Func::wrap(
+        store,
+        move |mut cx: Caller<'_, T>| -> wasmtime::Result<()> {
+            program.shared.host_calls.fetch_add(1, Ordering::Relaxed);
+            let now = program.counter();
+            let (busy, seen) = {
+                let g = lock(&program.group);
+                (g.busy, g.seen_global)
+            };
+            if !busy {
+                program.catch_up(&mut cx).map_err(|e| {
+                    wasmtime::Error::msg(format!(
+                        "catching this thread up before an indirect call: {e}"
+                    ))
+                })?;
+            }
+            if let Some(seen) = seen {
+                seen.set(&mut cx, Val::I32(now as i32))?;
+            }
+            Ok(())
         },
     )
 }

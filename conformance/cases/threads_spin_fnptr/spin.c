@@ -1,0 +1,2 @@
+int calls;
+int spin_fn(int x) { calls++; return x * 100 + 42; }
