@@ -69,7 +69,9 @@ mod wt {
     use super::{
         GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
     };
-    use dylink_bench::{call_program, fresh_library, program, threaded_program};
+    use dylink_bench::{
+        Call, call_program, call_program_in, fresh_library, program, threaded_program,
+    };
     use dylink_wasmtime::{Options, Program};
     use serde_json::{Map, Value as Json, json};
     use std::time::Instant;
@@ -187,6 +189,7 @@ mod wt {
         let mut config = Config::new();
         config.wasm_threads(true).shared_memory(true);
         let engine = Engine::new(&config).unwrap();
+        safe_point_calls(&engine, s, out);
         let (main, src, libs) = threaded_program(50);
         let (mut store, program) = load(&engine, &main, &src);
         let group = time(s.iters.max(3), || {
@@ -238,6 +241,42 @@ mod wt {
         for (_, g) in groups {
             g.exit_group().unwrap();
         }
+    }
+
+    /// Seconds per call of `spin`'s loop in `call_program_in(call, shared)`; asserts that
+    /// the loop never enters the host once warm (the safe-point checks pass in wasm).
+    fn per_call(engine: &Engine, s: &Settings, call: Call, shared: bool) -> f64 {
+        let (m, src) = call_program_in(call, shared);
+        let (mut store, program) = load(engine, &m, &src);
+        let run = program
+            .main_func(&mut store, "run")
+            .unwrap()
+            .typed::<i32, i32>(&store)
+            .unwrap();
+        run.call(&mut store, 1).unwrap();
+        let before = program.host_calls();
+        let t = time(s.iters.max(3), || {
+            run.call(&mut store, s.calls).unwrap();
+        }) / s.calls as f64;
+        assert_eq!(
+            program.host_calls(),
+            before,
+            "a warm call loop stays in wasm"
+        );
+        t
+    }
+
+    /// What the safe points before indirect calls cost a threaded program: a call through a
+    /// function pointer with a shared memory (checked) and without (not rewritten), and a
+    /// lazily bound call with a shared memory (the trampoline's check).
+    fn safe_point_calls(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
+        let plain = per_call(engine, s, Call::Pointer, false);
+        let checked = per_call(engine, s, Call::Pointer, true);
+        let lazy = per_call(engine, s, Call::Lazy, true);
+        out.insert("call_pointer_ns".into(), json!(plain * 1e9));
+        out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
+        out.insert("safe_point_call_ratio".into(), json!(checked / plain));
+        out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {
@@ -351,7 +390,9 @@ mod wm {
     use super::{
         GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
     };
-    use dylink_bench::{call_program, fresh_library, program, threaded_program};
+    use dylink_bench::{
+        Call, call_program, call_program_in, fresh_library, program, threaded_program,
+    };
     use dylink_wasmer::{Options, Program};
     use serde_json::{Map, Value as Json, json};
     use std::time::Instant;
@@ -433,6 +474,7 @@ mod wm {
     pub fn threads(s: &Settings, out: &mut Map<String, Json>) {
         let mut store = Store::default();
         let engine = store.engine().clone();
+        safe_point_calls(&engine, s, out);
         let (main, src, libs) = threaded_program(50);
         let program = load(&main, &src, &mut store);
         let group = time(s.iters.max(3), || {
@@ -486,6 +528,36 @@ mod wm {
         for (_, g) in groups {
             g.exit_group().unwrap();
         }
+    }
+
+    /// As for wasmtime.
+    fn per_call(engine: &wasmer::Engine, s: &Settings, call: Call, shared: bool) -> f64 {
+        let (m, src) = call_program_in(call, shared);
+        let mut store = Store::new(engine.clone());
+        let program = load(&m, &src, &mut store);
+        let run = program.main_func(&mut store, "run").unwrap();
+        run.call(&mut store, &[Value::I32(1)]).unwrap();
+        let before = program.host_calls();
+        let t = time(s.iters.max(3), || {
+            run.call(&mut store, &[Value::I32(s.calls)]).unwrap();
+        }) / s.calls as f64;
+        assert_eq!(
+            program.host_calls(),
+            before,
+            "a warm call loop stays in wasm"
+        );
+        t
+    }
+
+    /// As for wasmtime.
+    fn safe_point_calls(engine: &wasmer::Engine, s: &Settings, out: &mut Map<String, Json>) {
+        let plain = per_call(engine, s, Call::Pointer, false);
+        let checked = per_call(engine, s, Call::Pointer, true);
+        let lazy = per_call(engine, s, Call::Lazy, true);
+        out.insert("call_pointer_ns".into(), json!(plain * 1e9));
+        out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
+        out.insert("safe_point_call_ratio".into(), json!(checked / plain));
+        out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {

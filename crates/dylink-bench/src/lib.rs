@@ -129,6 +129,25 @@ fn program_in(n: usize, shared: bool) -> (Arc<[u8]>, MemorySource, Vec<Vec<u8>>)
 /// first (the callee needs it), so its import of `f` goes through a trampoline; otherwise
 /// the callee comes first and the import is bound directly.
 pub fn call_program(lazy: bool) -> (Arc<[u8]>, MemorySource) {
+    call_program_in(if lazy { Call::Lazy } else { Call::Direct }, false)
+}
+
+/// How `spin` calls `f`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// Through its import, bound at instantiation.
+    Direct,
+    /// Through its import, bound to a trampoline (the caller is instantiated first).
+    Lazy,
+    /// Through a function pointer (`GOT.func` and `call_indirect`).
+    Pointer,
+}
+
+/// [`call_program`] with the call made as `call` says, over a shared memory when `shared`
+/// (where the safe-point check runs before each indirect call and in each trampoline).
+pub fn call_program_in(call: Call, shared: bool) -> (Arc<[u8]>, MemorySource) {
+    let lazy = call == Call::Lazy;
+    let memory = memory_import(shared);
     let callee_needed = if lazy {
         r#"(needed "libcaller.so")"#
     } else {
@@ -140,23 +159,35 @@ pub fn call_program(lazy: bool) -> (Arc<[u8]>, MemorySource) {
         r#"(needed "libcallee.so")"#
     };
     let callee = format!(
-        r#"(module (@dylink.0 (mem-info (memory 0 0)) {callee_needed}) (import "env" "memory" (memory 1))
+        r#"(module (@dylink.0 (mem-info (memory 0 0)) {callee_needed}) {memory}
              (func (export "f") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#
     );
+    let (import, call) = match call {
+        Call::Direct | Call::Lazy => (
+            r#"(import "env" "f" (func $f (param i32) (result i32)))"#,
+            "(call $f (local.get $acc))",
+        ),
+        Call::Pointer => (
+            r#"(import "env" "__indirect_function_table" (table 0 funcref))
+               (import "GOT.func" "f" (global $fp (mut i32)))"#,
+            "(call_indirect (type $t) (local.get $acc) (global.get $fp))",
+        ),
+    };
     let caller = format!(
-        r#"(module (@dylink.0 (mem-info (memory 0 0)) {caller_needed}) (import "env" "memory" (memory 1))
-             (import "env" "f" (func $f (param i32) (result i32)))
+        r#"(module (@dylink.0 (mem-info (memory 0 0)) {caller_needed}) {memory}
+             (type $t (func (param i32) (result i32)))
+             {import}
              (func (export "spin") (param $n i32) (result i32) (local $acc i32)
                (block $done (loop $l
                  (br_if $done (i32.eqz (local.get $n)))
-                 (local.set $acc (call $f (local.get $acc)))
+                 (local.set $acc {call})
                  (local.set $n (i32.sub (local.get $n) (i32.const 1)))
                  (br $l)))
                (local.get $acc)))"#
     );
     let top = if lazy { "libcallee.so" } else { "libcaller.so" };
     let main = format!(
-        r#"(module (@dylink.0 (mem-info (memory 0 0)) (needed "{top}")) (import "env" "memory" (memory 1))
+        r#"(module (@dylink.0 (mem-info (memory 0 0)) (needed "{top}")) {memory}
              (import "env" "spin" (func $s (param i32) (result i32)))
              (func (export "run") (param i32) (result i32) local.get 0 call $s))"#
     );

@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(1);
     });
     let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
-    let rows: [(&str, &str, &str); 14] = [
+    let rows: [(&str, &str, &str); 18] = [
         (
             "link_overhead_100",
             "link main + 100 libraries, dylink ÷ wired by hand",
@@ -55,6 +55,22 @@ fn main() {
         (
             "dlopen_replicated_8_us",
             "dlopen + catch-up of 8 live groups, µs",
+            "",
+        ),
+        (
+            "safe_point_call_ratio",
+            "call through a function pointer, threaded (checked) ÷ not",
+            "",
+        ),
+        ("call_pointer_ns", "… not threaded, ns", ""),
+        (
+            "call_pointer_shared_ns",
+            "… threaded, with the safe-point check, ns",
+            "",
+        ),
+        (
+            "call_lazy_shared_ns",
+            "lazy-bound call, threaded (trampoline with the check), ns",
             "",
         ),
     ];
