@@ -52,6 +52,21 @@ fn time<F: FnMut()>(iters: usize, mut f: F) -> f64 {
     median(v)
 }
 
+/// Medians of `a` and `b` run alternately, so both see the same machine load (this machine
+/// is shared: a load that comes and goes would otherwise land on one side of a ratio).
+fn paired<A: FnMut(), B: FnMut()>(iters: usize, mut a: A, mut b: B) -> (f64, f64) {
+    let (mut va, mut vb) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for _ in 0..iters {
+        let t = Instant::now();
+        a();
+        va.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        b();
+        vb.push(t.elapsed().as_secs_f64());
+    }
+    (median(va), median(vb))
+}
+
 /// Where side module `i` of a hand-wired program puts its data.
 fn hand_base(i: usize) -> u64 {
     1024 + (i * DATA) as u64
@@ -67,7 +82,7 @@ fn got_offset(name: &str) -> u64 {
 
 mod wt {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
+        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, paired, rtld, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -192,10 +207,6 @@ mod wt {
         safe_point_calls(&engine, s, out);
         let (main, src, libs) = threaded_program(50);
         let (mut store, program) = load(&engine, &main, &src);
-        let group = time(s.iters.max(3), || {
-            let mut store = Store::new(&engine, ());
-            program.new_group(&mut store).unwrap().exit_group().unwrap();
-        });
         let shared = match program.memory() {
             dylink_wasmtime::Mem::Shared(m) => m,
             dylink_wasmtime::Mem::Plain(_) => unreachable!("the program is threaded"),
@@ -205,10 +216,17 @@ mod wt {
             .iter()
             .map(|b| Module::new(&engine, b).unwrap())
             .collect();
-        let by_hand = time(s.iters.max(3), || {
-            let mut store = Store::new(&engine, ());
-            hand_in(&mut store, shared.clone().into(), &main_m, &lib_m, false);
-        });
+        let (group, by_hand) = paired(
+            s.iters.max(3),
+            || {
+                let mut store = Store::new(&engine, ());
+                program.new_group(&mut store).unwrap().exit_group().unwrap();
+            },
+            || {
+                let mut store = Store::new(&engine, ());
+                hand_in(&mut store, shared.clone().into(), &main_m, &lib_m, false);
+            },
+        );
         out.insert("thread_group_us_50".into(), json!(group * 1e6));
         out.insert("thread_by_hand_us_50".into(), json!(by_hand * 1e6));
         out.insert("thread_spawn_ratio".into(), json!(group / by_hand));
@@ -388,7 +406,7 @@ mod wt {
 
 mod wm {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, rtld, time,
+        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, paired, rtld, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -477,10 +495,6 @@ mod wm {
         safe_point_calls(&engine, s, out);
         let (main, src, libs) = threaded_program(50);
         let program = load(&main, &src, &mut store);
-        let group = time(s.iters.max(3), || {
-            let mut store = Store::new(engine.clone());
-            program.new_group(&mut store).unwrap().exit_group().unwrap();
-        });
         let shared = program
             .memory()
             .0
@@ -491,11 +505,18 @@ mod wm {
             .iter()
             .map(|b| Module::new(&store, b).unwrap())
             .collect();
-        let by_hand = time(s.iters.max(3), || {
-            let mut store = Store::new(engine.clone());
-            let memory = shared.clone().attach(&mut store);
-            hand_in(&mut store, memory, &main_m, &lib_m, false);
-        });
+        let (group, by_hand) = paired(
+            s.iters.max(3),
+            || {
+                let mut store = Store::new(engine.clone());
+                program.new_group(&mut store).unwrap().exit_group().unwrap();
+            },
+            || {
+                let mut store = Store::new(engine.clone());
+                let memory = shared.clone().attach(&mut store);
+                hand_in(&mut store, memory, &main_m, &lib_m, false);
+            },
+        );
         out.insert("thread_group_us_50".into(), json!(group * 1e6));
         out.insert("thread_by_hand_us_50".into(), json!(by_hand * 1e6));
         out.insert("thread_spawn_ratio".into(), json!(group / by_hand));

@@ -1344,7 +1344,9 @@ impl Linker {
         t.groups = Some(groups);
         // The memory first: growing it for the group's TLS blocks and zeroing reused space
         // act on it.
-        let mut all = vec![Op::AttachMemory];
+        let logged: usize = self.log.iter().map(|c| c.ops.len()).sum();
+        let mut all = Vec::with_capacity(logged + 4);
+        all.push(Op::AttachMemory);
         all.extend(t.grow_ops());
         all.extend(t.zero.drain(..));
         all.push(Op::CreateTable {
@@ -2637,7 +2639,7 @@ impl<'a> Txn<'a> {
             }
             let op = Op::Instantiate {
                 module: m,
-                imports: bindings,
+                imports: bindings.into(),
             };
             if Some(m) == self.main && !info.imports_memory() {
                 self.adopt.insert(0, op);
@@ -2876,7 +2878,7 @@ impl<'a> Txn<'a> {
                         self.add_waiter(sym, m);
                         let trap = SlotValue::Trap {
                             symbol: sym.clone(),
-                            ty: ty.clone(),
+                            ty: Box::new(ty.clone()),
                         };
                         self.trampoline(ty.clone(), Some(trap), Some(sym))
                     }
@@ -3053,7 +3055,7 @@ impl<'a> Txn<'a> {
             slot,
             value: SlotValue::Trap {
                 symbol: sym.into(),
-                ty: ty.clone(),
+                ty: Box::new(ty.clone()),
             },
         });
         self.slot_uses

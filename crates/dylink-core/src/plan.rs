@@ -112,8 +112,9 @@ pub enum SlotValue {
     Trap {
         /// The symbol.
         symbol: Name,
-        /// Its type, as far as the importer declared it.
-        ty: FuncType,
+        /// Its type, as far as the importer declared it (boxed: slot values are many, traps
+        /// few).
+        ty: Box<FuncType>,
     },
 }
 
@@ -252,8 +253,8 @@ pub enum Op {
     Instantiate {
         /// The module.
         module: ModuleId,
-        /// One binding per import.
-        imports: Vec<Binding>,
+        /// One binding per import (shared: every group replays the same list).
+        imports: Arc<[Binding]>,
     },
     /// The adapter MUST store `value` in table slot `slot`.
     SetSlot {

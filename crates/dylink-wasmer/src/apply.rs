@@ -512,12 +512,12 @@ pub(crate) fn apply(
                         fail("instantiating", format_args!("{module} was never compiled"))
                     })?;
                 let mut externs = Vec::with_capacity(imports.len());
-                for b in imports {
+                for b in imports.iter() {
                     externs.push(binding(program, store, b, ctx.memory64)?);
                 }
                 if tracing::enabled!(target: "dylink::bindings", tracing::Level::DEBUG) {
                     let path = ctx.path(*module);
-                    for (imp, b) in compiled.imports().zip(imports) {
+                    for (imp, b) in compiled.imports().zip(imports.iter()) {
                         tracing::debug!(target: "dylink::bindings", "{path}: {}.{} -> {b}", imp.module(), imp.name());
                     }
                 }

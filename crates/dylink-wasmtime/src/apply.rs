@@ -26,6 +26,14 @@ fn engine_err(context: impl Into<String>) -> impl FnOnce(wasmtime::Error) -> Err
     move |source| Error::Engine { context, source }
 }
 
+/// [`engine_err`] with a context made only on failure (apply runs thousands of ops).
+fn engine_err_with(context: impl FnOnce() -> String) -> impl FnOnce(wasmtime::Error) -> Error {
+    move |source| Error::Engine {
+        context: context(),
+        source,
+    }
+}
+
 fn fail(context: impl Into<String>, message: impl std::fmt::Display) -> Error {
     Error::Engine {
         context: context.into(),
@@ -107,7 +115,7 @@ fn slot_func<T: Send + 'static>(
                 .shared
                 .host
                 .get(&mut store, module, name)
-                .map_err(engine_err(format!("host function {module}.{name}")))?;
+                .map_err(engine_err_with(|| format!("host function {module}.{name}")))?;
             Some(e.into_func().ok_or_else(|| {
                 fail(
                     "setting a table slot",
@@ -131,18 +139,20 @@ fn set_slot(
         .and_then(|r| r.as_func().flatten().copied());
     table
         .set(&mut store, slot, Ref::Func(f))
-        .map_err(engine_err(format!("setting table slot {slot}")))?;
+        .map_err(engine_err_with(|| format!("setting table slot {slot}")))?;
     undo.slots.push((slot, old));
     Ok(())
 }
 
+/// The extern for one import binding. `g` is the group, locked once for a whole import
+/// list (making host functions and reading exports never re-enter guest code).
 fn binding<T: Send + 'static>(
     program: &Program<T>,
     mut store: impl AsContextMut<Data = T>,
+    g: &mut crate::Group,
     b: &Binding,
     memory64: bool,
 ) -> Result<Extern, Error> {
-    let g = lock(&program.group);
     let missing = |what: String| fail("instantiating", format_args!("{what} does not exist yet"));
     Ok(match b {
         Binding::Memory => g
@@ -164,7 +174,6 @@ fn binding<T: Send + 'static>(
                 .instances
                 .get(module)
                 .ok_or_else(|| missing(format!("module {module}")))?;
-            drop(g);
             inst.get_export(&mut store, name).ok_or_else(|| {
                 fail(
                     "instantiating",
@@ -178,12 +187,10 @@ fn binding<T: Send + 'static>(
                 .get(gen_id)
                 .ok_or_else(|| missing(format!("generated module {gen_id}")))?
                 .0;
-            drop(g);
             inst.get_export(&mut store, name)
                 .ok_or_else(|| missing(format!("trampoline {name}")))?
         }
         Binding::Dl { func, caller } => {
-            drop(g);
             dl::host_func(program, store, *func, *caller, memory64).into()
         }
         Binding::TrampolineTable { .. } => {
@@ -192,41 +199,25 @@ fn binding<T: Send + 'static>(
                 "a trampoline table is only for generated modules",
             ));
         }
-        Binding::ThreadSpawn => {
-            drop(g);
-            crate::threads::spawn_func(program, store).into()
-        }
-        Binding::AfterWait => {
-            drop(g);
-            crate::threads::after_wait_func(program, store).into()
-        }
-        Binding::CatchUp => {
-            drop(g);
-            crate::threads::catch_up_func(program, store).into()
-        }
+        Binding::ThreadSpawn => crate::threads::spawn_func(program, store).into(),
+        Binding::AfterWait => crate::threads::after_wait_func(program, store).into(),
+        Binding::CatchUp => crate::threads::catch_up_func(program, store).into(),
         Binding::Seen => match g.seen_global {
             Some(seen) => seen.into(),
             None => {
-                drop(g);
                 let ty = GlobalType::new(wasmtime::ValType::I32, Mutability::Var);
                 let seen = Global::new(&mut store, ty, Val::I32(0))
                     .map_err(engine_err("creating the group's safe-point global"))?;
-                lock(&program.group).seen_global = Some(seen);
+                g.seen_global = Some(seen);
                 seen.into()
             }
         },
-        Binding::Trap { symbol, ty } => {
-            drop(g);
-            trap_func(program, store, symbol, ty, true).into()
-        }
-        Binding::Host { module, name } => {
-            drop(g);
-            program
-                .shared
-                .host
-                .get(&mut store, module, name)
-                .map_err(engine_err(format!("host import {module}.{name}")))?
-        }
+        Binding::Trap { symbol, ty } => trap_func(program, store, symbol, ty, true).into(),
+        Binding::Host { module, name } => program
+            .shared
+            .host
+            .get(&mut store, module, name)
+            .map_err(engine_err_with(|| format!("host import {module}.{name}")))?,
     })
 }
 
@@ -330,7 +321,9 @@ pub(crate) fn apply<T: Send + 'static>(
                     ));
                 }
                 mem.grow(&mut store, to_pages - from_pages)
-                    .map_err(engine_err(format!("growing memory to {to_pages} pages")))?;
+                    .map_err(engine_err_with(|| {
+                        format!("growing memory to {to_pages} pages")
+                    }))?;
             }
             Op::GrowTable { from, to } => {
                 let table = lock(&program.group)
@@ -345,7 +338,9 @@ pub(crate) fn apply<T: Send + 'static>(
                 }
                 table
                     .grow(&mut store, to - from, Ref::Func(None))
-                    .map_err(engine_err(format!("growing the table to {to} slots")))?;
+                    .map_err(engine_err_with(|| {
+                        format!("growing the table to {to} slots")
+                    }))?;
             }
             Op::CreateGlobal {
                 global,
@@ -362,7 +357,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     },
                 );
                 let g = Global::new(&mut store, gt, int_val(*ty, *value))
-                    .map_err(engine_err(format!("creating global {global}")))?;
+                    .map_err(engine_err_with(|| format!("creating global {global}")))?;
                 let mut grp = lock(&program.group);
                 if grp.globals.len() <= global.index() {
                     grp.globals.resize(global.index() + 1, None);
@@ -379,7 +374,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     _ => ValType::I32,
                 };
                 g.set(&mut store, int_val(ty, *value))
-                    .map_err(engine_err(format!("setting {global}")))?;
+                    .map_err(engine_err_with(|| format!("setting {global}")))?;
             }
             Op::CreateTag { tag, ty } => {
                 let tt = TagType::new(func_type(&engine, ty));
@@ -406,6 +401,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 let module = crate::compile(&engine, bytes, "a generated trampoline module")?;
                 let mut externs: Vec<Extern> = Vec::with_capacity(imports.len());
                 let mut own = None;
+                let mut g = lock(&program.group);
                 for b in imports {
                     if let Binding::TrampolineTable { slots } = b {
                         let ty = TableType::new(RefType::FUNCREF, *slots, None);
@@ -414,9 +410,10 @@ pub(crate) fn apply<T: Send + 'static>(
                         own = Some(t);
                         externs.push(t.into());
                     } else {
-                        externs.push(binding(program, &mut store, b, ctx.memory64)?);
+                        externs.push(binding(program, &mut store, &mut g, b, ctx.memory64)?);
                     }
                 }
+                drop(g);
                 let inst = Instance::new(&mut store, &module, &externs)
                     .map_err(engine_err("instantiating trampolines"))?;
                 lock(&program.group).generated.insert(*gen_id, (inst, own));
@@ -430,17 +427,20 @@ pub(crate) fn apply<T: Send + 'static>(
                         fail("instantiating", format_args!("{module} was never compiled"))
                     })?;
                 let mut externs = Vec::with_capacity(imports.len());
-                for b in imports {
-                    externs.push(binding(program, &mut store, b, ctx.memory64)?);
+                let mut g = lock(&program.group);
+                for b in imports.iter() {
+                    externs.push(binding(program, &mut store, &mut g, b, ctx.memory64)?);
                 }
+                drop(g);
                 if tracing::enabled!(target: "dylink::bindings", tracing::Level::DEBUG) {
                     let path = ctx.path(*module);
-                    for (imp, b) in compiled.imports().zip(imports) {
+                    for (imp, b) in compiled.imports().zip(imports.iter()) {
                         tracing::debug!(target: "dylink::bindings", "{path}: {}.{} -> {b}", imp.module(), imp.name());
                     }
                 }
-                let inst = Instance::new(&mut store, &compiled, &externs)
-                    .map_err(engine_err(format!("instantiating {}", ctx.path(*module))))?;
+                let inst = Instance::new(&mut store, &compiled, &externs).map_err(
+                    engine_err_with(|| format!("instantiating {}", ctx.path(*module))),
+                )?;
                 lock(&program.group).instances.insert(*module, inst);
                 undo.instances.push(*module);
             }
@@ -483,14 +483,16 @@ pub(crate) fn apply<T: Send + 'static>(
                 let inst = lock(&program.group).instances[module];
                 let f = inst
                     .get_typed_func::<(), ()>(&mut store, func.export_name())
-                    .map_err(engine_err(format!("{module}: {}", func.export_name())))?;
+                    .map_err(engine_err_with(|| {
+                        format!("{module}: {}", func.export_name())
+                    }))?;
                 let what = match func {
                     InitCall::CallCtors | InitCall::Initialize => "running constructors of",
                     InitCall::CallDtors => "running destructors of",
                     _ => "applying relocations of",
                 };
                 f.call(&mut store, ())
-                    .map_err(engine_err(format!("{what} {}", ctx.path(*module))))?;
+                    .map_err(engine_err_with(|| format!("{what} {}", ctx.path(*module))))?;
             }
             Op::InitTls { module, block } => {
                 let inst = lock(&program.group).instances[module];
@@ -507,7 +509,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     _ => Val::I32(block.0 as u32 as i32),
                 };
                 f.call(&mut store, &[arg], &mut [])
-                    .map_err(engine_err(format!("initialising TLS of {module}")))?;
+                    .map_err(engine_err_with(|| format!("initialising TLS of {module}")))?;
             }
             Op::Finalize { libc, dso } => {
                 let inst = lock(&program.group).instances[libc];

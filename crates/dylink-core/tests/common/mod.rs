@@ -214,7 +214,7 @@ impl Sim {
                         imports.len()
                     ));
                 }
-                for (imp, b) in info.imports.iter().zip(imports) {
+                for (imp, b) in info.imports.iter().zip(imports.iter()) {
                     check_binding(g, imp, b)
                         .map_err(|e| format!("import {}.{}: {e}", imp.module, imp.name))?;
                 }
