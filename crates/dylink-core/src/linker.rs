@@ -2491,7 +2491,6 @@ impl<'a> Txn<'a> {
             }
         };
         let index = self.trampolines.len();
-        self.trampolines.push(ty.clone());
         if let Some(value) = target {
             self.late.push(Op::SetTrampoline {
                 gen_id,
@@ -2503,12 +2502,14 @@ impl<'a> Txn<'a> {
             let p = self.pending_mut().entry(name.into()).or_default();
             p.trampolines.push((gen_id, index as u32));
             if p.ty.is_none() {
-                p.ty = Some(ty);
+                p.ty = Some(ty.clone());
             }
         }
+        self.trampolines.push(ty);
+        let mut buf = [0u8; 21];
         Binding::Generated {
             gen_id,
-            name: trampoline::export_name(index).into(),
+            name: trampoline::name_in(index, &mut buf).into(),
         }
     }
 }

@@ -43,7 +43,26 @@ pub fn can_forward(ty: &FuncType) -> bool {
 
 /// The name of trampoline `i`'s export.
 pub fn export_name(i: usize) -> String {
-    format!("t{i}")
+    let mut buf = [0u8; 21];
+    String::from(name_in(i, &mut buf))
+}
+
+/// `t{i}` written into `buf` without the formatting machinery: a program with tens of
+/// thousands of lazily bound imports names as many trampolines, twice each.
+pub(crate) fn name_in(i: usize, buf: &mut [u8; 21]) -> &str {
+    let mut k = buf.len();
+    let mut n = i;
+    loop {
+        k -= 1;
+        buf[k] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    k -= 1;
+    buf[k] = b't';
+    core::str::from_utf8(&buf[k..]).unwrap_or("t")
 }
 
 /// Encode a module that imports a funcref table of one entry per trampoline
@@ -137,8 +156,9 @@ pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
     module.section(&funcs);
 
     let mut exports = ExportSection::new();
+    let mut buf = [0u8; 21];
     for i in 0..types.len() {
-        exports.export(&export_name(i), ExportKind::Func, first + i as u32);
+        exports.export(name_in(i, &mut buf), ExportKind::Func, first + i as u32);
     }
     module.section(&exports);
 
@@ -246,6 +266,9 @@ mod tests {
         let info = crate::ModuleInfo::parse(&bytes).unwrap();
         assert_eq!(info.exports.len(), 3);
         assert_eq!(&*info.exports[1].name, "t1");
+        for i in [0, 7, 10, 99, 1234, usize::MAX] {
+            assert_eq!(export_name(i), alloc::format!("t{i}"));
+        }
         assert!(matches!(info.imports[0].ty, crate::ImportType::Table(t) if t.min == 3));
         // Multi-byte immediates: 300 trampolines, some with many parameters.
         let wide = FuncType::new(&[ValType::I64; 130], &[ValType::F32]);
