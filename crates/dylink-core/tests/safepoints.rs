@@ -42,29 +42,38 @@ fn validate(bytes: &[u8]) {
         .expect("rewritten module validates");
 }
 
+/// The operators of every function body.
+fn bodies(bytes: &[u8]) -> Vec<Vec<Operator<'_>>> {
+    Parser::new(0)
+        .parse_all(bytes)
+        .filter_map(|p| match p.unwrap() {
+            Payload::CodeSectionEntry(body) => Some(
+                body.get_operators_reader()
+                    .unwrap()
+                    .into_iter()
+                    .map(|o| o.unwrap())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// (function index of every `call`, whether a call to `hook` follows every wait) per body.
 fn calls_after_waits(bytes: &[u8], hook: u32) -> (Vec<u32>, usize, usize) {
     let (mut calls, mut waits, mut hooked) = (Vec::new(), 0, 0);
-    for payload in Parser::new(0).parse_all(bytes) {
-        if let Payload::CodeSectionEntry(body) = payload.unwrap() {
-            let ops: Vec<Operator> = body
-                .get_operators_reader()
-                .unwrap()
-                .into_iter()
-                .map(|o| o.unwrap())
-                .collect();
-            for (i, op) in ops.iter().enumerate() {
-                match op {
-                    Operator::Call { function_index } => calls.push(*function_index),
-                    Operator::MemoryAtomicWait32 { .. } | Operator::MemoryAtomicWait64 { .. } => {
-                        waits += 1;
-                        if matches!(ops.get(i + 1), Some(Operator::Call { function_index }) if *function_index == hook)
-                        {
-                            hooked += 1;
-                        }
+    for ops in bodies(bytes) {
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Operator::Call { function_index } => calls.push(*function_index),
+                Operator::MemoryAtomicWait32 { .. } | Operator::MemoryAtomicWait64 { .. } => {
+                    waits += 1;
+                    if matches!(ops.get(i + 1), Some(Operator::Call { function_index }) if *function_index == hook)
+                    {
+                        hooked += 1;
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
     }
@@ -192,51 +201,43 @@ const CALLER: &str = r#"
 /// these indices; every `global.get/set` index outside the checks.
 fn checks(bytes: &[u8], catch_up: u32, seen: u32, counter: u32) -> (usize, usize, Vec<u32>) {
     let (mut indirect, mut checked, mut globals) = (0, 0, Vec::new());
-    for payload in Parser::new(0).parse_all(bytes) {
-        if let Payload::CodeSectionEntry(body) = payload.unwrap() {
-            let ops: Vec<Operator> = body
-                .get_operators_reader()
-                .unwrap()
-                .into_iter()
-                .map(|o| o.unwrap())
-                .collect();
-            let mut i = 0;
-            while i < ops.len() {
-                let check = ops.get(i..i + 7).is_some_and(|w| {
-                    matches!(w[0], Operator::GlobalGet { global_index } if global_index == counter)
-                        && matches!(w[1], Operator::I32AtomicLoad { .. })
-                        && matches!(w[2], Operator::GlobalGet { global_index } if global_index == seen)
-                        && matches!(w[3], Operator::I32Ne)
-                        && matches!(w[4], Operator::If { .. })
-                        && matches!(w[5], Operator::Call { function_index } if function_index == catch_up)
-                        && matches!(w[6], Operator::End)
-                });
-                if check {
-                    i += 7;
-                    // The check sits right before an indirect call, or before the operands
-                    // of nothing else.
-                    assert!(matches!(
-                        ops[i],
-                        Operator::CallIndirect { .. }
-                            | Operator::ReturnCallIndirect { .. }
-                            | Operator::CallRef { .. }
-                            | Operator::ReturnCallRef { .. }
-                    ));
-                    checked += 1;
-                    continue;
-                }
-                match ops[i] {
+    for ops in bodies(bytes) {
+        let mut i = 0;
+        while i < ops.len() {
+            let check = ops.get(i..i + 7).is_some_and(|w| {
+                matches!(w[0], Operator::GlobalGet { global_index } if global_index == counter)
+                    && matches!(w[1], Operator::I32AtomicLoad { .. })
+                    && matches!(w[2], Operator::GlobalGet { global_index } if global_index == seen)
+                    && matches!(w[3], Operator::I32Ne)
+                    && matches!(w[4], Operator::If { .. })
+                    && matches!(w[5], Operator::Call { function_index } if function_index == catch_up)
+                    && matches!(w[6], Operator::End)
+            });
+            if check {
+                i += 7;
+                // The check sits right before an indirect call, or before the operands
+                // of nothing else.
+                assert!(matches!(
+                    ops[i],
                     Operator::CallIndirect { .. }
-                    | Operator::ReturnCallIndirect { .. }
-                    | Operator::CallRef { .. }
-                    | Operator::ReturnCallRef { .. } => indirect += 1,
-                    Operator::GlobalGet { global_index } | Operator::GlobalSet { global_index } => {
-                        globals.push(global_index)
-                    }
-                    _ => {}
-                }
-                i += 1;
+                        | Operator::ReturnCallIndirect { .. }
+                        | Operator::CallRef { .. }
+                        | Operator::ReturnCallRef { .. }
+                ));
+                checked += 1;
+                continue;
             }
+            match ops[i] {
+                Operator::CallIndirect { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::CallRef { .. }
+                | Operator::ReturnCallRef { .. } => indirect += 1,
+                Operator::GlobalGet { global_index } | Operator::GlobalSet { global_index } => {
+                    globals.push(global_index)
+                }
+                _ => {}
+            }
+            i += 1;
         }
     }
     (indirect, checked, globals)
