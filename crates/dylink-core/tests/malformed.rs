@@ -204,3 +204,45 @@ fn wasm64_modules_use_i64_everywhere_and_do_not_mix_with_wasm32() {
         "{err}"
     );
 }
+
+#[test]
+fn an_export_named_twice_is_an_error_at_its_second_occurrence() {
+    use wasm_encoder::{CodeSection, ExportKind, ExportSection, Function, FunctionSection};
+    let mut m = wasm_encoder::Module::new();
+    let mut types = wasm_encoder::TypeSection::new();
+    types.ty().function([], []);
+    m.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    m.section(&funcs);
+    let mut exports = ExportSection::new();
+    for name in ["b", "a", "c", "a"] {
+        exports.export(name, ExportKind::Func, 0);
+    }
+    m.section(&exports);
+    let mut code = CodeSection::new();
+    let mut f = Function::new([]);
+    f.instruction(&wasm_encoder::Instruction::End);
+    code.function(&f);
+    m.section(&code);
+    let bytes = m.finish();
+    match ModuleInfo::parse(&bytes) {
+        Err(ParseError::Malformed { offset, message }) => {
+            assert_eq!(message, "export `a` appears twice");
+            // The fourth export's entry: after the third's name `c`.
+            let c = bytes.windows(2).rposition(|w| w == [1, b'c']).unwrap();
+            assert!(offset > c, "offset {offset} is the second `a`");
+        }
+        other => panic!("expected a malformed-module error, got {other:?}"),
+    }
+}
+
+#[test]
+fn exports_are_found_by_name() {
+    let info = ModuleInfo::parse(&valid_side()).unwrap();
+    for e in &info.exports {
+        assert_eq!(info.export(&e.name).unwrap().name, e.name);
+    }
+    assert!(info.export("nope").is_none());
+    assert!(info.export("").is_none());
+}
