@@ -1297,3 +1297,112 @@ fn stale_plans_are_refused() {
     commit(&mut l, a);
     assert_eq!(l.commit(b).unwrap_err(), Error::StalePlan);
 }
+
+#[test]
+fn a_threaded_program_gets_a_commit_counter_and_its_safe_points_are_bound() {
+    // A library that calls through a function pointer and calls `later`, which nothing
+    // defines yet (a trampoline).
+    let caller = wat(r#"(module
+      (@dylink.0 (mem-info (memory 16 2)))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (import "env" "__memory_base" (global i32))
+      (import "env" "later" (func $later (param i32) (result i32)))
+      (type $t (func (param i32) (result i32)))
+      (func (export "call") (param i32) (result i32)
+        (call $later (call_indirect (type $t) (i32.const 1) (local.get 0)))))"#);
+    let main = wat(r#"(module
+      (@dylink.0 (mem-info (memory 0 0)) (needed "libcaller.so"))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (func (export "_start")))"#);
+    let src = source(&[("/lib/libcaller.so", caller)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let ops = plan.ops.clone();
+    commit(&mut l, plan);
+
+    let counter = l
+        .commit_counter()
+        .expect("a shared-memory program has a counter");
+    assert_eq!(counter % 8, 0);
+    let (dlerror, _) = l.dlerror_buffer(MAIN_GROUP).unwrap();
+    assert!(counter + 8 <= dlerror.0, "placed before the dlerror buffer");
+    for m in l.modules() {
+        let end = m.memory_base + m.memory_size;
+        assert!(
+            counter + 8 <= m.memory_base || counter >= end,
+            "{} overlaps",
+            m.path
+        );
+    }
+
+    // The library's appended imports: catch-up, its group's `seen`, the counter's address.
+    let lib = ModuleId(1);
+    let info = sim.modules[&lib].clone();
+    let bindings = ops
+        .iter()
+        .find_map(|o| match o {
+            Op::Instantiate { module, imports } if *module == lib => Some(imports.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let role = |r: ImportRole| info.imports.iter().position(|i| i.role == r).unwrap();
+    assert_eq!(bindings[role(ImportRole::CatchUp)], Binding::CatchUp);
+    assert_eq!(bindings[role(ImportRole::Seen)], Binding::Seen);
+    assert_eq!(
+        got_value(&ops, &sim, MAIN_GROUP, lib, "dylink", "commit_counter"),
+        Some(counter)
+    );
+    // The trampoline for `later` checks too: it imports the memory and the same three.
+    let tramp = ops
+        .iter()
+        .find_map(|o| match o {
+            Op::InstantiateGenerated { imports, bytes, .. } => {
+                Some((imports.clone(), bytes.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(matches!(
+        &tramp.0[1..],
+        [
+            Binding::Memory,
+            Binding::CatchUp,
+            Binding::Seen,
+            Binding::Global(_)
+        ]
+    ));
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&tramp.1)
+        .expect("checked trampolines validate");
+
+    // A program without a shared memory has none of it.
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let unshared = |s: &str| wat(&s.replace(" 1 100 shared", " 1"));
+    let src = source(&[(
+        "/lib/libcaller.so",
+        unshared(
+            r#"(module
+      (@dylink.0 (mem-info (memory 16 2)))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (type $t (func (param i32) (result i32)))
+      (func (export "call") (param i32) (result i32)
+        (call_indirect (type $t) (i32.const 1) (local.get 0))))"#,
+        ),
+    )]);
+    let main = unshared(
+        r#"(module
+      (@dylink.0 (mem-info (memory 0 0)) (needed "libcaller.so"))
+      (import "env" "memory" (memory 1 100 shared))
+      (import "env" "__indirect_function_table" (table 0 funcref))
+      (func (export "_start")))"#,
+    );
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    assert!(!plan.ops.iter().any(|o| matches!(o, Op::Instantiate { imports, .. } if imports.iter().any(|b| matches!(b, Binding::CatchUp | Binding::Seen)))));
+    commit(&mut l, plan);
+    assert_eq!(l.commit_counter(), None);
+}

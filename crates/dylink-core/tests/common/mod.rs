@@ -196,6 +196,11 @@ impl Sim {
                     Some(Binding::TrampolineTable { slots }) => *slots as usize,
                     _ => return Err("a generated module imports its own table".into()),
                 };
+                for (imp, b) in info.imports.iter().zip(imports.iter()).skip(1) {
+                    check_binding(g, imp, b).map_err(|e| {
+                        format!("trampoline import {}.{}: {e}", imp.module, imp.name)
+                    })?;
+                }
                 g.generated.insert(*gen_id, (info, vec![None; n]));
             }
             Op::Instantiate { module, imports } => {
@@ -323,8 +328,20 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
                 .ok_or("no such trampoline".into())
         }
         (
-            Binding::Dl { .. } | Binding::ThreadSpawn | Binding::Trap { .. } | Binding::Host { .. },
+            Binding::Dl { .. }
+            | Binding::ThreadSpawn
+            | Binding::AfterWait
+            | Binding::CatchUp
+            | Binding::Trap { .. }
+            | Binding::Host { .. },
             ImportType::Func(_),
+        ) => Ok(()),
+        (
+            Binding::Seen,
+            ImportType::Global {
+                ty: ValType::I32,
+                mutable: true,
+            },
         ) => Ok(()),
         (Binding::Host { .. }, _) => Ok(()),
         (Binding::TrampolineTable { .. }, ImportType::Table(_)) => Ok(()),
