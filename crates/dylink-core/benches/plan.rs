@@ -1,9 +1,11 @@
 //! Planning cost without any engine: `cargo bench -p dylink-core --bench plan`.
 //!
 //! Synthetic programs of N side modules, each exporting 50 functions and 50 data symbols and
-//! importing 50 functions and 50 data symbols (half through `GOT.func`) from its neighbour,
-//! so every module needs a trampoline or a direct binding and every `GOT.*` entry is
-//! resolved. Prints the median of several runs per N, and the cost per symbol.
+//! importing 50 functions and 50 data symbols (half through `GOT.func`) from a neighbour,
+//! so every `GOT.*` entry is resolved. Each N runs twice: importing from the next module,
+//! instantiated later, so every function import gets a trampoline (the worst case), and from
+//! the previous one, as when dependencies load first (imports bound directly). Prints the
+//! median of several runs per N, and the cost per symbol.
 
 // The counting allocator below is the only unsafe code in the project: a bench-only measurement.
 #![allow(unsafe_code)]
@@ -35,8 +37,21 @@ static GLOBAL: Counting = Counting;
 
 const EXPORTS: usize = 50; // functions; as many data symbols again
 
-fn side_module(i: usize, n: usize) -> Arc<[u8]> {
-    let j = (i + 1) % n;
+/// Which neighbour a module imports from.
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    /// The next one, instantiated after the importer: every function import is bound to a
+    /// trampoline (the worst case).
+    DefinerLater,
+    /// The previous one, as when a library's dependencies load first: imports bind directly.
+    DefinerFirst,
+}
+
+fn side_module(i: usize, n: usize, order: Order) -> Arc<[u8]> {
+    let j = match order {
+        Order::DefinerLater => (i + 1) % n,
+        Order::DefinerFirst => (i + n - 1) % n,
+    };
     let mut w = String::new();
     write!(
         w,
@@ -83,11 +98,11 @@ fn side_module(i: usize, n: usize) -> Arc<[u8]> {
     wat::parse_str(&w).unwrap().into()
 }
 
-fn program(n: usize) -> (Arc<[u8]>, MemorySource) {
+fn program(n: usize, order: Order) -> (Arc<[u8]>, MemorySource) {
     let mut src = MemorySource::new();
     let mut needed = String::new();
     for i in 0..n {
-        src.insert(&format!("/lib/lib{i}.so"), side_module(i, n));
+        src.insert(&format!("/lib/lib{i}.so"), side_module(i, n, order));
         write!(needed, " \"lib{i}.so\"").unwrap();
     }
     let main = format!(
@@ -126,8 +141,11 @@ fn main() {
         "plan_ms: startup plan (parse + search + layout + resolve) of N side modules, {} symbols each",
         EXPORTS * 4
     );
-    for n in sizes {
-        let (main, src) = program(n);
+    for (n, order) in sizes
+        .iter()
+        .flat_map(|&n| [(n, Order::DefinerLater), (n, Order::DefinerFirst)])
+    {
+        let (main, src) = program(n, order);
         let mut times = Vec::new();
         let mut ops = 0;
         let mut allocs = 0;
@@ -145,7 +163,11 @@ fn main() {
         let m = median(times);
         let symbols = n * EXPORTS * 4;
         println!(
-            "  N={n:5}: {:8.3} ms median of {runs}, {ops} ops, {:.0} ns and {:.1} allocations per symbol",
+            "  N={n:5}, {}: {:8.3} ms median of {runs}, {ops} ops, {:.0} ns and {:.1} allocations per symbol",
+            match order {
+                Order::DefinerLater => "definers later (trampolines)",
+                Order::DefinerFirst => "definers first (direct)     ",
+            },
             m.as_secs_f64() * 1e3,
             m.as_secs_f64() * 1e9 / symbols as f64,
             allocs as f64 / symbols as f64
@@ -155,7 +177,7 @@ fn main() {
 
 #[allow(dead_code)]
 fn phases() {
-    let (main, src) = program(1000);
+    let (main, src) = program(1000, Order::DefinerLater);
     let bytes: Vec<_> = (0..1000)
         .map(|i| src.read(&format!("/lib/lib{i}.so")).unwrap().unwrap())
         .collect();
