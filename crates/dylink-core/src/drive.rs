@@ -58,7 +58,11 @@ pub trait Applier {
     fn apply(&mut self, ops: &[Op], ctx: &ApplyCtx<'_>) -> Result<(), Self::Error>;
     /// Undo what the [`Phase::Structural`] ops applied so far.
     fn rollback(&mut self);
-    /// Called after every commit, before the plan's first guest call: host state that
+    /// Called right after every commit (a plan's, and the cleanup of a failed load), with
+    /// the linker lock still held: the adapter tells the other groups there is something
+    /// to catch up with (the commit counter the safe points read, [`crate::safepoints`]).
+    fn committed(&mut self) {}
+    /// Called after the commit, before the plan's first guest call: host state that
     /// constructors need (WASI learning the memory) is set up here, once.
     fn before_guest_calls(&mut self) -> Result<(), Self::Error> {
         Ok(())
@@ -125,6 +129,7 @@ pub fn drive<G: DerefMut<Target = Linker>, A: Applier>(
     }
     let diagnostics = plan.diagnostics.clone();
     let outcome = core.commit(plan)?;
+    applier.committed();
     drop(core);
     applier.warnings(&diagnostics);
     applier.before_guest_calls()?;
@@ -150,8 +155,8 @@ pub fn drive<G: DerefMut<Target = Linker>, A: Applier>(
                 memory64,
                 phase: Phase::Cleanup,
             };
-            if applier.apply(&ops, &ctx).is_ok() {
-                let _ = core.commit(plan);
+            if applier.apply(&ops, &ctx).is_ok() && core.commit(plan).is_ok() {
+                applier.committed();
             }
         }
     }

@@ -378,10 +378,7 @@ impl Program {
             store: store.as_store_mut(),
             undo: apply::Undo::default(),
         };
-        let ran = dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver);
-        // Also after a failed load's cleanup commit.
-        self.committed(store);
-        ran
+        dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver)
     }
 
     /// A new instance group for another thread: every loaded module instantiated in `store`
@@ -760,9 +757,12 @@ impl Applier for Driver<'_, '_> {
         );
     }
 
-    fn before_guest_calls(&mut self) -> Result<(), Error> {
-        // Committed: a thread woken from a wait or about to call indirectly must catch up.
+    fn committed(&mut self) {
+        // A thread woken from a wait or about to call indirectly must catch up.
         self.program.committed(&self.store);
+    }
+
+    fn before_guest_calls(&mut self) -> Result<(), Error> {
         let Some(hook) = lock(&self.program.shared.before_init).take() else {
             return Ok(());
         };

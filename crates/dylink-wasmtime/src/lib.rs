@@ -370,10 +370,7 @@ impl<T: Send + 'static> Program<T> {
             store,
             undo: apply::Undo::default(),
         };
-        let ran = dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver);
-        // Also after a failed load's cleanup commit.
-        self.committed();
-        ran
+        dylink_core::drive::drive(core, || lock(&self.shared.core), plan, &mut driver)
     }
 
     /// A new instance group for another thread: every loaded module instantiated in `store`
@@ -716,10 +713,9 @@ impl<T: Send + 'static, S: AsContextMut<Data = T>> Applier for Driver<'_, T, S> 
         applied
     }
 
-    fn before_guest_calls(&mut self) -> Result<(), Error> {
-        // Committed: a thread woken from a wait or about to call indirectly must catch up.
+    fn committed(&mut self) {
+        // A thread woken from a wait or about to call indirectly must catch up.
         self.program.committed();
-        Ok(())
     }
 
     fn rollback(&mut self) {
