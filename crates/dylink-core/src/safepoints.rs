@@ -156,9 +156,7 @@ fn add_safe_points(bytes: &[u8], info: &ModuleInfo, needs: Needs) -> Result<Vec<
     let catch_up = needs.indirect_calls.then_some((funcs + k, types + k));
     let mut r = Hooker {
         imported_funcs: info.imported_funcs,
-        added_funcs: k + catch_up.is_some() as u32,
         imported_globals,
-        added_globals: if needs.indirect_calls { 2 } else { 0 },
         wait_hook,
         catch_up,
         memory64: info.memory64,
@@ -175,9 +173,7 @@ fn add_safe_points(bytes: &[u8], info: &ModuleInfo, needs: Needs) -> Result<Vec<
 
 struct Hooker {
     imported_funcs: u32,
-    added_funcs: u32,
     imported_globals: u32,
-    added_globals: u32,
     /// (function index, type index) of `dylink.after_wait`.
     wait_hook: Option<(u32, u32)>,
     /// (function index, type index) of `dylink.catch_up`.
@@ -187,6 +183,16 @@ struct Hooker {
 }
 
 impl Hooker {
+    /// Function imports appended: the wait hook, the catch-up.
+    fn added_funcs(&self) -> u32 {
+        self.wait_hook.is_some() as u32 + self.catch_up.is_some() as u32
+    }
+
+    /// Global imports appended: `seen` and the counter's address, with the catch-up.
+    fn added_globals(&self) -> u32 {
+        2 * self.catch_up.is_some() as u32
+    }
+
     fn seen_global(&self) -> u32 {
         self.imported_globals
     }
@@ -248,7 +254,7 @@ impl Reencode for Hooker {
 
     fn function_index(&mut self, func: u32) -> Result<u32, reencode::Error<&'static str>> {
         Ok(if func >= self.imported_funcs {
-            func + self.added_funcs
+            func + self.added_funcs()
         } else {
             func
         })
@@ -256,7 +262,7 @@ impl Reencode for Hooker {
 
     fn global_index(&mut self, global: u32) -> Result<u32, reencode::Error<&'static str>> {
         Ok(if global >= self.imported_globals {
-            global + self.added_globals
+            global + self.added_globals()
         } else {
             global
         })
