@@ -1061,7 +1061,7 @@ fn threads_that_come_and_go_leave_nothing_behind() {
     let mut sim = Sim::default();
     let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
     commit(&mut l, plan);
-    let mut cycle = |l: &mut Linker, sim: &mut Sim| {
+    let cycle = |l: &mut Linker, sim: &mut Sim| {
         let plan = l.plan_group(facts(sim)).unwrap();
         let g = plan.group();
         sim.apply(&plan).unwrap();
