@@ -51,6 +51,7 @@ mod index;
 mod layout;
 mod linker;
 mod module;
+mod name;
 pub mod path;
 mod plan;
 mod prelude;

@@ -2625,7 +2625,7 @@ impl<'a> Txn<'a> {
             let funcs: HashMap<&str, &Import> = if info
                 .imports
                 .iter()
-                .any(|i| matches!(i.role, ImportRole::GotFunc(_)))
+                .any(|i| matches!(i.role, ImportRole::GotFunc))
             {
                 info.imports
                     .iter()
@@ -2728,11 +2728,11 @@ impl<'a> Txn<'a> {
                 };
                 Binding::Global(self.const_global(import_ty, true, v))
             }
-            ImportRole::GotMem(sym) if &**sym == "__dso_handle" && info.needs_own_dso() => {
+            ImportRole::GotMem if &*imp.name == "__dso_handle" && info.needs_own_dso() => {
                 let dso = dso_handle(self.module(m)).unwrap_or(0);
                 Binding::Global(self.const_global(import_ty, true, dso))
             }
-            ImportRole::Layout(_) | ImportRole::GotMem(_) => {
+            ImportRole::Layout(_) | ImportRole::GotMem => {
                 let sym = &*imp.name;
                 match self.lookup(sym, m) {
                     Some(def) => match self.data_address(def, m, sym) {
@@ -2769,10 +2769,11 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
-            ImportRole::GotFunc(sym) => {
+            ImportRole::GotFunc => {
+                let sym = &imp.name;
                 let own = funcs.get(&**sym).copied();
                 let want = own.and_then(|i| match (&i.role, &i.ty) {
-                    (ImportRole::Func(_), ImportType::Func(t)) => Some(info.func_type(*t).clone()),
+                    (ImportRole::Func, ImportType::Func(t)) => Some(info.func_type(*t).clone()),
                     _ => None,
                 });
                 // `&f` of a function the module imports from another namespace (a host
@@ -2821,7 +2822,8 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
-            ImportRole::Func(sym) => {
+            ImportRole::Func => {
+                let sym = &imp.name;
                 let ImportType::Func(t) = imp.ty else {
                     unreachable!("classified as a function")
                 };
@@ -2885,7 +2887,8 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
-            ImportRole::Global(sym) => {
+            ImportRole::Global => {
+                let sym = &imp.name;
                 let ImportType::Global { ty, mutable } = imp.ty else {
                     unreachable!("classified as a global")
                 };
@@ -2910,7 +2913,8 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
-            ImportRole::Tag(name) => {
+            ImportRole::Tag => {
+                let name = &imp.name;
                 let ImportType::Tag(t) = imp.ty else {
                     unreachable!("classified as a tag")
                 };

@@ -6,16 +6,14 @@ use core::fmt;
 
 use smallvec::SmallVec;
 use wasmparser::{
-    CompositeInnerType, Dylink0Subsection, ExternalKind, KnownCustom, Operator, Parser, Payload,
-    TypeRef,
+    BinaryReader, CompositeInnerType, Dylink0Subsection, ExternalKind, KnownCustom, Operator,
+    Parser, Payload, TypeRef,
 };
 
 use crate::error::{ParseError as Error, Warning};
 use crate::prelude::*;
 
-/// A shared, immutable name (symbol, import field, export): cloning it costs a reference
-/// count, so plans and the symbol table can hold names without copying them.
-pub type Name = Arc<str>;
+pub use crate::name::Name;
 
 /// A value type, as far as the linker needs to tell types apart.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -268,23 +266,23 @@ pub enum ImportRole {
     TableBase,
     /// `env.__table_base32` (older wasm64 LLVM)
     TableBase32,
-    /// `GOT.mem.<sym>`: absolute address of a data symbol.
-    GotMem(Name),
+    /// `GOT.mem.<sym>`: absolute address of a data symbol (the import's name).
+    GotMem,
     /// `GOT.mem.__heap_base` and the other layout globals.
     Layout(LayoutGlobal),
-    /// `GOT.func.<sym>`: function pointer (table slot) of a function.
-    GotFunc(Name),
+    /// `GOT.func.<sym>`: function pointer (table slot) of a function (the import's name).
+    GotFunc,
     /// `env.__cpp_exception`, `env.__c_longjmp` or another `env` tag shared by all modules.
-    Tag(Name),
+    Tag,
     /// `env.dlopen` and friends: served by the adapter.
     Dl(DlFunc),
     /// `wasi.thread-spawn: (i32) -> i32` (wasi-threads): served by the adapter, which starts
     /// a new instance group on a new thread and calls `wasi_thread_start(tid, arg)` there.
     ThreadSpawn,
     /// `env.<func>`: a function from another module or the host.
-    Func(Name),
+    Func,
     /// `env.<global>` that is none of the above: from another module's export or the host.
-    Global(Name),
+    Global,
     /// `dylink.after_wait: (i32) -> i32`, the safe point the core puts after every
     /// `memory.atomic.wait` (see [`crate::safepoints`]): the adapter catches the calling group up
     /// and returns the argument.
@@ -705,11 +703,10 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::ImportSection(reader) => {
                 saw_section = true;
-                let mut namespace: Option<Name> = None;
-                info.imports.reserve(reader.count() as usize);
-                for imp in reader.into_imports_with_offsets() {
-                    let (offset, imp) = imp.map_err(from_wasm)?;
-                    let ty = match imp.ty {
+                let entries = import_entries(bytes, reader)?;
+                info.imports.reserve(entries.len());
+                for (offset, module, name, ty) in entries {
+                    let ty = match ty {
                         TypeRef::Func(t) | TypeRef::FuncExact(t) => {
                             check_func_type(&info, t, offset)?;
                             func_types.push(t);
@@ -719,7 +716,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                         TypeRef::Global(g) => {
                             let ty = ValType::from_wasm(g.content_type);
                             globals.push((ty, g.mutable, None));
-                            if imp.module == "env" && imp.name == "__table_base" {
+                            if &*module == "env" && &*name == "__table_base" {
                                 table_base_global = Some(globals.len() as u32 - 1);
                             }
                             ImportType::Global {
@@ -739,18 +736,9 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                             ImportType::Tag(t.func_type_idx)
                         }
                     };
-                    // Imports come grouped by namespace: share one name per run of them.
-                    let module = match &namespace {
-                        Some(ns) if &**ns == imp.module => ns.clone(),
-                        _ => {
-                            let ns: Name = imp.module.into();
-                            namespace = Some(ns.clone());
-                            ns
-                        }
-                    };
                     info.imports.push(Import {
                         module,
-                        name: imp.name.into(),
+                        name,
                         role: ImportRole::Host,
                         ty,
                         weak: false,
@@ -789,28 +777,30 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             Payload::GlobalSection(reader) => {
                 saw_section = true;
                 globals.reserve(reader.count() as usize);
-                for g in reader {
-                    let g = g.map_err(from_wasm)?;
-                    let ty = ValType::from_wasm(g.ty.content_type);
-                    globals.push((ty, g.ty.mutable, const_value(&g.init_expr)));
+                if !globals_fast(bytes, &reader, &mut globals) {
+                    for g in reader {
+                        let g = g.map_err(from_wasm)?;
+                        let ty = ValType::from_wasm(g.ty.content_type);
+                        globals.push((ty, g.ty.mutable, const_value(&g.init_expr)));
+                    }
                 }
             }
             Payload::ExportSection(reader) => {
                 saw_section = true;
-                info.exports.reserve(reader.count() as usize);
-                info.export_index.reserve(reader.count() as usize);
-                for e in reader.into_iter_with_offsets() {
-                    let (offset, e) = e.map_err(from_wasm)?;
-                    let kind = match e.kind {
+                let entries = export_entries(bytes, reader)?;
+                info.exports.reserve(entries.len());
+                info.export_index.reserve(entries.len());
+                for (offset, name, kind, index) in entries {
+                    let kind = match kind {
                         ExternalKind::Func | ExternalKind::FuncExact => {
                             let ty = *func_types
-                                .get(e.index as usize)
+                                .get(index as usize)
                                 .ok_or_else(|| bad(offset, "export of an unknown function"))?;
-                            ExportKind::Func { index: e.index, ty }
+                            ExportKind::Func { index, ty }
                         }
                         ExternalKind::Global => {
                             let &(ty, mutable, value) = globals
-                                .get(e.index as usize)
+                                .get(index as usize)
                                 .ok_or_else(|| bad(offset, "export of an unknown global"))?;
                             ExportKind::Global { ty, mutable, value }
                         }
@@ -819,9 +809,8 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                         ExternalKind::Tag => ExportKind::Tag(0),
                     };
                     let idx = info.exports.len() as u32;
-                    let name: Name = e.name.into();
                     if info.export_index.insert(name.clone(), idx).is_some() {
-                        return Err(bad(offset, format!("export `{}` appears twice", e.name)));
+                        return Err(bad(offset, format!("export `{name}` appears twice")));
                     }
                     info.exports.push(Export {
                         name,
@@ -895,6 +884,200 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
 
     read_init_exports(&mut info)?;
     Ok(info)
+}
+
+/// Wasm's limit on a name's length, as wasmparser applies it.
+const MAX_NAME: usize = 100_000;
+
+/// One import as read: its offset, namespace, field and type.
+type ImportEntry = (usize, Name, Name, TypeRef);
+/// One export as read: its offset, name, kind and index.
+type ExportEntry = (usize, Name, ExternalKind, u32);
+
+/// The import section's entries. The fast path copies every name into one buffer, checks it
+/// is UTF-8 once and shares it among the names; anything it does not expect (the compact
+/// encodings, an over-long name, malformed bytes) sends the whole section through
+/// wasmparser's reader, whose errors are the ones reported.
+fn import_entries(
+    bytes: &[u8],
+    reader: wasmparser::ImportSectionReader<'_>,
+) -> Result<Vec<ImportEntry>, Error> {
+    if let Some(entries) = import_entries_fast(bytes, &reader) {
+        return Ok(entries);
+    }
+    let mut out = Vec::with_capacity(reader.count() as usize);
+    for imp in reader.into_imports_with_offsets() {
+        let (offset, imp) = imp.map_err(from_wasm)?;
+        out.push((offset, imp.module.into(), imp.name.into(), imp.ty));
+    }
+    Ok(out)
+}
+
+fn import_entries_fast(
+    bytes: &[u8],
+    reader: &wasmparser::ImportSectionReader<'_>,
+) -> Option<Vec<ImportEntry>> {
+    let (mut r, range) = section_body(bytes, reader.range(), reader.count())?;
+    let count = reader.count() as usize;
+    let mut text = Vec::with_capacity(range.len());
+    let mut raw = Vec::with_capacity(count.min(range.len()));
+    let mut last_module: Option<(&[u8], (u32, u32))> = None;
+    for _ in 0..count {
+        let offset = r.original_position();
+        let module_bytes = read_name_bytes(&mut r)?;
+        // Imports come grouped by namespace: one copy per run of them.
+        let module = match last_module {
+            Some((b, span)) if b == module_bytes => span,
+            _ => {
+                let span = push_name(&mut text, module_bytes)?;
+                last_module = Some((module_bytes, span));
+                span
+            }
+        };
+        let name_bytes = read_name_bytes(&mut r)?;
+        if name_bytes.is_empty() {
+            // Possibly a compact encoding (an empty name, then 0x7E or 0x7F).
+            return None;
+        }
+        let name = push_name(&mut text, name_bytes)?;
+        let ty = r.read::<TypeRef>().ok()?;
+        raw.push((offset, module, name, ty));
+    }
+    if !r.eof() {
+        return None;
+    }
+    let text: Arc<str> = String::from_utf8(text).ok()?.into();
+    let name = |(a, b): (u32, u32)| Name::slice(&text, a as usize..b as usize);
+    raw.into_iter()
+        .map(|(offset, m, n, ty)| Some((offset, name(m)?, name(n)?, ty)))
+        .collect()
+}
+
+/// The export section's entries, read as [`import_entries`] reads imports.
+fn export_entries(
+    bytes: &[u8],
+    reader: wasmparser::ExportSectionReader<'_>,
+) -> Result<Vec<ExportEntry>, Error> {
+    if let Some(entries) = export_entries_fast(bytes, &reader) {
+        return Ok(entries);
+    }
+    let mut out = Vec::with_capacity(reader.count() as usize);
+    for e in reader.into_iter_with_offsets() {
+        let (offset, e) = e.map_err(from_wasm)?;
+        out.push((offset, e.name.into(), e.kind, e.index));
+    }
+    Ok(out)
+}
+
+fn export_entries_fast(
+    bytes: &[u8],
+    reader: &wasmparser::ExportSectionReader<'_>,
+) -> Option<Vec<ExportEntry>> {
+    let (mut r, range) = section_body(bytes, reader.range(), reader.count())?;
+    let count = reader.count() as usize;
+    let mut text = Vec::with_capacity(range.len());
+    let mut raw = Vec::with_capacity(count.min(range.len()));
+    for _ in 0..count {
+        let offset = r.original_position();
+        let name = push_name(&mut text, read_name_bytes(&mut r)?)?;
+        let kind = r.read::<ExternalKind>().ok()?;
+        if kind == ExternalKind::FuncExact {
+            return None;
+        }
+        let index = r.read_var_u32().ok()?;
+        raw.push((offset, name, kind, index));
+    }
+    if !r.eof() {
+        return None;
+    }
+    let text: Arc<str> = String::from_utf8(text).ok()?.into();
+    raw.into_iter()
+        .map(|(offset, (a, b), kind, index)| {
+            Some((
+                offset,
+                Name::slice(&text, a as usize..b as usize)?,
+                kind,
+                index,
+            ))
+        })
+        .collect()
+}
+
+/// A reader over a section's entries (after its count, which must be `count`), and their
+/// byte range.
+fn section_body(
+    bytes: &[u8],
+    range: core::ops::Range<usize>,
+    count: u32,
+) -> Option<(BinaryReader<'_>, core::ops::Range<usize>)> {
+    let mut r = BinaryReader::new(bytes.get(range.clone())?, range.start);
+    if r.read_var_u32().ok()? != count {
+        return None;
+    }
+    let body = r.original_position()..range.end;
+    Some((r, body))
+}
+
+fn read_name_bytes<'a>(r: &mut BinaryReader<'a>) -> Option<&'a [u8]> {
+    let len = r.read_var_u32().ok()? as usize;
+    if len > MAX_NAME {
+        return None;
+    }
+    r.read_bytes(len).ok()
+}
+
+fn push_name(text: &mut Vec<u8>, name: &[u8]) -> Option<(u32, u32)> {
+    let start = u32::try_from(text.len()).ok()?;
+    text.extend_from_slice(name);
+    Some((start, u32::try_from(text.len()).ok()?))
+}
+
+/// Reads a global section whose globals all have a number type and a one-instruction
+/// initialiser (`i32.const`, `i64.const`, `global.get`, as clang emits), appending to
+/// `globals`. `false`, with `globals` as before, for anything else: the caller then reads
+/// the section with wasmparser.
+fn globals_fast(
+    bytes: &[u8],
+    reader: &wasmparser::GlobalSectionReader<'_>,
+    globals: &mut Vec<(ValType, bool, Option<u64>)>,
+) -> bool {
+    let before = globals.len();
+    let ok = (|| {
+        let (mut r, _) = section_body(bytes, reader.range(), reader.count())?;
+        for _ in 0..reader.count() {
+            let ty = match r.read_u8().ok()? {
+                0x7F => ValType::I32,
+                0x7E => ValType::I64,
+                0x7D => ValType::F32,
+                0x7C => ValType::F64,
+                _ => return None,
+            };
+            let mutable = match r.read_u8().ok()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
+            let value = match r.read_u8().ok()? {
+                0x41 => Some(r.read_var_i32().ok()? as u32 as u64),
+                0x42 => Some(r.read_var_i64().ok()? as u64),
+                0x23 => {
+                    r.read_var_u32().ok()?;
+                    None
+                }
+                _ => return None,
+            };
+            if r.read_u8().ok()? != 0x0B {
+                return None;
+            }
+            globals.push((ty, mutable, value));
+        }
+        r.eof().then_some(())
+    })()
+    .is_some();
+    if !ok {
+        globals.truncate(before);
+    }
+    ok
 }
 
 fn check_func_type(info: &ModuleInfo, t: u32, offset: usize) -> Result<(), Error> {
@@ -979,12 +1162,12 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             pointer_global(true)?;
             match LayoutGlobal::from_name(name) {
                 Some(l) => ImportRole::Layout(l),
-                None => ImportRole::GotMem(imp.name.clone()),
+                None => ImportRole::GotMem,
             }
         }
         ("GOT.func", _) => {
             pointer_global(true)?;
-            ImportRole::GotFunc(imp.name.clone())
+            ImportRole::GotFunc
         }
         ("env", "memory") => match imp.ty {
             ImportType::Memory(_) => ImportRole::Memory,
@@ -1047,7 +1230,7 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             _ => return Err(wrong("a function `(i32) -> i32`")),
         },
         ("env", name) => match &imp.ty {
-            ImportType::Tag(_) => ImportRole::Tag(imp.name.clone()),
+            ImportType::Tag(_) => ImportRole::Tag,
             ImportType::Func(t) => match DlFunc::from_name(name) {
                 Some(dl) if *info.func_type(*t) == dl.signature(info.memory64) => {
                     ImportRole::Dl(dl)
@@ -1059,9 +1242,9 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
                         dl.name()
                     )));
                 }
-                None => ImportRole::Func(imp.name.clone()),
+                None => ImportRole::Func,
             },
-            ImportType::Global { .. } => ImportRole::Global(imp.name.clone()),
+            ImportType::Global { .. } => ImportRole::Global,
             ImportType::Memory(_) | ImportType::Table(_) => ImportRole::Host,
         },
         _ => ImportRole::Host,
@@ -1145,4 +1328,121 @@ fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
     }
     info.init = init;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// The slow paths, as the fast ones fall back to them.
+    fn slow(
+        bytes: &[u8],
+    ) -> (
+        Vec<ImportEntry>,
+        Vec<ExportEntry>,
+        Vec<(ValType, bool, Option<u64>)>,
+    ) {
+        let (mut imports, mut exports, mut globals) = (Vec::new(), Vec::new(), Vec::new());
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.unwrap() {
+                Payload::ImportSection(r) => {
+                    for i in r.into_imports_with_offsets() {
+                        let (o, i) = i.unwrap();
+                        imports.push((o, i.module.into(), i.name.into(), i.ty));
+                    }
+                }
+                Payload::ExportSection(r) => {
+                    for e in r.into_iter_with_offsets() {
+                        let (o, e) = e.unwrap();
+                        exports.push((o, e.name.into(), e.kind, e.index));
+                    }
+                }
+                Payload::GlobalSection(r) => {
+                    for g in r {
+                        let g = g.unwrap();
+                        let ty = ValType::from_wasm(g.ty.content_type);
+                        globals.push((ty, g.ty.mutable, const_value(&g.init_expr)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (imports, exports, globals)
+    }
+
+    fn fast(
+        bytes: &[u8],
+    ) -> (
+        Vec<ImportEntry>,
+        Vec<ExportEntry>,
+        Vec<(ValType, bool, Option<u64>)>,
+    ) {
+        let (mut imports, mut exports, mut globals) = (Vec::new(), Vec::new(), Vec::new());
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.unwrap() {
+                Payload::ImportSection(r) => imports = import_entries_fast(bytes, &r).unwrap(),
+                Payload::ExportSection(r) => exports = export_entries_fast(bytes, &r).unwrap(),
+                Payload::GlobalSection(r) => assert!(globals_fast(bytes, &r, &mut globals)),
+                _ => {}
+            }
+        }
+        (imports, exports, globals)
+    }
+
+    /// Every module the project builds (the conformance cases and examples, written by clang
+    /// and wasm-ld) reads the same through the fast paths as through wasmparser's readers.
+    #[test]
+    fn fast_section_readers_agree_with_wasmparser() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut stack = std::vec![root.join("conformance/cases"), root.join("examples")];
+        let mut seen = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                if !bytes.starts_with(b"\0asm\x01\0\0\0") {
+                    continue;
+                }
+                assert_eq!(fast(&bytes), slow(&bytes), "{}", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen > 50, "only {seen} modules found");
+    }
+
+    /// What the fast paths do not expect goes to wasmparser, and its errors are the ones
+    /// reported.
+    #[test]
+    fn unexpected_encodings_fall_back() {
+        // An empty import name (the compact encodings start with one).
+        let bytes =
+            wat::parse_str(r#"(module (import "env" "" (func)) (export "" (func 0)))"#).unwrap();
+        let info = ModuleInfo::parse(&bytes).unwrap();
+        assert_eq!(&*info.imports[0].name, "");
+        assert_eq!(&*info.exports[0].name, "");
+        // A non-constant global initialiser.
+        let bytes = wat::parse_str(
+            r#"(module (global i32 (i32.add (i32.const 1) (i32.const 2))) (global (export "g") i64 (i64.const -1)))"#,
+        )
+        .unwrap();
+        let info = ModuleInfo::parse(&bytes).unwrap();
+        assert!(matches!(
+            info.exports[0].kind,
+            ExportKind::Global {
+                value: Some(u64::MAX),
+                ..
+            }
+        ));
+        // A name that is not UTF-8: wasmparser's error.
+        let mut bytes = wat::parse_str(r#"(module (import "env" "ab" (func)))"#).unwrap();
+        let at = bytes.windows(2).position(|w| w == b"ab").unwrap();
+        bytes[at] = 0xFF;
+        let err = ModuleInfo::parse(&bytes).unwrap_err().to_string();
+        assert!(err.contains("malformed UTF-8"), "{err}");
+    }
 }
