@@ -35,6 +35,9 @@ pub struct Config {
     pub dlerror_size: u64,
     /// Bytes reserved per instance group for the names `dladdr` returns.
     pub dladdr_size: u64,
+    /// Rewrite a module's calls to a lazily bound import into one indirect call through the
+    /// function's table slot, instead of a call to its trampoline (see [`crate::direct`]).
+    pub direct_lazy_calls: bool,
 }
 
 impl Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             preload: Vec::new(),
             dlerror_size: 256,
             dladdr_size: 1024,
+            direct_lazy_calls: true,
         }
     }
 }

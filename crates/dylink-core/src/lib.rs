@@ -44,6 +44,7 @@ extern crate alloc;
 extern crate std;
 
 mod config;
+pub mod direct;
 pub mod drive;
 mod error;
 pub mod guest;

@@ -828,6 +828,7 @@ impl Linker {
             dup_seen: HashSet::new(),
             modules_out: Vec::new(),
             trampolines: Vec::new(),
+            direct: None,
             gen_id: None,
             create_memory: None,
             create_table: false,
@@ -1460,6 +1461,9 @@ struct Txn<'a> {
     dup_seen: HashSet<Name>,
     modules_out: Vec<NewModule>,
     trampolines: Vec<FuncType>,
+    /// While binding a module whose lazily bound calls may go direct ([`crate::direct`]):
+    /// the slot the import just bound to a trampoline can be called through.
+    direct: Option<Option<Slot>>,
     gen_id: Option<GenId>,
     create_memory: Option<Op>,
     create_table: bool,
@@ -2635,8 +2639,30 @@ impl<'a> Txn<'a> {
             } else {
                 HashMap::new()
             };
+            let table = self.direct_table(&info);
+            let mut redirects = Vec::new();
+            let mut func_index = 0;
             for imp in &info.imports {
+                self.direct = table.map(|_| None);
                 bindings.push(self.bind_import(m, &info, imp, host, &done, &funcs)?);
+                if let ImportType::Func(ty) = imp.ty {
+                    if let Some(Some(slot)) = self.direct {
+                        redirects.push(crate::direct::Redirect {
+                            func: func_index,
+                            ty,
+                            slot: slot.0,
+                        });
+                    }
+                    func_index += 1;
+                }
+            }
+            self.direct = None;
+            if let (Some(table), false) = (table, redirects.is_empty()) {
+                if self.redirect_calls(m, &info, &redirects, table)?
+                    && matches!(table, crate::direct::TableRef::Added { .. })
+                {
+                    bindings.push(Binding::Table);
+                }
             }
             let op = Op::Instantiate {
                 module: m,
@@ -2656,6 +2682,51 @@ impl<'a> Txn<'a> {
         }
         self.emit_inits(order);
         Ok(())
+    }
+
+    /// The table (index, 64-bit) a new module's lazily bound calls may go through directly,
+    /// if they may ([`crate::direct`]): not in a threaded program, not when the main module
+    /// defines the table.
+    fn direct_table(&self, info: &ModuleInfo) -> Option<crate::direct::TableRef> {
+        let pie = self
+            .main
+            .is_none_or(|main| self.module(main).info.imports_memory());
+        if !self.base.config.direct_lazy_calls || info.shared_memory || !pie {
+            return None;
+        }
+        crate::direct::table_ref(info, self.table.table64)
+    }
+
+    /// Rewrite module `m`'s calls to `redirects` (when it has any) into indirect calls
+    /// through their slots; the plan then instantiates the rewritten bytes. Whether it did.
+    fn redirect_calls(
+        &mut self,
+        m: ModuleId,
+        info: &ModuleInfo,
+        redirects: &[crate::direct::Redirect],
+        table: crate::direct::TableRef,
+    ) -> Result<bool, Error> {
+        let Some(out) = self.modules_out.iter_mut().find(|n| n.id == m) else {
+            return Ok(false);
+        };
+        let parse_error = |error| Error::Parse {
+            path: out.path.clone(),
+            error,
+        };
+        let funcs: HashSet<u32> = redirects.iter().map(|r| r.func).collect();
+        if !crate::direct::calls_any(&out.bytes, info, &funcs).map_err(parse_error)? {
+            return Ok(false);
+        }
+        let bytes = crate::direct::rewrite(&out.bytes, redirects, table).map_err(parse_error)?;
+        if matches!(table, crate::direct::TableRef::Added { .. }) {
+            // One more import: what the core knows of the module must say so.
+            let info = ModuleInfo::parse(&bytes).map_err(parse_error)?;
+            if let Some(new) = self.new.iter_mut().find(|n| n.id == m) {
+                new.info = Arc::new(info);
+            }
+        }
+        out.bytes = bytes.into();
+        Ok(true)
     }
 
     fn bind_import(
@@ -2841,7 +2912,11 @@ impl<'a> Txn<'a> {
                                     name,
                                 }
                             } else if trampoline::can_forward(ty) {
-                                let _ = index;
+                                if self.direct.is_some() {
+                                    let slot =
+                                        self.canonical_slot(def.module, index, name.clone())?;
+                                    self.direct = Some(Some(slot));
+                                }
                                 self.trampoline(
                                     ty.clone(),
                                     Some(SlotValue::Export {
@@ -2879,6 +2954,14 @@ impl<'a> Txn<'a> {
                             return Ok(UNRESOLVED);
                         }
                         self.add_waiter(sym, m);
+                        if self.direct.is_some() {
+                            let slot = self.pending_slot(sym, Some(ty.clone()), m)?;
+                            // Calls through the slot are checked against the type it was
+                            // first handed out for: another importer's type traps there.
+                            if self.pending_get(sym).and_then(|p| p.ty.as_ref()) == Some(ty) {
+                                self.direct = Some(Some(slot));
+                            }
+                        }
                         let trap = SlotValue::Trap {
                             symbol: sym.clone(),
                             ty: Box::new(ty.clone()),

@@ -1,0 +1,232 @@
+//! Direct lazy calls: a module's calls to a lazily bound import go straight through the
+//! function table instead of through a trampoline.
+//!
+//! An import bound before its definer is instantiated (a NEEDED cycle, a main module calling
+//! into its libraries, a symbol a later `dlopen` defines) must be bound to something that
+//! exists when the importer is instantiated: a generated trampoline that forwards through a
+//! table slot. Every call then costs two calls. When the core plans such a binding it also
+//! rewrites the importer's code so that each `call $f` to that import becomes
+//!
+//! ```wat
+//! i32.const <slot>                  ;; i64.const for a 64-bit table
+//! call_indirect $table (type $f)
+//! ```
+//!
+//! and `return_call $f` the matching `return_call_indirect`, where `<slot>` is the
+//! function's canonical slot in the program's table (its `GOT.func` value, the same in every
+//! module), or the slot a not yet defined symbol waits in, which a later load fills. A
+//! lazily bound call is then one indirect call, about what a direct call costs.
+//!
+//! The import itself stays, bound to its trampoline, so `ref.func`, element segments and
+//! exports that name it keep working; function indices do not move, so everything the core
+//! knows about the module (its [`ModuleInfo`]) stays true. Only the code section changes.
+//!
+//! A module that does not import the program's table (clang leaves the import out of a
+//! library that takes no function's address) gets the import appended, and its instantiation
+//! binds it like any other; no other index moves. Not rewritten: modules of a threaded
+//! program (their indirect calls need the safe-point check of [`crate::safepoints`], which a
+//! trampoline carries), modules that define a table of their own, and programs whose table
+//! the main module defines (engines differ in whether they see the host's writes to such a
+//! table before the call).
+
+use wasm_encoder::reencode::{self, Reencode};
+use wasm_encoder::{CodeSection, EntityType, Function, ImportSection, Instruction};
+use wasmparser::{FunctionBody, Operator, Parser};
+
+use crate::error::ParseError as Error;
+use crate::module::{ImportRole, ImportType, ModuleInfo};
+use crate::prelude::*;
+
+/// One import to call through a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// The imported function's index.
+    pub func: u32,
+    /// Its type index.
+    pub ty: u32,
+    /// The table slot to call through.
+    pub slot: u64,
+}
+
+/// Whether any function body calls one of `funcs` directly (`call` or `return_call`).
+pub fn calls_any(bytes: &[u8], info: &ModuleInfo, funcs: &HashSet<u32>) -> Result<bool, Error> {
+    let Some(range) = info.code_range.clone() else {
+        return Ok(false);
+    };
+    let Some(section) = bytes.get(range.clone()) else {
+        return Ok(false);
+    };
+    let reader =
+        wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(section, range.start))
+            .map_err(malformed)?;
+    for body in reader {
+        let mut ops = body
+            .map_err(malformed)?
+            .get_operators_reader()
+            .map_err(malformed)?;
+        while !ops.eof() {
+            match ops.read().map_err(malformed)? {
+                Operator::Call { function_index } | Operator::ReturnCall { function_index }
+                    if funcs.contains(&function_index) =>
+                {
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Where a module's redirected calls find the program's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableRef {
+    /// The module imports it already, at this table index.
+    Imported {
+        /// Table index.
+        index: u32,
+        /// A 64-bit table.
+        table64: bool,
+    },
+    /// The module does not import it (clang leaves the import out of a library that takes no
+    /// function's address): the rewrite appends `env.__indirect_function_table` as its last
+    /// import, with no minimum size, after its other table imports.
+    Added {
+        /// Table imports the module has (the new one's index).
+        index: u32,
+        /// A 64-bit table.
+        table64: bool,
+    },
+}
+
+/// How a module can reach the program's table: `None` when it defines a table of its own
+/// (an added import would move its index).
+pub fn table_ref(info: &ModuleInfo, program_table64: bool) -> Option<TableRef> {
+    let mut tables = 0;
+    for imp in &info.imports {
+        if let ImportType::Table(t) = imp.ty {
+            if imp.role == ImportRole::Table {
+                return Some(TableRef::Imported {
+                    index: tables,
+                    table64: t.table64,
+                });
+            }
+            tables += 1;
+        }
+    }
+    info.defined_table.is_none().then_some(TableRef::Added {
+        index: tables,
+        table64: program_table64,
+    })
+}
+
+/// The module with every direct call to a redirected import replaced by an indirect call
+/// through its slot of the program's table.
+pub fn rewrite(bytes: &[u8], redirects: &[Redirect], table: TableRef) -> Result<Vec<u8>, Error> {
+    let (index, table64, add) = match table {
+        TableRef::Imported { index, table64 } => (index, table64, false),
+        TableRef::Added { index, table64 } => (index, table64, true),
+    };
+    let mut r = Redirector {
+        redirects: redirects.iter().map(|r| (r.func, *r)).collect(),
+        table: index,
+        table64,
+        add_table: add,
+    };
+    let mut module = wasm_encoder::Module::new();
+    r.parse_core_module(&mut module, Parser::new(0), bytes)
+        .map_err(|e| Error::Malformed {
+            offset: 0,
+            message: format!("while redirecting lazily bound calls: {e}"),
+        })?;
+    Ok(module.finish())
+}
+
+fn malformed(e: wasmparser::BinaryReaderError) -> Error {
+    Error::Malformed {
+        offset: e.offset(),
+        message: e.message().into(),
+    }
+}
+
+struct Redirector {
+    redirects: HashMap<u32, Redirect>,
+    table: u32,
+    table64: bool,
+    /// Append the table import.
+    add_table: bool,
+}
+
+impl Redirector {
+    fn slot(&self, f: &mut Function, slot: u64) {
+        f.instruction(&if self.table64 {
+            Instruction::I64Const(slot as i64)
+        } else {
+            Instruction::I32Const(slot as u32 as i32)
+        });
+    }
+}
+
+impl Reencode for Redirector {
+    type Error = core::convert::Infallible;
+
+    fn parse_import_section(
+        &mut self,
+        imports: &mut ImportSection,
+        section: wasmparser::ImportSectionReader<'_>,
+    ) -> Result<(), reencode::Error<Self::Error>> {
+        reencode::utils::parse_import_section(self, imports, section)?;
+        if self.add_table {
+            imports.import(
+                "env",
+                "__indirect_function_table",
+                EntityType::Table(wasm_encoder::TableType {
+                    element_type: wasm_encoder::RefType::FUNCREF,
+                    table64: self.table64,
+                    minimum: 0,
+                    maximum: None,
+                    shared: false,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    fn parse_function_body(
+        &mut self,
+        code: &mut CodeSection,
+        func: FunctionBody<'_>,
+    ) -> Result<(), reencode::Error<Self::Error>> {
+        let mut f = self.new_function_with_parsed_locals(&func)?;
+        let mut reader = func.get_operators_reader()?;
+        while !reader.eof() {
+            match reader.read()? {
+                Operator::Call { function_index }
+                    if self.redirects.contains_key(&function_index) =>
+                {
+                    let r = self.redirects[&function_index];
+                    self.slot(&mut f, r.slot);
+                    f.instruction(&Instruction::CallIndirect {
+                        type_index: r.ty,
+                        table_index: self.table,
+                    });
+                }
+                Operator::ReturnCall { function_index }
+                    if self.redirects.contains_key(&function_index) =>
+                {
+                    let r = self.redirects[&function_index];
+                    self.slot(&mut f, r.slot);
+                    f.instruction(&Instruction::ReturnCallIndirect {
+                        type_index: r.ty,
+                        table_index: self.table,
+                    });
+                }
+                op => {
+                    f.instruction(&self.instruction(op)?);
+                }
+            }
+        }
+        code.function(&f);
+        Ok(())
+    }
+}
