@@ -297,6 +297,43 @@ mod wt {
         out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
     }
 
+    /// `lazy_call_ratio` and the two call costs.
+    pub fn calls(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
+        // Timed alternately (`paired`), so load on this shared machine lands on both sides.
+        let mut runs = [false, true].map(|lazy| {
+            let (m, src) = call_program(lazy);
+            let (mut store, program) = load(engine, &m, &src);
+            let run = program
+                .main_func(&mut store, "run")
+                .unwrap()
+                .typed::<i32, i32>(&store)
+                .unwrap();
+            run.call(&mut store, 1).unwrap();
+            (store, program, run)
+        });
+        let [direct, lazy] = &mut runs;
+        let (d, l) = paired(
+            s.iters.max(3),
+            || {
+                direct.2.call(&mut direct.0, s.calls).unwrap();
+            },
+            || {
+                lazy.2.call(&mut lazy.0, s.calls).unwrap();
+            },
+        );
+        let per_call = [d / s.calls as f64, l / s.calls as f64];
+        let before = lazy.1.host_calls();
+        lazy.2.call(&mut lazy.0, 1000).unwrap();
+        assert_eq!(
+            lazy.1.host_calls(),
+            before,
+            "a resolved lazy call never enters the host"
+        );
+        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
+        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
+        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+    }
+
     pub fn run(s: &Settings) -> Map<String, Json> {
         let engine = engine();
         let mut out = Map::new();
@@ -316,32 +353,7 @@ mod wt {
         out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
         out.insert("link_overhead_100".into(), json!(dylink / by_hand));
         // lazy_call_ratio
-        let mut per_call = [0.0; 2];
-        for (slot, lazy) in [(0, false), (1, true)] {
-            let (m, src) = call_program(lazy);
-            let (mut store, program) = load(&engine, &m, &src);
-            let run = program
-                .main_func(&mut store, "run")
-                .unwrap()
-                .typed::<i32, i32>(&store)
-                .unwrap();
-            run.call(&mut store, 1).unwrap();
-            per_call[slot] = time(s.iters.max(3), || {
-                run.call(&mut store, s.calls).unwrap();
-            }) / s.calls as f64;
-            if lazy {
-                let before = program.host_calls();
-                run.call(&mut store, 1000).unwrap();
-                assert_eq!(
-                    program.host_calls(),
-                    before,
-                    "a resolved lazy call never enters the host"
-                );
-            }
-        }
-        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
-        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
-        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+        calls(&engine, s, &mut out);
         // dlsym_ns, dlopen_loaded_ns
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
@@ -581,6 +593,36 @@ mod wm {
         out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
     }
 
+    /// `lazy_call_ratio` and the two call costs.
+    pub fn calls(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
+        // Timed alternately (`paired`), so load on this shared machine lands on both sides.
+        let mut runs = [false, true].map(|lazy| {
+            let (m, src) = call_program(lazy);
+            let mut store = Store::new(engine.clone());
+            let program = load(&m, &src, &mut store);
+            let run = program.main_func(&mut store, "run").unwrap();
+            run.call(&mut store, &[Value::I32(1)]).unwrap();
+            (store, program, run)
+        });
+        let [direct, lazy] = &mut runs;
+        let (d, l) = paired(
+            s.iters.max(3),
+            || {
+                direct
+                    .2
+                    .call(&mut direct.0, &[Value::I32(s.calls)])
+                    .unwrap();
+            },
+            || {
+                lazy.2.call(&mut lazy.0, &[Value::I32(s.calls)]).unwrap();
+            },
+        );
+        let per_call = [d / s.calls as f64, l / s.calls as f64];
+        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
+        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
+        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+    }
+
     pub fn run(s: &Settings) -> Map<String, Json> {
         let mut out = Map::new();
         // One engine for every store, as an embedder would have (a `Store::default()` makes
@@ -605,20 +647,7 @@ mod wm {
         out.insert("link_ms_100".into(), json!(dylink * 1e3));
         out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
         out.insert("link_overhead_100".into(), json!(dylink / by_hand));
-        let mut per_call = [0.0; 2];
-        for (slot, lazy) in [(0, false), (1, true)] {
-            let (m, src) = call_program(lazy);
-            let mut store = Store::new(engine.clone());
-            let program = load(&m, &src, &mut store);
-            let run = program.main_func(&mut store, "run").unwrap();
-            run.call(&mut store, &[Value::I32(1)]).unwrap();
-            per_call[slot] = time(s.iters.max(3), || {
-                run.call(&mut store, &[Value::I32(s.calls)]).unwrap();
-            }) / s.calls as f64;
-        }
-        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
-        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
-        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+        calls(&engine, s, &mut out);
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
         let mut store = Store::new(engine.clone());
@@ -729,6 +758,14 @@ fn main() {
             micro: 200_000,
         }
     };
+    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("calls") {
+        // Only the lazy-call metrics, printed (results.json keeps the last full run).
+        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
+        wt::calls(&wt::engine(), &s, &mut wasmtime);
+        wm::calls(wasmer::Store::default().engine(), &s, &mut wasmer);
+        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
+        return;
+    }
     if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("threads") {
         // Only the thread metrics, printed (results.json keeps the last full run).
         let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
