@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use dylink_core::*;
-use wasmparser::{Operator, Parser, Payload};
+use wasmparser::{Parser, Payload};
 
 fn source(files: &[(&str, std::sync::Arc<[u8]>)]) -> MemorySource {
     let mut s = MemorySource::new();
