@@ -919,7 +919,7 @@ fn import_entries_fast(
 ) -> Option<Vec<ImportEntry>> {
     let (mut r, range) = section_body(bytes, reader.range(), reader.count())?;
     let count = reader.count() as usize;
-    let mut text = Vec::with_capacity(range.len());
+    let mut text = NameText(Vec::with_capacity(range.len()));
     let mut raw = Vec::with_capacity(count.min(range.len()));
     let mut last_module: Option<(&[u8], (u32, u32))> = None;
     for _ in 0..count {
@@ -929,7 +929,7 @@ fn import_entries_fast(
         let module = match last_module {
             Some((b, span)) if b == module_bytes => span,
             _ => {
-                let span = push_name(&mut text, module_bytes)?;
+                let span = text.push(module_bytes)?;
                 last_module = Some((module_bytes, span));
                 span
             }
@@ -939,15 +939,14 @@ fn import_entries_fast(
             // Possibly a compact encoding (an empty name, then 0x7E or 0x7F).
             return None;
         }
-        let name = push_name(&mut text, name_bytes)?;
+        let name = text.push(name_bytes)?;
         let ty = r.read::<TypeRef>().ok()?;
         raw.push((offset, module, name, ty));
     }
     if !r.eof() {
         return None;
     }
-    let text: Arc<str> = String::from_utf8(text).ok()?.into();
-    let name = |(a, b): (u32, u32)| Name::slice(&text, a as usize..b as usize);
+    let name = text.finish()?;
     raw.into_iter()
         .map(|(offset, m, n, ty)| Some((offset, name(m)?, name(n)?, ty)))
         .collect()
@@ -975,11 +974,11 @@ fn export_entries_fast(
 ) -> Option<Vec<ExportEntry>> {
     let (mut r, range) = section_body(bytes, reader.range(), reader.count())?;
     let count = reader.count() as usize;
-    let mut text = Vec::with_capacity(range.len());
+    let mut text = NameText(Vec::with_capacity(range.len()));
     let mut raw = Vec::with_capacity(count.min(range.len()));
     for _ in 0..count {
         let offset = r.original_position();
-        let name = push_name(&mut text, read_name_bytes(&mut r)?)?;
+        let name = text.push(read_name_bytes(&mut r)?)?;
         let kind = r.read::<ExternalKind>().ok()?;
         if kind == ExternalKind::FuncExact {
             return None;
@@ -990,16 +989,9 @@ fn export_entries_fast(
     if !r.eof() {
         return None;
     }
-    let text: Arc<str> = String::from_utf8(text).ok()?.into();
+    let name = text.finish()?;
     raw.into_iter()
-        .map(|(offset, (a, b), kind, index)| {
-            Some((
-                offset,
-                Name::slice(&text, a as usize..b as usize)?,
-                kind,
-                index,
-            ))
-        })
+        .map(|(offset, n, kind, index)| Some((offset, name(n)?, kind, index)))
         .collect()
 }
 
@@ -1026,10 +1018,23 @@ fn read_name_bytes<'a>(r: &mut BinaryReader<'a>) -> Option<&'a [u8]> {
     r.read_bytes(len).ok()
 }
 
-fn push_name(text: &mut Vec<u8>, name: &[u8]) -> Option<(u32, u32)> {
-    let start = u32::try_from(text.len()).ok()?;
-    text.extend_from_slice(name);
-    Some((start, u32::try_from(text.len()).ok()?))
+/// A section's names copied into one buffer, which the [`Name`]s cut from it share.
+struct NameText(Vec<u8>);
+
+impl NameText {
+    /// Append a name; its byte range in the buffer.
+    fn push(&mut self, name: &[u8]) -> Option<(u32, u32)> {
+        let start = u32::try_from(self.0.len()).ok()?;
+        self.0.extend_from_slice(name);
+        Some((start, u32::try_from(self.0.len()).ok()?))
+    }
+
+    /// The buffer as one shared string, checked as UTF-8 once, and the cutter of names
+    /// from it (`None` for a range that is not on character boundaries).
+    fn finish(self) -> Option<impl Fn((u32, u32)) -> Option<Name>> {
+        let text: Arc<str> = String::from_utf8(self.0).ok()?.into();
+        Some(move |(a, b): (u32, u32)| Name::slice(&text, a as usize..b as usize))
+    }
 }
 
 /// Reads a global section whose globals all have a number type and a one-instruction
