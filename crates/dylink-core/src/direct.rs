@@ -15,11 +15,14 @@
 //! and `return_call $f` the matching `return_call_indirect`, where `<slot>` is the
 //! function's canonical slot in the program's table (its `GOT.func` value, the same in every
 //! module), or the slot a not yet defined symbol waits in, which a later load fills. A
-//! lazily bound call is then one indirect call, about what a direct call costs.
+//! lazily bound call is then one indirect call, what a function-pointer call costs. The code
+//! is scanned once, only when some import went to a trampoline, and only the imports it
+//! calls get a slot.
 //!
 //! The import itself stays, bound to its trampoline, so `ref.func`, element segments and
 //! exports that name it keep working; function indices do not move, so everything the core
-//! knows about the module (its [`ModuleInfo`]) stays true. Only the code section changes.
+//! knows about the module (its [`ModuleInfo`]) stays true. Only the code section changes
+//! (and the import section, below).
 //!
 //! A module that does not import the program's table (clang leaves the import out of a
 //! library that takes no function's address) gets the import appended, and its instantiation
@@ -48,13 +51,18 @@ pub struct Redirect {
     pub slot: u64,
 }
 
-/// Whether any function body calls one of `funcs` directly (`call` or `return_call`).
-pub fn calls_any(bytes: &[u8], info: &ModuleInfo, funcs: &HashSet<u32>) -> Result<bool, Error> {
+/// Which of `funcs` some function body calls directly (`call` or `return_call`).
+pub fn called(
+    bytes: &[u8],
+    info: &ModuleInfo,
+    funcs: &HashSet<u32>,
+) -> Result<HashSet<u32>, Error> {
+    let mut found = HashSet::new();
     let Some(range) = info.code_range.clone() else {
-        return Ok(false);
+        return Ok(found);
     };
     let Some(section) = bytes.get(range.clone()) else {
-        return Ok(false);
+        return Ok(found);
     };
     let reader =
         wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(section, range.start))
@@ -65,17 +73,19 @@ pub fn calls_any(bytes: &[u8], info: &ModuleInfo, funcs: &HashSet<u32>) -> Resul
             .get_operators_reader()
             .map_err(malformed)?;
         while !ops.eof() {
-            match ops.read().map_err(malformed)? {
-                Operator::Call { function_index } | Operator::ReturnCall { function_index }
-                    if funcs.contains(&function_index) =>
-                {
-                    return Ok(true);
+            if let Operator::Call { function_index } | Operator::ReturnCall { function_index } =
+                ops.read().map_err(malformed)?
+            {
+                if funcs.contains(&function_index) {
+                    found.insert(function_index);
+                    if found.len() == funcs.len() {
+                        return Ok(found);
+                    }
                 }
-                _ => {}
             }
         }
     }
-    Ok(false)
+    Ok(found)
 }
 
 /// Where a module's redirected calls find the program's table.

@@ -77,6 +77,20 @@ struct Pending {
     waiters: SmallVec<[ModuleId; 2]>,
 }
 
+/// What a lazily bound function import forwards to, for a call rewritten to go through the
+/// function's slot ([`crate::direct`]).
+#[derive(Clone, Debug)]
+enum LazyTarget {
+    /// A function of a module instantiated later: its canonical slot.
+    Defined {
+        module: ModuleId,
+        func: u32,
+        name: Name,
+    },
+    /// A symbol nothing defines yet, as the importer declares it: the slot it waits in.
+    Pending { symbol: Name, ty: FuncType },
+}
+
 /// What a table slot holds, for `dladdr` and unloading.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum SlotUse {
@@ -1462,8 +1476,8 @@ struct Txn<'a> {
     modules_out: Vec<NewModule>,
     trampolines: Vec<FuncType>,
     /// While binding a module whose lazily bound calls may go direct ([`crate::direct`]):
-    /// the slot the import just bound to a trampoline can be called through.
-    direct: Option<Option<Slot>>,
+    /// what the import just bound to a trampoline forwards to.
+    direct: Option<Option<LazyTarget>>,
     gen_id: Option<GenId>,
     create_memory: Option<Op>,
     create_table: bool,
@@ -2640,25 +2654,22 @@ impl<'a> Txn<'a> {
                 HashMap::new()
             };
             let table = self.direct_table(&info);
-            let mut redirects = Vec::new();
+            // Function imports bound to trampolines: (function index, type index, target).
+            let mut lazy = Vec::new();
             let mut func_index = 0;
             for imp in &info.imports {
                 self.direct = table.map(|_| None);
                 bindings.push(self.bind_import(m, &info, imp, host, &done, &funcs)?);
                 if let ImportType::Func(ty) = imp.ty {
-                    if let Some(Some(slot)) = self.direct {
-                        redirects.push(crate::direct::Redirect {
-                            func: func_index,
-                            ty,
-                            slot: slot.0,
-                        });
+                    if let Some(Some(target)) = self.direct.take() {
+                        lazy.push((func_index, ty, target));
                     }
                     func_index += 1;
                 }
             }
             self.direct = None;
-            if let (Some(table), false) = (table, redirects.is_empty()) {
-                if self.redirect_calls(m, &info, &redirects, table)?
+            if let (Some(table), false) = (table, lazy.is_empty()) {
+                if self.redirect_calls(m, &info, lazy, table)?
                     && matches!(table, crate::direct::TableRef::Added { .. })
                 {
                     bindings.push(Binding::Table);
@@ -2697,30 +2708,61 @@ impl<'a> Txn<'a> {
         crate::direct::table_ref(info, self.table.table64)
     }
 
-    /// Rewrite module `m`'s calls to `redirects` (when it has any) into indirect calls
-    /// through their slots; the plan then instantiates the rewritten bytes. Whether it did.
+    /// Rewrite module `m`'s direct calls to its lazily bound imports `lazy` (function index,
+    /// type index, target) into indirect calls through the targets' slots; the plan then
+    /// instantiates the rewritten bytes. Only the imports it calls get a slot. Whether it
+    /// rewrote anything.
     fn redirect_calls(
         &mut self,
         m: ModuleId,
         info: &ModuleInfo,
-        redirects: &[crate::direct::Redirect],
+        lazy: Vec<(u32, u32, LazyTarget)>,
         table: crate::direct::TableRef,
     ) -> Result<bool, Error> {
-        let Some(out) = self.modules_out.iter_mut().find(|n| n.id == m) else {
+        let Some(out) = self.modules_out.iter().position(|n| n.id == m) else {
             return Ok(false);
         };
-        let parse_error = |error| Error::Parse {
-            path: out.path.clone(),
+        let parse_error = |path: &str, error| Error::Parse {
+            path: path.into(),
             error,
         };
-        let funcs: HashSet<u32> = redirects.iter().map(|r| r.func).collect();
-        if !crate::direct::calls_any(&out.bytes, info, &funcs).map_err(parse_error)? {
+        let funcs: HashSet<u32> = lazy.iter().map(|(f, _, _)| *f).collect();
+        let called = crate::direct::called(&self.modules_out[out].bytes, info, &funcs)
+            .map_err(|e| parse_error(&self.modules_out[out].path, e))?;
+        let mut redirects = Vec::with_capacity(called.len());
+        for (func, ty, target) in lazy {
+            if !called.contains(&func) {
+                continue;
+            }
+            let slot = match target {
+                LazyTarget::Defined { module, func, name } => {
+                    self.canonical_slot(module, func, name)?
+                }
+                LazyTarget::Pending { symbol, ty } => {
+                    let slot = self.pending_slot(&symbol, Some(ty.clone()), m)?;
+                    // Calls through the slot are checked against the type it was first
+                    // handed out for: another importer's type would trap there.
+                    if self.pending_get(&symbol).and_then(|p| p.ty.as_ref()) != Some(&ty) {
+                        continue;
+                    }
+                    slot
+                }
+            };
+            redirects.push(crate::direct::Redirect {
+                func,
+                ty,
+                slot: slot.0,
+            });
+        }
+        if redirects.is_empty() {
             return Ok(false);
         }
-        let bytes = crate::direct::rewrite(&out.bytes, redirects, table).map_err(parse_error)?;
+        let out = &mut self.modules_out[out];
+        let bytes = crate::direct::rewrite(&out.bytes, &redirects, table)
+            .map_err(|e| parse_error(&out.path, e))?;
         if matches!(table, crate::direct::TableRef::Added { .. }) {
             // One more import: what the core knows of the module must say so.
-            let info = ModuleInfo::parse(&bytes).map_err(parse_error)?;
+            let info = ModuleInfo::parse(&bytes).map_err(|e| parse_error(&out.path, e))?;
             if let Some(new) = self.new.iter_mut().find(|n| n.id == m) {
                 new.info = Arc::new(info);
             }
@@ -2913,9 +2955,11 @@ impl<'a> Txn<'a> {
                                 }
                             } else if trampoline::can_forward(ty) {
                                 if self.direct.is_some() {
-                                    let slot =
-                                        self.canonical_slot(def.module, index, name.clone())?;
-                                    self.direct = Some(Some(slot));
+                                    self.direct = Some(Some(LazyTarget::Defined {
+                                        module: def.module,
+                                        func: index,
+                                        name: name.clone(),
+                                    }));
                                 }
                                 self.trampoline(
                                     ty.clone(),
@@ -2955,12 +2999,10 @@ impl<'a> Txn<'a> {
                         }
                         self.add_waiter(sym, m);
                         if self.direct.is_some() {
-                            let slot = self.pending_slot(sym, Some(ty.clone()), m)?;
-                            // Calls through the slot are checked against the type it was
-                            // first handed out for: another importer's type traps there.
-                            if self.pending_get(sym).and_then(|p| p.ty.as_ref()) == Some(ty) {
-                                self.direct = Some(Some(slot));
-                            }
+                            self.direct = Some(Some(LazyTarget::Pending {
+                                symbol: sym.clone(),
+                                ty: ty.clone(),
+                            }));
                         }
                         let trap = SlotValue::Trap {
                             symbol: sym.clone(),

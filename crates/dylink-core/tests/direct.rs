@@ -246,3 +246,43 @@ fn a_library_without_the_table_import_gets_one_bound_to_the_program_table() {
         info.imports.len()
     );
 }
+
+#[test]
+fn a_lazily_bound_import_the_module_never_calls_gets_no_slot() {
+    let lib = side(
+        16,
+        0,
+        &[],
+        r#"(import "env" "main_cb" (func $cb (result i32)))
+           (import "env" "main_other" (func $other (result i32)))
+           (func (export "side_fn") (result i32) call $cb)
+           (export "other" (func $other))"#,
+    );
+    let main = pie_main(
+        16,
+        &["libside.so"],
+        r#"(import "env" "side_fn" (func (result i32)))
+           (func (export "main_cb") (result i32) i32.const 41)
+           (func (export "main_other") (result i32) i32.const 7)"#,
+    );
+    let src = source(&[("/lib/libside.so", lib)]);
+    let l = Linker::new(Config::default());
+    let plan = l
+        .plan_startup("/app/main.wasm", main, &src, &NoHost)
+        .unwrap();
+    let slotted: Vec<&str> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::SetSlot {
+                value: SlotValue::Export { name, .. },
+                ..
+            } => Some(&**name),
+            _ => None,
+        })
+        .collect();
+    assert!(slotted.contains(&"main_cb"), "{plan}");
+    assert!(!slotted.contains(&"main_other"), "{plan}");
+    let ops = operators(&lib_bytes(&plan));
+    assert!(ops.iter().any(|o| o.starts_with("CallIndirect")), "{ops:?}");
+}
