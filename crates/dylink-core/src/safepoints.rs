@@ -43,8 +43,8 @@
 
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{
-    BlockType, CodeSection, EntityType, Function, GlobalType, ImportSection, Instruction, MemArg,
-    SectionId, TypeSection,
+    BlockType, CodeSection, Encode, EntityType, Function, GlobalType, ImportSection, Instruction,
+    MemArg, SectionId, TypeSection,
 };
 use wasmparser::{FunctionBody, Operator, Parser, Payload};
 
@@ -235,18 +235,33 @@ impl Hooker {
 
     /// The check before an indirect call (see the module docs).
     fn check(&self, f: &mut Function, catch_up: u32) {
-        f.instruction(&Instruction::GlobalGet(self.counter_global()));
-        f.instruction(&Instruction::I32AtomicLoad(MemArg {
-            offset: 0,
-            align: 2,
-            memory_index: 0,
-        }));
-        f.instruction(&Instruction::GlobalGet(self.seen_global()));
-        f.instruction(&Instruction::I32Ne);
-        f.instruction(&Instruction::If(BlockType::Empty));
-        f.instruction(&Instruction::Call(catch_up));
-        f.instruction(&Instruction::End);
+        let mut code = Vec::new();
+        encode_check(
+            &mut code,
+            self.counter_global(),
+            self.seen_global(),
+            catch_up,
+        );
+        f.raw(code);
     }
+}
+
+/// The safe-point check's code (see the module docs), for the given indices of the
+/// `dylink.commit_counter` and `dylink.seen` globals and the `dylink.catch_up` function:
+/// used by the rewrite and by the checked trampolines.
+pub(crate) fn encode_check(out: &mut Vec<u8>, counter: u32, seen: u32, catch_up: u32) {
+    Instruction::GlobalGet(counter).encode(out);
+    Instruction::I32AtomicLoad(MemArg {
+        offset: 0,
+        align: 2,
+        memory_index: 0,
+    })
+    .encode(out);
+    Instruction::GlobalGet(seen).encode(out);
+    Instruction::I32Ne.encode(out);
+    Instruction::If(BlockType::Empty).encode(out);
+    Instruction::Call(catch_up).encode(out);
+    Instruction::End.encode(out);
 }
 
 impl Reencode for Hooker {

@@ -170,15 +170,8 @@ pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
         body.clear();
         body.push(0x00); // no locals
         if checked.is_some() {
-            body.extend_from_slice(&[
-                0x23, 0x01, // global.get $commit_counter
-                0xfe, 0x10, 0x02, 0x00, // i32.atomic.load align=4
-                0x23, 0x00, // global.get $seen
-                0x47, // i32.ne
-                0x04, 0x40, // if
-                0x10, 0x00, // call $catch_up
-                0x0b, // end
-            ]);
+            // Globals: `seen` is 0, the counter 1; `catch_up` is function 0.
+            crate::safepoints::encode_check(&mut body, 1, 0, 0);
         }
         for p in 0..ty.params.len() {
             body.push(0x20); // local.get
