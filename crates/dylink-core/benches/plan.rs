@@ -12,23 +12,34 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use dylink_core::*;
 
-/// Counts allocations, so the bench can report them per symbol.
+/// Counts allocations and live bytes, so the bench can report them per symbol.
 struct Counting;
-static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by as u64, Relaxed) + by as u64;
+    PEAK.fetch_max(now, Relaxed);
+}
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Relaxed);
+        grew(l.size());
         unsafe { std::alloc::System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size() as u64, Relaxed);
         unsafe { std::alloc::System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Relaxed);
+        LIVE.fetch_sub(l.size() as u64, Relaxed);
+        grew(n);
         unsafe { std::alloc::System.realloc(p, l, n) }
     }
 }
@@ -141,36 +152,47 @@ fn main() {
         "plan_ms: startup plan (parse + search + layout + resolve) of N side modules, {} symbols each",
         EXPORTS * 4
     );
+    // DYLINK_BENCH_ORDER=later or =first runs one order only (for profiling).
+    let orders: Vec<Order> = match std::env::var("DYLINK_BENCH_ORDER").as_deref() {
+        Ok("later") => vec![Order::DefinerLater],
+        Ok("first") => vec![Order::DefinerFirst],
+        _ => vec![Order::DefinerLater, Order::DefinerFirst],
+    };
     for (n, order) in sizes
         .iter()
-        .flat_map(|&n| [(n, Order::DefinerLater), (n, Order::DefinerFirst)])
+        .flat_map(|&n| orders.iter().map(move |&o| (n, o)))
     {
         let (main, src) = program(n, order);
         let mut times = Vec::new();
         let mut ops = 0;
         let mut allocs = 0;
+        let mut peak = 0;
         for _ in 0..runs {
-            let a0 = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+            let a0 = ALLOCS.load(Relaxed);
+            let live0 = LIVE.load(Relaxed);
+            PEAK.store(live0, Relaxed);
             let t = Instant::now();
             let linker = Linker::new(Config::default());
             let plan = linker
                 .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
                 .expect("synthetic program links");
             times.push(t.elapsed());
-            allocs = ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - a0;
+            allocs = ALLOCS.load(Relaxed) - a0;
+            peak = PEAK.load(Relaxed) - live0;
             ops = plan.ops.len();
         }
         let m = median(times);
         let symbols = n * EXPORTS * 4;
         println!(
-            "  N={n:5}, {}: {:8.3} ms median of {runs}, {ops} ops, {:.0} ns and {:.1} allocations per symbol",
+            "  N={n:5}, {}: {:8.3} ms median of {runs}, {ops} ops, {:.0} ns, {:.1} allocations and {:.0} bytes at peak per symbol",
             match order {
                 Order::DefinerLater => "definers later (trampolines)",
                 Order::DefinerFirst => "definers first (direct)     ",
             },
             m.as_secs_f64() * 1e3,
             m.as_secs_f64() * 1e9 / symbols as f64,
-            allocs as f64 / symbols as f64
+            allocs as f64 / symbols as f64,
+            peak as f64 / symbols as f64
         );
     }
 }

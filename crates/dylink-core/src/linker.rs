@@ -833,6 +833,7 @@ impl Linker {
             main: self.main,
             groups: None,
             new_symbols: HashMap::new(),
+            indexed: 0,
             setup: Vec::new(),
             adopt: Vec::new(),
             zero: Vec::new(),
@@ -1448,7 +1449,10 @@ struct Txn<'a> {
     base: &'a Linker,
     group: GroupId,
     new: Vec<LoadedModule>,
+    /// Definitions by name in the new modules (entered once their tree is read).
     new_symbols: HashMap<Name, SmallVec<[Def; 1]>>,
+    /// How many of `new` are in `new_symbols`.
+    indexed: usize,
     updates: Vec<(ModuleId, Update)>,
     unload: Vec<ModuleId>,
     mem: MemState,
@@ -1603,17 +1607,6 @@ impl<'a> Txn<'a> {
                 });
             }
         }
-        for (i, e) in info.exports.iter().enumerate() {
-            if e.is_symbol() {
-                self.new_symbols
-                    .entry(e.name.clone())
-                    .or_default()
-                    .push(Def {
-                        module: id,
-                        export: i as u32,
-                    });
-            }
-        }
         self.modules_out.push(NewModule {
             id,
             name: name.into(),
@@ -1642,6 +1635,32 @@ impl<'a> Txn<'a> {
             is_main,
         });
         Ok(id)
+    }
+
+    /// Enter the symbols of the new modules not indexed yet into `new_symbols`, once the
+    /// whole tree is read: the table is sized once for all of them.
+    fn index_symbols(&mut self) {
+        let fresh = &self.new[self.indexed..];
+        let count: usize = fresh.iter().map(|m| m.info.exports.len()).sum();
+        self.new_symbols.reserve(count);
+        for m in fresh {
+            for (i, e) in m.info.exports.iter().enumerate() {
+                if e.is_symbol() {
+                    let def = Def {
+                        module: m.id,
+                        export: i as u32,
+                    };
+                    match self.new_symbols.get_mut(&*e.name) {
+                        Some(defs) => defs.push(def),
+                        None => {
+                            self.new_symbols
+                                .insert(e.name.clone(), SmallVec::from_buf([def]));
+                        }
+                    }
+                }
+            }
+        }
+        self.indexed = self.new.len();
     }
 
     fn loaded_by_path(&self, path: &str) -> Option<ModuleId> {
@@ -1723,6 +1742,7 @@ impl<'a> Txn<'a> {
                 out.push(id);
             }
         }
+        self.index_symbols();
         // Closures of new modules, now that every edge is known.
         let new: Vec<ModuleId> = out.iter().copied().filter(|m| self.is_new(*m)).collect();
         for m in new {
@@ -2301,6 +2321,14 @@ impl<'a> Txn<'a> {
                 module: requester,
                 export: export as u32,
             });
+        }
+        // The common case: one definition, in a new module of the global scope.
+        if self.base.symbols.is_empty() || !self.base.symbols.contains_key(name) {
+            if let Some(&[only]) = self.new_symbols.get(name).map(|d| d.as_slice()) {
+                if self.global_seq(only.module).is_some() {
+                    return Some(only);
+                }
+            }
         }
         let cands = self.candidates(name);
         if cands.is_empty() {

@@ -3,11 +3,12 @@
 //! functions the linker must call. Malformed input of any kind is an [`Error`], never a panic.
 
 use core::fmt;
+use core::hash::BuildHasher;
 
 use smallvec::SmallVec;
 use wasmparser::{
-    BinaryReader, CompositeInnerType, Dylink0Subsection, ExternalKind, KnownCustom, Operator,
-    Parser, Payload, TypeRef,
+    BinaryReader, Chunk, CompositeInnerType, Dylink0Subsection, ExternalKind, KnownCustom,
+    Operator, Parser, Payload, TypeRef,
 };
 
 use crate::error::{ParseError as Error, Warning};
@@ -454,8 +455,9 @@ pub struct ModuleInfo {
     pub imports: Vec<Import>,
     /// Exports in order.
     pub exports: Vec<Export>,
-    /// Export index by name.
-    export_index: HashMap<Name, u32>,
+    /// Indices into `exports`, hashed by name: [`ModuleInfo::export`]. Holding indices rather
+    /// than names keeps the table small and costs no reference count per export.
+    export_index: ExportIndex,
     /// The memory the module defines (a non-PIE main), if any.
     pub defined_memory: Option<MemoryType>,
     /// The table the module defines (a non-PIE main), if any.
@@ -477,6 +479,46 @@ pub struct ModuleInfo {
     pub warnings: Vec<Warning>,
     /// Byte range of the code section, if any.
     pub(crate) code_range: Option<core::ops::Range<usize>>,
+}
+
+/// Export indices hashed by export name.
+#[derive(Clone, Debug, Default)]
+struct ExportIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl ExportIndex {
+    fn reserve(&mut self, more: usize, exports: &[Export]) {
+        let hasher = &self.hasher;
+        self.table
+            .reserve(more, |&i| hasher.hash_one(&*exports[i as usize].name));
+    }
+
+    /// Index `name`, the export about to be pushed at `exports.len()`; `false` when an
+    /// export of that name is already there.
+    fn insert(&mut self, exports: &[Export], name: &str) -> bool {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(name);
+        match self.table.entry(
+            hash,
+            |&i| &*exports[i as usize].name == name,
+            |&i| hasher.hash_one(&*exports[i as usize].name),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(exports.len() as u32);
+                true
+            }
+        }
+    }
+
+    fn find<'a>(&self, exports: &'a [Export], name: &str) -> Option<&'a Export> {
+        let i = self.table.find(self.hasher.hash_one(name), |&i| {
+            &*exports[i as usize].name == name
+        })?;
+        exports.get(*i as usize)
+    }
 }
 
 const WASM_SYM_BINDING_WEAK: u32 = 0x1;
@@ -523,9 +565,7 @@ impl ModuleInfo {
 
     /// Look an export up by name.
     pub fn export(&self, name: &str) -> Option<&Export> {
-        self.export_index
-            .get(name)
-            .map(|&i| &self.exports[i as usize])
+        self.export_index.find(&self.exports, name)
     }
 
     /// The type of a function export or import, by type index.
@@ -593,7 +633,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
         types: Vec::new(),
         imports: Vec::new(),
         exports: Vec::new(),
-        export_index: HashMap::new(),
+        export_index: ExportIndex::default(),
         defined_memory: None,
         defined_table: None,
         memory64: false,
@@ -616,8 +656,18 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     let mut saw_section = false;
     let mut saw_header = false;
 
-    for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(from_wasm)?;
+    // Sections one by one; the code section is skipped whole (its bodies are read only
+    // when a rewrite needs them).
+    let mut parser = Parser::new(0);
+    let mut rest = bytes;
+    loop {
+        let payload = match parser.parse(rest, true).map_err(from_wasm)? {
+            Chunk::Parsed { consumed, payload } => {
+                rest = rest.get(consumed..).unwrap_or_default();
+                payload
+            }
+            Chunk::NeedMoreData(_) => return Err(bad(bytes.len(), "unexpected end of module")),
+        };
         match payload {
             Payload::Version {
                 encoding, range, ..
@@ -703,9 +753,9 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::ImportSection(reader) => {
                 saw_section = true;
-                let entries = import_entries(bytes, reader)?;
-                info.imports.reserve(entries.len());
-                for (offset, module, name, ty) in entries {
+                info.imports.reserve(reader.count() as usize);
+                func_types.reserve(reader.count() as usize);
+                for_each_import(bytes, reader, |offset, module, name, ty| {
                     let ty = match ty {
                         TypeRef::Func(t) | TypeRef::FuncExact(t) => {
                             check_func_type(&info, t, offset)?;
@@ -743,7 +793,8 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                         ty,
                         weak: false,
                     });
-                }
+                    Ok(())
+                })?;
             }
             Payload::FunctionSection(reader) => {
                 saw_section = true;
@@ -787,10 +838,10 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             }
             Payload::ExportSection(reader) => {
                 saw_section = true;
-                let entries = export_entries(bytes, reader)?;
-                info.exports.reserve(entries.len());
-                info.export_index.reserve(entries.len());
-                for (offset, name, kind, index) in entries {
+                info.exports.reserve(reader.count() as usize);
+                info.export_index
+                    .reserve(reader.count() as usize, &info.exports);
+                for_each_export(bytes, reader, |offset, name, kind, index| {
                     let kind = match kind {
                         ExternalKind::Func | ExternalKind::FuncExact => {
                             let ty = *func_types
@@ -808,8 +859,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                         ExternalKind::Table => ExportKind::Table,
                         ExternalKind::Tag => ExportKind::Tag(0),
                     };
-                    let idx = info.exports.len() as u32;
-                    if info.export_index.insert(name.clone(), idx).is_some() {
+                    if !info.export_index.insert(&info.exports, &name) {
                         return Err(bad(offset, format!("export `{name}` appears twice")));
                     }
                     info.exports.push(Export {
@@ -819,7 +869,8 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                         hidden: false,
                         weak: false,
                     });
-                }
+                    Ok(())
+                })?;
             }
             Payload::StartSection { .. } => {
                 saw_section = true;
@@ -843,11 +894,15 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                     }
                 }
             }
-            Payload::CodeSectionStart { range, .. } => {
+            Payload::CodeSectionStart { range, size, .. } => {
                 saw_section = true;
+                parser.skip_section();
+                rest = rest
+                    .get(size as usize..)
+                    .ok_or_else(|| bad(range.start, "code section runs past the end"))?;
                 info.code_range = Some(range);
             }
-            Payload::End(_) => {}
+            Payload::End(_) => break,
             _ => saw_section = true,
         }
     }
@@ -889,42 +944,52 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
 /// Wasm's limit on a name's length, as wasmparser applies it.
 const MAX_NAME: usize = 100_000;
 
-/// One import as read: its offset, namespace, field and type.
-type ImportEntry = (usize, Name, Name, TypeRef);
-/// One export as read: its offset, name, kind and index.
-type ExportEntry = (usize, Name, ExternalKind, u32);
-
-/// The import section's entries. The fast path copies every name into one buffer, checks it
-/// is UTF-8 once and shares it among the names; anything it does not expect (the compact
-/// encodings, an over-long name, malformed bytes) sends the whole section through
-/// wasmparser's reader, whose errors are the ones reported.
-fn import_entries(
+/// Calls `f` with each import of the section: its offset, namespace, field and type. The
+/// fast path copies every name into one buffer, checks it is UTF-8 once and shares it among
+/// the names; anything it does not expect (the compact encodings, an over-long name,
+/// malformed bytes) sends the whole section through wasmparser's reader, whose errors are the
+/// ones reported. `f` sees the entries only once the section was read whole.
+fn for_each_import(
     bytes: &[u8],
     reader: wasmparser::ImportSectionReader<'_>,
-) -> Result<Vec<ImportEntry>, Error> {
-    if let Some(entries) = import_entries_fast(bytes, &reader) {
-        return Ok(entries);
+    mut f: impl FnMut(usize, Name, Name, TypeRef) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if let Some((raw, text)) = imports_fast(bytes, &reader) {
+        let text = text
+            .finish()
+            .ok_or_else(|| bad(reader.range().start, MALFORMED_UTF8))?;
+        for (offset, module, name, ty) in raw {
+            f(
+                offset,
+                text.cut(module, offset)?,
+                text.cut(name, offset)?,
+                ty,
+            )?;
+        }
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(reader.count() as usize);
     for imp in reader.into_imports_with_offsets() {
         let (offset, imp) = imp.map_err(from_wasm)?;
-        out.push((offset, imp.module.into(), imp.name.into(), imp.ty));
+        f(offset, imp.module.into(), imp.name.into(), imp.ty)?;
     }
-    Ok(out)
+    Ok(())
 }
 
-fn import_entries_fast(
+/// An import as the fast path reads it: offset, namespace and field spans, type.
+type RawImport = (usize, (u32, u32), (u32, u32), TypeRef);
+
+fn imports_fast(
     bytes: &[u8],
     reader: &wasmparser::ImportSectionReader<'_>,
-) -> Option<Vec<ImportEntry>> {
-    let (mut r, range) = section_body(bytes, reader.range(), reader.count())?;
+) -> Option<(Vec<RawImport>, NameText)> {
+    let (mut r, len) = section_body(bytes, reader.range(), reader.count())?;
     let count = reader.count() as usize;
-    let mut text = NameText(Vec::with_capacity(range.len()));
-    let mut raw = Vec::with_capacity(count.min(range.len()));
+    let mut text = NameText(Vec::with_capacity(len));
+    let mut raw = Vec::with_capacity(count.min(len));
     let mut last_module: Option<(&[u8], (u32, u32))> = None;
     for _ in 0..count {
-        let offset = r.original_position();
-        let module_bytes = read_name_bytes(&mut r)?;
+        let offset = r.offset();
+        let module_bytes = r.name()?;
         // Imports come grouped by namespace: one copy per run of them.
         let module = match last_module {
             Some((b, span)) if b == module_bytes => span,
@@ -934,88 +999,223 @@ fn import_entries_fast(
                 span
             }
         };
-        let name_bytes = read_name_bytes(&mut r)?;
+        let name_bytes = r.name()?;
         if name_bytes.is_empty() {
             // Possibly a compact encoding (an empty name, then 0x7E or 0x7F).
             return None;
         }
         let name = text.push(name_bytes)?;
-        let ty = r.read::<TypeRef>().ok()?;
-        raw.push((offset, module, name, ty));
+        raw.push((offset, module, name, r.type_ref()?));
     }
-    if !r.eof() {
-        return None;
-    }
-    let name = text.finish()?;
-    raw.into_iter()
-        .map(|(offset, m, n, ty)| Some((offset, name(m)?, name(n)?, ty)))
-        .collect()
+    r.at_end().then_some((raw, text))
 }
 
-/// The export section's entries, read as [`import_entries`] reads imports.
-fn export_entries(
+/// Calls `f` with each export of the section (offset, name, kind, index), read as
+/// [`for_each_import`] reads imports.
+fn for_each_export(
     bytes: &[u8],
     reader: wasmparser::ExportSectionReader<'_>,
-) -> Result<Vec<ExportEntry>, Error> {
-    if let Some(entries) = export_entries_fast(bytes, &reader) {
-        return Ok(entries);
+    mut f: impl FnMut(usize, Name, ExternalKind, u32) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if let Some((raw, text)) = exports_fast(bytes, &reader) {
+        let text = text
+            .finish()
+            .ok_or_else(|| bad(reader.range().start, MALFORMED_UTF8))?;
+        for (offset, name, kind, index) in raw {
+            f(offset, text.cut(name, offset)?, kind, index)?;
+        }
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(reader.count() as usize);
     for e in reader.into_iter_with_offsets() {
         let (offset, e) = e.map_err(from_wasm)?;
-        out.push((offset, e.name.into(), e.kind, e.index));
+        f(offset, e.name.into(), e.kind, e.index)?;
     }
-    Ok(out)
+    Ok(())
 }
 
-fn export_entries_fast(
+/// An export as the fast path reads it: offset, name span, kind, index.
+type RawExport = (usize, (u32, u32), ExternalKind, u32);
+
+fn exports_fast(
     bytes: &[u8],
     reader: &wasmparser::ExportSectionReader<'_>,
-) -> Option<Vec<ExportEntry>> {
-    let (mut r, range) = section_body(bytes, reader.range(), reader.count())?;
+) -> Option<(Vec<RawExport>, NameText)> {
+    let (mut r, len) = section_body(bytes, reader.range(), reader.count())?;
     let count = reader.count() as usize;
-    let mut text = NameText(Vec::with_capacity(range.len()));
-    let mut raw = Vec::with_capacity(count.min(range.len()));
+    let mut text = NameText(Vec::with_capacity(len));
+    let mut raw = Vec::with_capacity(count.min(len));
     for _ in 0..count {
-        let offset = r.original_position();
-        let name = text.push(read_name_bytes(&mut r)?)?;
-        let kind = r.read::<ExternalKind>().ok()?;
-        if kind == ExternalKind::FuncExact {
-            return None;
-        }
-        let index = r.read_var_u32().ok()?;
-        raw.push((offset, name, kind, index));
+        let offset = r.offset();
+        let name = text.push(r.name()?)?;
+        let kind = match r.byte()? {
+            0x00 => ExternalKind::Func,
+            0x01 => ExternalKind::Table,
+            0x02 => ExternalKind::Memory,
+            0x03 => ExternalKind::Global,
+            0x04 => ExternalKind::Tag,
+            _ => return None,
+        };
+        raw.push((offset, name, kind, r.u32()?));
     }
-    if !r.eof() {
-        return None;
-    }
-    let name = text.finish()?;
-    raw.into_iter()
-        .map(|(offset, n, kind, index)| Some((offset, name(n)?, kind, index)))
-        .collect()
+    r.at_end().then_some((raw, text))
 }
 
-/// A reader over a section's entries (after its count, which must be `count`), and their
-/// byte range.
+/// wasmparser's message for a name that is not UTF-8.
+const MALFORMED_UTF8: &str = "malformed UTF-8 encoding";
+
+/// A reader over a section's entries (after its count, which must be `count`), and the
+/// entries' length in bytes.
 fn section_body(
     bytes: &[u8],
     range: core::ops::Range<usize>,
     count: u32,
-) -> Option<(BinaryReader<'_>, core::ops::Range<usize>)> {
-    let mut r = BinaryReader::new(bytes.get(range.clone())?, range.start);
-    if r.read_var_u32().ok()? != count {
+) -> Option<(Lean<'_>, usize)> {
+    let mut r = Lean {
+        bytes: bytes.get(..range.end)?,
+        pos: range.start,
+    };
+    if r.u32()? != count {
         return None;
     }
-    let body = r.original_position()..range.end;
-    Some((r, body))
+    let len = range.end - r.pos;
+    Some((r, len))
 }
 
-fn read_name_bytes<'a>(r: &mut BinaryReader<'a>) -> Option<&'a [u8]> {
-    let len = r.read_var_u32().ok()? as usize;
-    if len > MAX_NAME {
-        return None;
+/// The few reads the fast paths make, over the module's bytes: LEB128 integers, bytes, names.
+/// Every read is checked; `None` on anything malformed or unusual, which sends the section
+/// through wasmparser's reader.
+struct Lean<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Lean<'a> {
+    fn offset(&self) -> usize {
+        self.pos
     }
-    r.read_bytes(len).ok()
+
+    fn at_end(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    /// An unsigned LEB128 `u32`, as wasm bounds it (at most five bytes, no stray high bits).
+    #[inline]
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.byte()?;
+        if b < 0x80 {
+            return Some(u32::from(b));
+        }
+        let mut value = u32::from(b & 0x7F);
+        let mut shift = 7;
+        loop {
+            let b = self.byte()?;
+            if shift == 28 && b > 0x0F {
+                return None;
+            }
+            value |= u32::from(b & 0x7F) << shift;
+            if b < 0x80 {
+                return Some(value);
+            }
+            shift += 7;
+        }
+    }
+
+    fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.pos..self.pos.checked_add(len)?)?;
+        self.pos += len;
+        Some(out)
+    }
+
+    /// A name's bytes (UTF-8 is checked later, for the whole section at once).
+    fn name(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        if len > MAX_NAME {
+            return None;
+        }
+        self.bytes(len)
+    }
+
+    /// An import's type: functions and number-typed globals here, the rest by wasmparser.
+    fn type_ref(&mut self) -> Option<TypeRef> {
+        let start = self.pos;
+        let simple = match self.byte()? {
+            0x00 => Some(TypeRef::Func(self.u32()?)),
+            0x03 => {
+                let content_type = match self.byte()? {
+                    0x7F => Some(wasmparser::ValType::I32),
+                    0x7E => Some(wasmparser::ValType::I64),
+                    0x7D => Some(wasmparser::ValType::F32),
+                    0x7C => Some(wasmparser::ValType::F64),
+                    _ => None,
+                };
+                let mutable = match self.byte()? {
+                    0 => Some(false),
+                    1 => Some(true),
+                    _ => None,
+                };
+                content_type.zip(mutable).map(|(content_type, mutable)| {
+                    TypeRef::Global(wasmparser::GlobalType {
+                        content_type,
+                        mutable,
+                        shared: false,
+                    })
+                })
+            }
+            _ => None,
+        };
+        if simple.is_some() {
+            return simple;
+        }
+        self.pos = start;
+        let mut r = BinaryReader::new(self.bytes.get(start..)?, start);
+        let ty = r.read::<TypeRef>().ok()?;
+        self.pos = r.original_position();
+        Some(ty)
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        self.signed(32).map(|v| v as i32)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        self.signed(64)
+    }
+
+    /// A signed LEB128 of `bits` bits. Values short of the longest encoding are decoded
+    /// here (they cannot overflow); the longest, whose last byte has bits to check, by
+    /// wasmparser's reader.
+    fn signed(&mut self, bits: u32) -> Option<i64> {
+        let start = self.pos;
+        let max_bytes = bits.div_ceil(7);
+        let mut value: i64 = 0;
+        let mut shift = 0;
+        for _ in 1..max_bytes {
+            let b = self.byte()?;
+            value |= i64::from(b & 0x7F) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                if b & 0x40 != 0 {
+                    value |= -1i64 << shift;
+                }
+                return Some(value);
+            }
+        }
+        let mut r = BinaryReader::new(self.bytes.get(start..)?, start);
+        let v = if bits == 32 {
+            i64::from(r.read_var_i32().ok()?)
+        } else {
+            r.read_var_i64().ok()?
+        };
+        self.pos = r.original_position();
+        Some(v)
+    }
 }
 
 /// A section's names copied into one buffer, which the [`Name`]s cut from it share.
@@ -1029,11 +1229,20 @@ impl NameText {
         Some((start, u32::try_from(self.0.len()).ok()?))
     }
 
-    /// The buffer as one shared string, checked as UTF-8 once, and the cutter of names
-    /// from it (`None` for a range that is not on character boundaries).
-    fn finish(self) -> Option<impl Fn((u32, u32)) -> Option<Name>> {
-        let text: Arc<str> = String::from_utf8(self.0).ok()?.into();
-        Some(move |(a, b): (u32, u32)| Name::slice(&text, a as usize..b as usize))
+    /// The buffer as one shared string, checked as UTF-8 once.
+    fn finish(self) -> Option<SharedText> {
+        Some(SharedText(String::from_utf8(self.0).ok()?.into()))
+    }
+}
+
+/// The names of a section, checked as UTF-8.
+struct SharedText(Arc<str>);
+
+impl SharedText {
+    /// The name at `span`; an error (at `offset`) when the span splits a character, which a
+    /// name that is not UTF-8 on its own can make it do.
+    fn cut(&self, (a, b): (u32, u32), offset: usize) -> Result<Name, Error> {
+        Name::slice(&self.0, a as usize..b as usize).ok_or_else(|| bad(offset, MALFORMED_UTF8))
     }
 }
 
@@ -1050,33 +1259,33 @@ fn globals_fast(
     let ok = (|| {
         let (mut r, _) = section_body(bytes, reader.range(), reader.count())?;
         for _ in 0..reader.count() {
-            let ty = match r.read_u8().ok()? {
+            let ty = match r.byte()? {
                 0x7F => ValType::I32,
                 0x7E => ValType::I64,
                 0x7D => ValType::F32,
                 0x7C => ValType::F64,
                 _ => return None,
             };
-            let mutable = match r.read_u8().ok()? {
+            let mutable = match r.byte()? {
                 0 => false,
                 1 => true,
                 _ => return None,
             };
-            let value = match r.read_u8().ok()? {
-                0x41 => Some(r.read_var_i32().ok()? as u32 as u64),
-                0x42 => Some(r.read_var_i64().ok()? as u64),
+            let value = match r.byte()? {
+                0x41 => Some(r.i32()? as u32 as u64),
+                0x42 => Some(r.i64()? as u64),
                 0x23 => {
-                    r.read_var_u32().ok()?;
+                    r.u32()?;
                     None
                 }
                 _ => return None,
             };
-            if r.read_u8().ok()? != 0x0B {
+            if r.byte()? != 0x0B {
                 return None;
             }
             globals.push((ty, mutable, value));
         }
-        r.eof().then_some(())
+        r.at_end().then_some(())
     })()
     .is_some();
     if !ok {
@@ -1277,6 +1486,10 @@ fn read_init_exports(info: &mut ModuleInfo) -> Result<(), Error> {
     let init_tls = FuncType::new(&[ptr], &[]);
     let mut init = info.init;
     for e in &info.exports {
+        // Every name below starts with `_`; most exports do not.
+        if !e.name.starts_with('_') {
+            continue;
+        }
         let func_ty = match e.kind {
             ExportKind::Func { ty, .. } => Some(&info.types[ty as usize]),
             _ => None,
