@@ -211,5 +211,16 @@ fn phases() {
         }
         println!("parse only: {:?} ({n})", t.elapsed());
     }
+    let live0 = LIVE.load(Relaxed);
+    let infos: Vec<_> = bytes
+        .iter()
+        .map(|b| ModuleInfo::parse(b).unwrap())
+        .collect();
+    println!(
+        "ModuleInfo: {} bytes per module ({} imports, {} exports)",
+        (LIVE.load(Relaxed) - live0) / infos.len() as u64,
+        infos[0].imports.len(),
+        infos[0].exports.len()
+    );
     let _ = main;
 }

@@ -835,6 +835,7 @@ impl Linker {
             new_symbols: HashMap::new(),
             indexed: 0,
             setup: Vec::new(),
+            setup_templates: Vec::new(),
             adopt: Vec::new(),
             zero: Vec::new(),
             body: Vec::new(),
@@ -1470,7 +1471,9 @@ struct Txn<'a> {
     /// New modules by requested name and by path.
     new_names: HashMap<Name, ModuleId>,
     // Op sections, assembled by `finish` in this order.
-    setup: Vec<(Op, Option<LogOp>)>,
+    setup: Vec<Op>,
+    /// Per-group templates of `setup` ops, by index in `setup`.
+    setup_templates: Vec<(u32, LogOp)>,
     adopt: Vec<Op>,
     zero: Vec<Op>,
     body: Vec<Op>,
@@ -1650,11 +1653,10 @@ impl<'a> Txn<'a> {
                         module: m.id,
                         export: i as u32,
                     };
-                    match self.new_symbols.get_mut(&*e.name) {
-                        Some(defs) => defs.push(def),
-                        None => {
-                            self.new_symbols
-                                .insert(e.name.clone(), SmallVec::from_buf([def]));
+                    match self.new_symbols.entry(e.name.clone()) {
+                        hashbrown::hash_map::Entry::Occupied(mut o) => o.get_mut().push(def),
+                        hashbrown::hash_map::Entry::Vacant(v) => {
+                            v.insert(SmallVec::from_buf([def]));
                         }
                     }
                 }
@@ -1679,6 +1681,16 @@ impl<'a> Txn<'a> {
         name: &str,
         requester: Option<ModuleId>,
     ) -> Result<Option<ModuleId>, Error> {
+        Ok(self.locate(name, requester)?.ok())
+    }
+
+    /// [`Txn::find_loaded`], or, when `name` is not loaded, the paths to try (computed once,
+    /// for [`Txn::read_library`]).
+    fn locate(
+        &self,
+        name: &str,
+        requester: Option<ModuleId>,
+    ) -> Result<Result<ModuleId, Vec<String>>, Error> {
         if !name.contains('/') {
             let by_name = self
                 .base
@@ -1686,8 +1698,8 @@ impl<'a> Txn<'a> {
                 .get(name)
                 .or_else(|| self.new_names.get(name))
                 .copied();
-            if by_name.is_some() {
-                return Ok(by_name);
+            if let Some(id) = by_name {
+                return Ok(Ok(id));
             }
         }
         let req = requester.map(|r| self.module(r));
@@ -1698,7 +1710,10 @@ impl<'a> Txn<'a> {
                 runtime_path: r.info.dylink.as_ref().map_or(&[][..], |d| &d.runtime_path),
             }),
         )?;
-        Ok(cands.iter().find_map(|p| self.loaded_by_path(p)))
+        Ok(cands
+            .iter()
+            .find_map(|p| self.loaded_by_path(p))
+            .ok_or(cands))
     }
 
     /// Load `roots` and everything they need, breadth first. Returns the modules of the tree
@@ -1714,10 +1729,10 @@ impl<'a> Txn<'a> {
         let mut out: Vec<ModuleId> = Vec::new();
         let mut listed: HashSet<ModuleId> = HashSet::new();
         while let Some((name, req)) = queue.pop_front() {
-            let id = match self.find_loaded(&name, req)? {
-                Some(id) => id,
-                None => {
-                    let id = self.read_library(&name, req, source)?;
+            let id = match self.locate(&name, req)? {
+                Ok(id) => id,
+                Err(cands) => {
+                    let id = self.read_library(&name, req, cands, source)?;
                     let needed = self
                         .module(id)
                         .info
@@ -1755,19 +1770,9 @@ impl<'a> Txn<'a> {
         &mut self,
         name: &str,
         req: Option<ModuleId>,
+        cands: Vec<String>,
         source: &dyn ModuleSource,
     ) -> Result<ModuleId, Error> {
-        let (cands, needed_by) = {
-            let r = req.map(|r| self.module(r));
-            let c = self.base.config.search.candidates(
-                name,
-                r.map(|r| Requester {
-                    path: &r.path,
-                    runtime_path: r.info.dylink.as_ref().map_or(&[][..], |d| &d.runtime_path),
-                }),
-            )?;
-            (c, r.map(|r| r.path.clone()))
-        };
         for path in &cands {
             let bytes = source.read(path).map_err(|message| Error::Source {
                 path: path.clone(),
@@ -1784,7 +1789,7 @@ impl<'a> Txn<'a> {
         }
         Err(Error::NotFound {
             name: name.into(),
-            needed_by,
+            needed_by: req.map(|r| self.module(r).path.clone()),
             tried: cands,
         })
     }
@@ -2265,15 +2270,12 @@ impl<'a> Txn<'a> {
     fn new_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
         let g = GlobalId(self.counters.global);
         self.counters.global += 1;
-        self.setup.push((
-            Op::CreateGlobal {
-                global: g,
-                ty,
-                mutable,
-                value,
-            },
-            None,
-        ));
+        self.setup.push(Op::CreateGlobal {
+            global: g,
+            ty,
+            mutable,
+            value,
+        });
         g
     }
 
@@ -2289,7 +2291,7 @@ impl<'a> Txn<'a> {
         let t = TagId(self.counters.tag);
         self.counters.tag += 1;
         self.tags.push((name.into(), t));
-        self.setup.push((Op::CreateTag { tag: t, ty }, None));
+        self.setup.push(Op::CreateTag { tag: t, ty });
         t
     }
 
@@ -2323,12 +2325,11 @@ impl<'a> Txn<'a> {
             });
         }
         // The common case: one definition, in a new module of the global scope.
-        if self.base.symbols.is_empty() || !self.base.symbols.contains_key(name) {
-            if let Some(&[only]) = self.new_symbols.get(name).map(|d| d.as_slice()) {
-                if self.global_seq(only.module).is_some() {
-                    return Some(only);
-                }
-            }
+        if (self.base.symbols.is_empty() || !self.base.symbols.contains_key(name))
+            && let Some(&[only]) = self.new_symbols.get(name).map(|d| d.as_slice())
+            && self.global_seq(only.module).is_some()
+        {
+            return Some(only);
         }
         let cands = self.candidates(name);
         if cands.is_empty() {
@@ -2891,15 +2892,16 @@ impl<'a> Txn<'a> {
                                 mutable: true,
                                 value,
                             };
-                            self.setup.push((
-                                op,
-                                Some(LogOp::TlsGlobal {
+                            self.setup_templates.push((
+                                self.setup.len() as u32,
+                                LogOp::TlsGlobal {
                                     global: g,
                                     ty: import_ty,
                                     module,
                                     offset,
-                                }),
+                                },
                             ));
+                            self.setup.push(op);
                             Binding::Global(g)
                         }
                         Err(()) => UNRESOLVED,
@@ -2914,7 +2916,7 @@ impl<'a> Txn<'a> {
                 let sym = &imp.name;
                 let own = funcs.get(&**sym).copied();
                 let want = own.and_then(|i| match (&i.role, &i.ty) {
-                    (ImportRole::Func, ImportType::Func(t)) => Some(info.func_type(*t).clone()),
+                    (ImportRole::Func, ImportType::Func(t)) => Some(info.func_type(*t)),
                     _ => None,
                 });
                 // `&f` of a function the module imports from another namespace (a host
@@ -2933,7 +2935,7 @@ impl<'a> Txn<'a> {
                     return Ok(Binding::Global(self.const_global(import_ty, true, slot.0)));
                 }
                 match self.resolve_func(sym, m, host) {
-                    FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, want.as_ref()) {
+                    FuncTarget::Def(def) => match self.func_def_ok(def, m, sym, want) {
                         Some(index) => {
                             self.note_use(m, def.module);
                             let name = self.module(def.module).info.exports[def.export as usize]
@@ -2958,7 +2960,7 @@ impl<'a> Txn<'a> {
                         if !lazy {
                             return Ok(UNRESOLVED);
                         }
-                        let slot = self.pending_slot(sym, want, m)?;
+                        let slot = self.pending_slot(sym, want.cloned(), m)?;
                         Binding::Global(self.const_global(import_ty, true, slot.0))
                     }
                 }
@@ -3522,21 +3524,6 @@ impl<'a> Txn<'a> {
                 .free(self.table.size, self.table_min - self.table.size, false);
             self.table.size = self.table_min;
         }
-        let total = self.setup.len()
-            + self.adopt.len()
-            + self.zero.len()
-            + self.body.len()
-            + self.late.len()
-            + self.inits.len()
-            + 8;
-        let mut ops: Vec<Op> = Vec::with_capacity(total);
-        let mut templates: Vec<(u32, LogOp)> = Vec::new();
-        let mut push = |op: Op, tpl: Option<LogOp>, ops: &mut Vec<Op>| {
-            if let Some(t) = tpl {
-                templates.push((ops.len() as u32, t));
-            }
-            ops.push(op);
-        };
         let grow = self.grow_ops();
         // Made before the setup ops are taken: the counter's global is one of them.
         let trampolines = self.gen_id.map(|gen_id| {
@@ -3567,52 +3554,53 @@ impl<'a> Txn<'a> {
                 }
             });
             let bytes: Arc<[u8]> = trampoline::encode(&self.trampolines, checked).into();
-            (gen_id, bytes, imports)
+            Op::InstantiateGenerated {
+                gen_id,
+                bytes,
+                imports,
+            }
         });
-        if let Some(cm) = self.create_memory.take() {
-            push(cm, None, &mut ops);
-        }
-        if self.create_table {
-            push(
-                Op::CreateTable {
-                    min: self.table.size,
-                    table64: self.table.table64,
-                },
-                None,
-                &mut ops,
-            );
-        }
-        for (op, tpl) in core::mem::take(&mut self.setup) {
-            push(op, tpl, &mut ops);
-        }
-        if let Some((gen_id, bytes, imports)) = trampolines {
-            push(
-                Op::InstantiateGenerated {
-                    gen_id,
-                    bytes,
-                    imports,
-                },
-                None,
-                &mut ops,
-            );
-        }
-        for op in core::mem::take(&mut self.adopt) {
-            push(op, None, &mut ops);
-        }
-        for op in grow {
-            push(op, None, &mut ops);
-        }
-        for op in core::mem::take(&mut self.zero)
+        let create_table = self.create_table.then(|| Op::CreateTable {
+            min: self.table.size,
+            table64: self.table.table64,
+        });
+        let (inits, init_templates): (Vec<Op>, Vec<Option<LogOp>>) =
+            core::mem::take(&mut self.inits).into_iter().unzip();
+        // The sections in order, counted before they are chained so the ops land in one
+        // allocation of the exact size; templates are placed by those counts.
+        let head = self.create_memory.is_some() as usize + create_table.is_some() as usize;
+        let before_inits = head
+            + self.setup.len()
+            + trampolines.is_some() as usize
+            + self.adopt.len()
+            + grow.len()
+            + self.zero.len()
+            + self.body.len()
+            + self.late.len();
+        let mut templates: Vec<(u32, LogOp)> = core::mem::take(&mut self.setup_templates)
             .into_iter()
+            .map(|(i, t)| ((head + i as usize) as u32, t))
+            .collect();
+        templates.extend(
+            init_templates
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, t)| Some(((before_inits + i) as u32, t?))),
+        );
+        let ops: Arc<[Op]> = self
+            .create_memory
+            .take()
+            .into_iter()
+            .chain(create_table)
+            .chain(core::mem::take(&mut self.setup))
+            .chain(trampolines)
+            .chain(core::mem::take(&mut self.adopt))
+            .chain(grow)
+            .chain(core::mem::take(&mut self.zero))
             .chain(core::mem::take(&mut self.body))
             .chain(core::mem::take(&mut self.late))
-        {
-            push(op, None, &mut ops);
-        }
-        for (op, tpl) in core::mem::take(&mut self.inits) {
-            push(op, tpl, &mut ops);
-        }
-        let ops: Arc<[Op]> = ops.into();
+            .chain(inits)
+            .collect();
         let memory64 = self.mem.memory64;
         let base = self.base;
         let slot_uses = self.slot_uses;
