@@ -68,6 +68,21 @@ fn paired<A: FnMut(), B: FnMut()>(iters: usize, mut a: A, mut b: B) -> (f64, f64
 }
 
 /// Where side module `i` of a hand-wired program puts its data.
+/// `lazy_call_ratio` and the two call costs, from seconds per call.
+fn call_rows(direct: f64, lazy: f64, out: &mut Map<String, Value>) {
+    out.insert("call_direct_ns".into(), json!(direct * 1e9));
+    out.insert("call_lazy_ns".into(), json!(lazy * 1e9));
+    out.insert("lazy_call_ratio".into(), json!(lazy / direct));
+}
+
+/// `safe_point_call_ratio` and its calls, from seconds per call.
+fn safe_point_rows(plain: f64, checked: f64, lazy: f64, out: &mut Map<String, Value>) {
+    out.insert("call_pointer_ns".into(), json!(plain * 1e9));
+    out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
+    out.insert("safe_point_call_ratio".into(), json!(checked / plain));
+    out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
+}
+
 fn hand_base(i: usize) -> u64 {
     1024 + (i * DATA) as u64
 }
@@ -82,7 +97,8 @@ fn got_offset(name: &str) -> u64 {
 
 mod wt {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, paired, rtld, time,
+        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, median, paired,
+        rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -291,10 +307,7 @@ mod wt {
         let plain = per_call(engine, s, Call::Pointer, false);
         let checked = per_call(engine, s, Call::Pointer, true);
         let lazy = per_call(engine, s, Call::Lazy, true);
-        out.insert("call_pointer_ns".into(), json!(plain * 1e9));
-        out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
-        out.insert("safe_point_call_ratio".into(), json!(checked / plain));
-        out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
+        safe_point_rows(plain, checked, lazy, out);
     }
 
     /// `lazy_call_ratio` and the two call costs.
@@ -321,7 +334,6 @@ mod wt {
                 lazy.2.call(&mut lazy.0, s.calls).unwrap();
             },
         );
-        let per_call = [d / s.calls as f64, l / s.calls as f64];
         let before = lazy.1.host_calls();
         lazy.2.call(&mut lazy.0, 1000).unwrap();
         assert_eq!(
@@ -329,9 +341,7 @@ mod wt {
             before,
             "a resolved lazy call never enters the host"
         );
-        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
-        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
-        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+        call_rows(d / s.calls as f64, l / s.calls as f64, out);
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {
@@ -418,7 +428,8 @@ mod wt {
 
 mod wm {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, got_offset, hand_base, median, paired, rtld, time,
+        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, median, paired,
+        rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -587,10 +598,7 @@ mod wm {
         let plain = per_call(engine, s, Call::Pointer, false);
         let checked = per_call(engine, s, Call::Pointer, true);
         let lazy = per_call(engine, s, Call::Lazy, true);
-        out.insert("call_pointer_ns".into(), json!(plain * 1e9));
-        out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
-        out.insert("safe_point_call_ratio".into(), json!(checked / plain));
-        out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
+        safe_point_rows(plain, checked, lazy, out);
     }
 
     /// `lazy_call_ratio` and the two call costs.
@@ -617,10 +625,14 @@ mod wm {
                 lazy.2.call(&mut lazy.0, &[Value::I32(s.calls)]).unwrap();
             },
         );
-        let per_call = [d / s.calls as f64, l / s.calls as f64];
-        out.insert("call_direct_ns".into(), json!(per_call[0] * 1e9));
-        out.insert("call_lazy_ns".into(), json!(per_call[1] * 1e9));
-        out.insert("lazy_call_ratio".into(), json!(per_call[1] / per_call[0]));
+        let before = lazy.1.host_calls();
+        lazy.2.call(&mut lazy.0, &[Value::I32(1000)]).unwrap();
+        assert_eq!(
+            lazy.1.host_calls(),
+            before,
+            "a resolved lazy call never enters the host"
+        );
+        call_rows(d / s.calls as f64, l / s.calls as f64, out);
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {

@@ -834,12 +834,11 @@ impl Linker {
             groups: None,
             new_symbols: HashMap::new(),
             indexed: 0,
-            setup: Vec::new(),
-            setup_templates: Vec::new(),
+            setup: Section::default(),
             adopt: Vec::new(),
             zero: Vec::new(),
             body: Vec::new(),
-            inits: Vec::new(),
+            inits: Section::default(),
             diags: Vec::new(),
             dup_seen: HashSet::new(),
             modules_out: Vec::new(),
@@ -1471,13 +1470,11 @@ struct Txn<'a> {
     /// New modules by requested name and by path.
     new_names: HashMap<Name, ModuleId>,
     // Op sections, assembled by `finish` in this order.
-    setup: Vec<Op>,
-    /// Per-group templates of `setup` ops, by index in `setup`.
-    setup_templates: Vec<(u32, LogOp)>,
+    setup: Section,
     adopt: Vec<Op>,
     zero: Vec<Op>,
     body: Vec<Op>,
-    inits: Vec<(Op, Option<LogOp>)>,
+    inits: Section,
     diags: Vec<Diagnostic>,
     dup_seen: HashSet<Name>,
     modules_out: Vec<NewModule>,
@@ -1494,6 +1491,21 @@ struct Txn<'a> {
     late: Vec<Op>,
     host_slots: Vec<(Name, Slot)>,
     bind: BindMode,
+}
+
+/// A run of a plan's ops, with the per-group templates of some of them (by index in `ops`).
+#[derive(Default)]
+struct Section {
+    ops: Vec<Op>,
+    templates: Vec<(u32, LogOp)>,
+}
+
+impl Section {
+    /// An op each group applies in its own form ([`LogOp`]).
+    fn push_templated(&mut self, op: Op, template: LogOp) {
+        self.templates.push((self.ops.len() as u32, template));
+        self.ops.push(op);
+    }
 }
 
 /// How a resolved function import is bound.
@@ -2270,7 +2282,7 @@ impl<'a> Txn<'a> {
     fn new_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
         let g = GlobalId(self.counters.global);
         self.counters.global += 1;
-        self.setup.push(Op::CreateGlobal {
+        self.setup.ops.push(Op::CreateGlobal {
             global: g,
             ty,
             mutable,
@@ -2291,7 +2303,7 @@ impl<'a> Txn<'a> {
         let t = TagId(self.counters.tag);
         self.counters.tag += 1;
         self.tags.push((name.into(), t));
-        self.setup.push(Op::CreateTag { tag: t, ty });
+        self.setup.ops.push(Op::CreateTag { tag: t, ty });
         t
     }
 
@@ -2892,16 +2904,15 @@ impl<'a> Txn<'a> {
                                 mutable: true,
                                 value,
                             };
-                            self.setup_templates.push((
-                                self.setup.len() as u32,
+                            self.setup.push_templated(
+                                op,
                                 LogOp::TlsGlobal {
                                     global: g,
                                     ty: import_ty,
                                     module,
                                     offset,
                                 },
-                            ));
-                            self.setup.push(op);
+                            );
                             Binding::Global(g)
                         }
                         Err(()) => UNRESOLVED,
@@ -3321,32 +3332,26 @@ impl<'a> Txn<'a> {
     fn emit_inits(&mut self, order: &[ModuleId]) {
         for &m in order {
             if self.module(m).info.init.apply_data_relocs {
-                self.inits.push((
-                    Op::Call {
-                        module: m,
-                        func: InitCall::ApplyDataRelocs,
-                    },
-                    None,
-                ));
+                self.inits.ops.push(Op::Call {
+                    module: m,
+                    func: InitCall::ApplyDataRelocs,
+                });
             }
         }
         for &m in order {
             let info = self.module(m).info.clone();
             if has_tls_block(&info) {
                 let block = Addr(self.current_tls_block(m).unwrap_or(0));
-                self.inits.push((
+                self.inits.push_templated(
                     Op::InitTls { module: m, block },
-                    Some(LogOp::InitTls { module: m }),
-                ));
+                    LogOp::InitTls { module: m },
+                );
             }
             if info.init.apply_tls_relocs {
-                self.inits.push((
-                    Op::Call {
-                        module: m,
-                        func: InitCall::ApplyTlsRelocs,
-                    },
-                    None,
-                ));
+                self.inits.ops.push(Op::Call {
+                    module: m,
+                    func: InitCall::ApplyTlsRelocs,
+                });
             } else if info.exports.iter().any(|e| e.tls)
                 && !has_tls_block(&info)
                 && info.shared_memory
@@ -3374,7 +3379,7 @@ impl<'a> Txn<'a> {
                 None
             };
             if let Some(func) = call {
-                self.inits.push((Op::Call { module: m, func }, None));
+                self.inits.ops.push(Op::Call { module: m, func });
             }
         }
     }
@@ -3564,42 +3569,36 @@ impl<'a> Txn<'a> {
             min: self.table.size,
             table64: self.table.table64,
         });
-        let (inits, init_templates): (Vec<Op>, Vec<Option<LogOp>>) =
-            core::mem::take(&mut self.inits).into_iter().unzip();
         // The sections in order, counted before they are chained so the ops land in one
         // allocation of the exact size; templates are placed by those counts.
         let head = self.create_memory.is_some() as usize + create_table.is_some() as usize;
         let before_inits = head
-            + self.setup.len()
+            + self.setup.ops.len()
             + trampolines.is_some() as usize
             + self.adopt.len()
             + grow.len()
             + self.zero.len()
             + self.body.len()
             + self.late.len();
-        let mut templates: Vec<(u32, LogOp)> = core::mem::take(&mut self.setup_templates)
-            .into_iter()
-            .map(|(i, t)| ((head + i as usize) as u32, t))
+        let setup = core::mem::take(&mut self.setup);
+        let inits = core::mem::take(&mut self.inits);
+        let templates: Vec<(u32, LogOp)> = (setup.templates.into_iter())
+            .map(|(i, t)| (head as u32 + i, t))
+            .chain((inits.templates.into_iter()).map(|(i, t)| (before_inits as u32 + i, t)))
             .collect();
-        templates.extend(
-            init_templates
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, t)| Some(((before_inits + i) as u32, t?))),
-        );
         let ops: Arc<[Op]> = self
             .create_memory
             .take()
             .into_iter()
             .chain(create_table)
-            .chain(core::mem::take(&mut self.setup))
+            .chain(setup.ops)
             .chain(trampolines)
             .chain(core::mem::take(&mut self.adopt))
             .chain(grow)
             .chain(core::mem::take(&mut self.zero))
             .chain(core::mem::take(&mut self.body))
             .chain(core::mem::take(&mut self.late))
-            .chain(inits)
+            .chain(inits.ops)
             .collect();
         let memory64 = self.mem.memory64;
         let base = self.base;
