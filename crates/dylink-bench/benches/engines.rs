@@ -75,6 +75,13 @@ fn call_rows(direct: f64, lazy: f64, out: &mut Map<String, Value>) {
     out.insert("lazy_call_ratio".into(), json!(lazy / direct));
 }
 
+/// `link_overhead_100` and its two times, from seconds per link.
+fn link_rows(dylink: f64, by_hand: f64, out: &mut Map<String, Value>) {
+    out.insert("link_ms_100".into(), json!(dylink * 1e3));
+    out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
+    out.insert("link_overhead_100".into(), json!(dylink / by_hand));
+}
+
 /// `safe_point_call_ratio` and its calls, from seconds per call.
 fn safe_point_rows(plain: f64, checked: f64, lazy: f64, out: &mut Map<String, Value>) {
     out.insert("call_pointer_ns".into(), json!(plain * 1e9));
@@ -97,8 +104,8 @@ fn got_offset(name: &str) -> u64 {
 
 mod wt {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, median, paired,
-        rtld, safe_point_rows, time,
+        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, link_rows,
+        median, paired, rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -344,24 +351,30 @@ mod wt {
         call_rows(d / s.calls as f64, l / s.calls as f64, out);
     }
 
+    /// link_overhead_100: main + 100 libraries through dylink vs wired by hand, timed
+    /// alternately.
+    pub fn link(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
+        let (main, src, libs) = program(100);
+        load(engine, &main, &src); // warm the compile cache
+        let main_m = Module::new(engine, &main[..]).unwrap();
+        let lib_m: Vec<Module> = libs
+            .iter()
+            .map(|b| Module::new(engine, b).unwrap())
+            .collect();
+        let (dylink, by_hand) = paired(
+            s.iters,
+            || {
+                load(engine, &main, &src);
+            },
+            || hand(engine, &main_m, &lib_m),
+        );
+        link_rows(dylink, by_hand, out);
+    }
+
     pub fn run(s: &Settings) -> Map<String, Json> {
         let engine = engine();
         let mut out = Map::new();
-        // link_overhead_100
-        let (main, src, libs) = program(100);
-        load(&engine, &main, &src); // warm the compile cache
-        let dylink = time(s.iters, || {
-            load(&engine, &main, &src);
-        });
-        let main_m = Module::new(&engine, &main[..]).unwrap();
-        let lib_m: Vec<Module> = libs
-            .iter()
-            .map(|b| Module::new(&engine, b).unwrap())
-            .collect();
-        let by_hand = time(s.iters, || hand(&engine, &main_m, &lib_m));
-        out.insert("link_ms_100".into(), json!(dylink * 1e3));
-        out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
-        out.insert("link_overhead_100".into(), json!(dylink / by_hand));
+        link(&engine, s, &mut out);
         // lazy_call_ratio
         calls(&engine, s, &mut out);
         // dlsym_ns, dlopen_loaded_ns
@@ -428,8 +441,8 @@ mod wt {
 
 mod wm {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, median, paired,
-        rtld, safe_point_rows, time,
+        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, link_rows,
+        median, paired, rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -635,30 +648,33 @@ mod wm {
         call_rows(d / s.calls as f64, l / s.calls as f64, out);
     }
 
+    /// link_overhead_100: main + 100 libraries through dylink vs wired by hand, timed
+    /// alternately.
+    pub fn link(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
+        let (main, src, libs) = program(100);
+        load(&main, &src, &mut Store::new(engine.clone())); // warm the compile cache
+        let main_m = Module::new(engine, &main[..]).unwrap();
+        let lib_m: Vec<Module> = libs
+            .iter()
+            .map(|b| Module::new(engine, b).unwrap())
+            .collect();
+        let (dylink, by_hand) = paired(
+            s.iters,
+            || {
+                load(&main, &src, &mut Store::new(engine.clone()));
+            },
+            || hand(&mut Store::new(engine.clone()), &main_m, &lib_m),
+        );
+        link_rows(dylink, by_hand, out);
+    }
+
     pub fn run(s: &Settings) -> Map<String, Json> {
         let mut out = Map::new();
         // One engine for every store, as an embedder would have (a `Store::default()` makes
         // a new engine each time, and compiled modules belong to their engine).
         let store0 = Store::default();
         let engine = store0.engine().clone();
-        let (main, src, libs) = program(100);
-        load(&main, &src, &mut Store::new(engine.clone()));
-        let dylink = time(s.iters, || {
-            let mut store = Store::new(engine.clone());
-            load(&main, &src, &mut store);
-        });
-        let main_m = Module::new(&store0, &main[..]).unwrap();
-        let lib_m: Vec<Module> = libs
-            .iter()
-            .map(|b| Module::new(&store0, b).unwrap())
-            .collect();
-        let by_hand = time(s.iters, || {
-            let mut store = Store::new(store0.engine().clone());
-            hand(&mut store, &main_m, &lib_m);
-        });
-        out.insert("link_ms_100".into(), json!(dylink * 1e3));
-        out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
-        out.insert("link_overhead_100".into(), json!(dylink / by_hand));
+        link(&engine, s, &mut out);
         calls(&engine, s, &mut out);
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
@@ -770,11 +786,24 @@ fn main() {
             micro: 200_000,
         }
     };
+    // More (or fewer) timed runs per metric, e.g. to profile one metric longer.
+    let s = match std::env::var("DYLINK_BENCH_ITERS").map(|v| v.parse::<usize>()) {
+        Ok(Ok(iters)) if iters > 0 => Settings { iters, ..s },
+        _ => s,
+    };
     if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("calls") {
         // Only the lazy-call metrics, printed (results.json keeps the last full run).
         let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
         wt::calls(&wt::engine(), &s, &mut wasmtime);
         wm::calls(wasmer::Store::default().engine(), &s, &mut wasmer);
+        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
+        return;
+    }
+    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("link") {
+        // Only link_overhead_100, printed (results.json keeps the last full run).
+        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
+        wt::link(&wt::engine(), &s, &mut wasmtime);
+        wm::link(wasmer::Store::default().engine(), &s, &mut wasmer);
         println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
         return;
     }

@@ -183,7 +183,10 @@ fn link_config(
     extra_dirs: &[String],
     program_path: &str,
 ) -> Result<(Config, DirSource)> {
-    let mut config = Config::default();
+    let mut config = Config {
+        module_cache: Some(dylink_core::ModuleCache::process().clone()),
+        ..Config::default()
+    };
     let mut source = DirSource::new();
     let mut dirs: Vec<String> = Vec::new();
     for d in link

@@ -38,6 +38,10 @@ pub struct Config {
     /// Rewrite a module's calls to a lazily bound import into one indirect call through the
     /// function's table slot, instead of a call to its trampoline (see [`crate::direct`]).
     pub direct_lazy_calls: bool,
+    /// Where readings of modules are kept by content, so the same bytes are read once
+    /// ([`ModuleCache`](crate::ModuleCache)); `None` reads every module it is handed. The
+    /// adapters set [`ModuleCache::process`](crate::ModuleCache::process).
+    pub module_cache: Option<crate::ModuleCache>,
 }
 
 impl Config {
@@ -59,6 +63,7 @@ impl Default for Config {
             dlerror_size: 256,
             dladdr_size: 1024,
             direct_lazy_calls: true,
+            module_cache: None,
         }
     }
 }

@@ -43,6 +43,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod cache;
 mod config;
 pub mod direct;
 pub mod drive;
@@ -61,6 +62,7 @@ pub mod safepoints;
 mod sync;
 pub mod trampoline;
 
+pub use cache::ModuleCache;
 pub use config::*;
 pub use error::{Diagnostic, Error, ParseError, SymbolKind, Warning};
 pub use index::{Addr, GenId, GlobalId, GroupId, ModuleId, Slot, TagId};

@@ -10,9 +10,12 @@ use std::path::Path;
 
 use dylink_core::*;
 
-fn run_case(text: &str) -> String {
+fn run_case(text: &str, cache: Option<&ModuleCache>) -> String {
     let mut files: Vec<(String, String)> = Vec::new();
-    let mut config = Config::default();
+    let mut config = Config {
+        module_cache: cache.cloned(),
+        ..Config::default()
+    };
     let mut current: Option<(String, String)> = None;
     let mut wasi_host = false;
     for line in text.lines() {
@@ -96,7 +99,19 @@ fn golden_plans() {
     {
         count += 1;
         let text = std::fs::read_to_string(&path).unwrap();
-        let actual = run_case(&text);
+        let actual = run_case(&text, None);
+        // Through a module cache, first filled then answering every read: the same text.
+        let cache = ModuleCache::new(1 << 24);
+        for pass in ["filling", "hit"] {
+            let cached = run_case(&text, Some(&cache));
+            assert_eq!(
+                cached,
+                actual,
+                "{}: planning through a module cache ({pass}) differs",
+                path.display()
+            );
+        }
+        assert!(cache.hits() > 0 || cache.is_empty(), "{}", path.display());
         let (head, expected) = match text.find(";;; expect\n") {
             Some(i) => (&text[..i], &text[i + ";;; expect\n".len()..]),
             None => (text.as_str(), ""),

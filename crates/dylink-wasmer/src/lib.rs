@@ -115,10 +115,15 @@ pub type BeforeInit =
 
 impl Options {
     /// Default configuration reading from `source` (library roots: every path the source
-    /// knows).
+    /// knows). Modules are read through the process-wide [`dylink_core::ModuleCache`], as
+    /// their compiled code is kept in a process-wide cache: set `config.module_cache` to
+    /// `None` to read every module afresh.
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
         Self {
-            config: Config::default(),
+            config: Config {
+                module_cache: Some(dylink_core::ModuleCache::process().clone()),
+                ..Config::default()
+            },
             source: Arc::new(source),
             memory: MemoryCell::default(),
             before_init: None,
@@ -207,17 +212,50 @@ pub fn compilations() -> u64 {
     COMPILATIONS.load(Ordering::Relaxed)
 }
 
-type Cache = Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Engine, Module)>>>;
+/// Compiled modules, shared by every program (each entry names its engine).
+#[derive(Default)]
+struct CompileCache {
+    /// By content: (length, hash) → the bytes compiled, the engine and the module.
+    by_content: HashMap<(usize, u64), Vec<(Arc<[u8]>, Engine, Module)>>,
+    /// By the address of the bytes compiled (held here, so the address is not reused): the
+    /// module cache hands out one allocation per distinct module, so a module read through
+    /// it is found again without hashing its bytes.
+    by_address: HashMap<usize, Vec<(Arc<[u8]>, Engine, Module)>>,
+}
+
+fn compile_cache() -> &'static Mutex<CompileCache> {
+    static CACHE: std::sync::OnceLock<Mutex<CompileCache>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// How many distinct modules are compiled on `engine` and kept for reuse.
+pub fn compiled_modules(engine: &Engine) -> usize {
+    lock(compile_cache())
+        .by_content
+        .values()
+        .flatten()
+        .filter(|(_, e, _)| e.id() == engine.id())
+        .count()
+}
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
 pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
     use std::hash::{Hash, Hasher};
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let address = Arc::as_ptr(bytes) as *const u8 as usize;
+    let mut cache = lock(compile_cache());
+    let same =
+        |(b, e, _): &&(Arc<[u8]>, Engine, Module)| Arc::ptr_eq(b, bytes) && e.id() == engine.id();
+    if let Some((_, _, m)) = cache
+        .by_address
+        .get(&address)
+        .and_then(|v| v.iter().find(same))
+    {
+        return Ok(m.clone());
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     let key = (bytes.len(), h.finish());
-    let mut cache = lock(CACHE.get_or_init(Default::default));
-    if let Some((_, _, m)) = cache.get(&key).and_then(|v| {
+    if let Some((_, _, m)) = cache.by_content.get(&key).and_then(|v| {
         v.iter()
             .find(|(b, e, _)| **b == **bytes && e.id() == engine.id())
     }) {
@@ -228,10 +266,9 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
         message: e.to_string(),
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
-    cache
-        .entry(key)
-        .or_default()
-        .push((bytes.clone(), engine.clone(), module.clone()));
+    let entry = (bytes.clone(), engine.clone(), module.clone());
+    cache.by_content.entry(key).or_default().push(entry.clone());
+    cache.by_address.entry(address).or_default().push(entry);
     Ok(module)
 }
 

@@ -114,10 +114,15 @@ pub struct Options {
 
 impl Options {
     /// Default configuration reading from `source` (library roots: every path the source
-    /// knows).
+    /// knows). Modules are read through the process-wide [`dylink_core::ModuleCache`], as
+    /// their compiled code is kept in a process-wide cache: set `config.module_cache` to
+    /// `None` to read every module afresh.
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
         Self {
-            config: Config::default(),
+            config: Config {
+                module_cache: Some(dylink_core::ModuleCache::process().clone()),
+                ..Config::default()
+            },
             source: Arc::new(source),
             memory: MemoryCell::default(),
         }
@@ -180,10 +185,19 @@ pub(crate) struct Shared<T: 'static> {
     host_calls: AtomicU64,
 }
 
-/// Compiled modules by content, shared by every program on an engine.
-fn compile_cache() -> &'static Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>> {
-    static CACHE: std::sync::OnceLock<Mutex<HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>>> =
-        std::sync::OnceLock::new();
+/// Compiled modules, shared by every program on an engine.
+#[derive(Default)]
+struct CompileCache {
+    /// By content: (length, hash) → the bytes compiled and their module.
+    by_content: HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>,
+    /// By the address of the bytes compiled (held here, so the address is not reused): the
+    /// module cache hands out one allocation per distinct module, so a module read through
+    /// it is found again without hashing its bytes.
+    by_address: HashMap<usize, Vec<(Arc<[u8]>, Module)>>,
+}
+
+fn compile_cache() -> &'static Mutex<CompileCache> {
+    static CACHE: std::sync::OnceLock<Mutex<CompileCache>> = std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -195,14 +209,34 @@ pub fn compilations() -> u64 {
     COMPILATIONS.load(Ordering::Relaxed)
 }
 
+/// How many distinct modules are compiled on `engine` and kept for reuse.
+pub fn compiled_modules(engine: &Engine) -> usize {
+    lock(compile_cache())
+        .by_content
+        .values()
+        .flatten()
+        .filter(|(_, m)| Engine::same(m.engine(), engine))
+        .count()
+}
+
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
 pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
     use std::hash::{Hash, Hasher};
+    let address = Arc::as_ptr(bytes) as *const u8 as usize;
+    let mut cache = lock(compile_cache());
+    let same =
+        |(b, m): &&(Arc<[u8]>, Module)| Arc::ptr_eq(b, bytes) && Engine::same(m.engine(), engine);
+    if let Some((_, m)) = cache
+        .by_address
+        .get(&address)
+        .and_then(|v| v.iter().find(same))
+    {
+        return Ok(m.clone());
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     let key = (bytes.len(), h.finish());
-    let mut cache = lock(compile_cache());
-    if let Some((_, m)) = cache.get(&key).and_then(|v| {
+    if let Some((_, m)) = cache.by_content.get(&key).and_then(|v| {
         v.iter()
             .find(|(b, m)| **b == **bytes && Engine::same(m.engine(), engine))
     }) {
@@ -212,10 +246,10 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
         context: format!("compiling {what}"),
         source,
     })?;
-    cache
-        .entry(key)
-        .or_default()
-        .push((bytes.clone(), module.clone()));
+    COMPILATIONS.fetch_add(1, Ordering::Relaxed);
+    let entry = (bytes.clone(), module.clone());
+    cache.by_content.entry(key).or_default().push(entry.clone());
+    cache.by_address.entry(address).or_default().push(entry);
     Ok(module)
 }
 

@@ -1,6 +1,6 @@
 //! The embedder API: in-memory sources, the compile cache, errors a user reads.
 
-use dylink_wasmtime::{MemorySource, Options, Program, compilations, rtld};
+use dylink_wasmtime::{MemorySource, Options, Program, compiled_modules, rtld};
 use wasmtime::{Config, Engine, Linker, Store};
 
 fn side(body: &str) -> Vec<u8> {
@@ -42,7 +42,7 @@ fn loads_from_memory_and_compiles_each_module_once() {
     let mut results = Vec::new();
     let mut compiled = Vec::new();
     for _ in 0..2 {
-        let before = compilations();
+        let before = compiled_modules(&engine);
         let mut store = Store::new(&engine, ());
         let program = Program::load(
             &mut store,
@@ -62,9 +62,13 @@ fn loads_from_memory_and_compiles_each_module_once() {
         program
             .dlopen(&mut store, Some("libanswer.so"), rtld::NOW)
             .unwrap();
-        compiled.push(compilations() - before);
+        compiled.push(compiled_modules(&engine) - before);
     }
     assert_eq!(results, [42, 42]);
+    assert_eq!(
+        compiled[0], 2,
+        "the first program compiles its main module and its library"
+    );
     assert_eq!(
         compiled[1], 0,
         "a second program on the same engine reuses every compiled module"
