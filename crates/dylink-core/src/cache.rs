@@ -29,6 +29,10 @@ pub struct ModuleCache {
 
 struct Inner {
     table: HashTable<Entry>,
+    /// The address of each entry's input bytes → the entry's hash: a source that hands out
+    /// the same allocation again (an in-memory source) is answered without hashing the
+    /// bytes. The entry holds the allocation, so its address is not reused meanwhile.
+    by_address: hashbrown::HashMap<usize, u64>,
     hasher: DefaultHashBuilder,
     /// Input and rewritten bytes held.
     bytes: usize,
@@ -66,6 +70,7 @@ impl ModuleCache {
         Self {
             inner: Arc::new(spin::Mutex::new(Inner {
                 table: HashTable::new(),
+                by_address: hashbrown::HashMap::new(),
                 hasher: DefaultHashBuilder::default(),
                 bytes: 0,
                 budget,
@@ -106,6 +111,7 @@ impl ModuleCache {
     pub fn clear(&self) {
         let mut inner = self.inner.lock();
         inner.table.clear();
+        inner.by_address.clear();
         inner.bytes = 0;
     }
 
@@ -114,6 +120,16 @@ impl ModuleCache {
     pub fn prepare(&self, bytes: Arc<[u8]>) -> Result<(Arc<[u8]>, Arc<ModuleInfo>), ParseError> {
         let hash = {
             let mut inner = self.inner.lock();
+            let known = inner.by_address.get(&address(&bytes)).copied();
+            let same_allocation = known.and_then(|hash| {
+                (inner.table)
+                    .find(hash, |e| e.hash == hash && Arc::ptr_eq(&e.input, &bytes))
+                    .map(|e| (e.prepared.clone(), e.info.clone()))
+            });
+            if let Some(found) = same_allocation {
+                inner.hits += 1;
+                return Ok(found);
+            }
             let hash = inner.hasher.hash_one(&*bytes);
             let found = inner
                 .table
@@ -165,13 +181,19 @@ impl Inner {
             if let Ok(e) = self.table.find_entry(oldest.1, |e| e.stamp == oldest.0) {
                 let (gone, _) = e.remove();
                 self.bytes -= gone.size();
+                self.by_address.remove(&address(&gone.input));
             }
         }
         entry.stamp = self.next;
         self.next += 1;
         self.bytes += size;
+        self.by_address.insert(address(&entry.input), hash);
         self.table.insert_unique(hash, entry, |e| e.hash);
     }
+}
+
+fn address(bytes: &Arc<[u8]>) -> usize {
+    Arc::as_ptr(bytes) as *const u8 as usize
 }
 
 impl PartialEq for ModuleCache {

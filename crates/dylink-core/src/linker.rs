@@ -2872,14 +2872,16 @@ impl<'a> Txn<'a> {
                         .is_some_and(|e| {
                             matches!(e.kind, ExportKind::Global { mutable: true, .. })
                         });
-                    if !exported {
+                    let index = self.module(main).info.export_position("__stack_pointer");
+                    let (true, Some(index)) = (exported, index) else {
                         return Err(Error::BadMain {
                             path: self.module(main).path.clone(),
                             message: "side modules share the main module's stack pointer, but it does not export `__stack_pointer` (link it with --export=__stack_pointer or --export-all)".into(),
                         });
-                    }
+                    };
                     Binding::Export {
                         module: main,
+                        index,
                         name: "__stack_pointer".into(),
                     }
                 }
@@ -3022,6 +3024,7 @@ impl<'a> Txn<'a> {
                             if self.instantiated(def.module, done) {
                                 Binding::Export {
                                     module: def.module,
+                                    index: def.export,
                                     name,
                                 }
                             } else if trampoline::can_forward(ty) {
@@ -3096,6 +3099,7 @@ impl<'a> Txn<'a> {
                         self.note_use(m, def.module);
                         Binding::Export {
                             module: def.module,
+                            index: def.export,
                             name: sym.clone(),
                         }
                     }
@@ -3123,6 +3127,7 @@ impl<'a> Txn<'a> {
                 match exported {
                     Some(def) => Binding::Export {
                         module: def.module,
+                        index: def.export,
                         name: name.clone(),
                     },
                     None => Binding::Tag(self.tag(name, info.func_type(t).clone())),

@@ -514,10 +514,14 @@ impl ExportIndex {
     }
 
     fn find<'a>(&self, exports: &'a [Export], name: &str) -> Option<&'a Export> {
+        exports.get(self.position(exports, name)? as usize)
+    }
+
+    fn position(&self, exports: &[Export], name: &str) -> Option<u32> {
         let i = self.table.find(self.hasher.hash_one(name), |&i| {
             &*exports[i as usize].name == name
         })?;
-        exports.get(*i as usize)
+        Some(*i)
     }
 }
 
@@ -566,6 +570,11 @@ impl ModuleInfo {
     /// Look an export up by name.
     pub fn export(&self, name: &str) -> Option<&Export> {
         self.export_index.find(&self.exports, name)
+    }
+
+    /// An export's index in [`ModuleInfo::exports`] (its position in the export section).
+    pub fn export_position(&self, name: &str) -> Option<u32> {
+        self.export_index.position(&self.exports, name)
     }
 
     /// The type of a function export or import, by type index.

@@ -26,7 +26,11 @@ pub enum Binding {
     Export {
         /// The module.
         module: ModuleId,
-        /// Its export.
+        /// The export's position in the module's export section (what
+        /// [`ModuleInfo::exports`](crate::ModuleInfo) lists at that index), for engines that
+        /// can fetch an export by position instead of by name.
+        index: u32,
+        /// Its name.
         name: Name,
     },
     /// The export `name` of a generated module (a lazy-binding trampoline).
@@ -434,7 +438,7 @@ impl fmt::Display for Binding {
             Binding::Table => f.write_str("table"),
             Binding::Global(g) => write!(f, "{g}"),
             Binding::Tag(t) => write!(f, "{t}"),
-            Binding::Export { module, name } => write!(f, "{module}.{name}"),
+            Binding::Export { module, name, .. } => write!(f, "{module}.{name}"),
             Binding::Generated { gen_id, name } => write!(f, "{gen_id}.{name}"),
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
             Binding::ThreadSpawn => f.write_str("thread-spawn"),

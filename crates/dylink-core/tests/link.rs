@@ -69,10 +69,8 @@ fn main_calls_side_directly_and_side_data_is_relocated() {
             _ => None,
         })
         .unwrap();
-    assert!(main_inst.contains(&Binding::Export {
-        module: lib_id,
-        name: "add".into()
-    }));
+    assert!(main_inst.iter().any(|b| matches!(b,
+        Binding::Export { module, name, .. } if *module == lib_id && &**name == "add")));
     // GOT.mem values are absolute: base + the exporter's unrelocated value.
     assert_eq!(
         got_value(
@@ -401,13 +399,10 @@ fn duplicates_resolve_to_the_first_in_scope_and_are_reported() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(
+    assert!(matches!(
         main_inst.last().unwrap(),
-        &Binding::Export {
-            module: ModuleId(1),
-            name: "dup".into()
-        }
-    );
+        Binding::Export { module: ModuleId(1), name, .. } if &**name == "dup"
+    ));
     assert!(plan.diagnostics.iter().any(|d| matches!(d, Diagnostic::Duplicate { symbol, chosen, .. } if symbol == "dup" && chosen == "/lib/liba.so")));
     commit(&mut l, plan);
 }

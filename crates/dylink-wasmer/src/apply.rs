@@ -217,7 +217,7 @@ fn binding(
                 .ok_or_else(|| missing(format!("global {id}")))?,
         ),
         Binding::Tag(id) => Extern::Tag(g.tag(*id).ok_or_else(|| missing(format!("tag {id}")))?),
-        Binding::Export { module, name } => {
+        Binding::Export { module, name, .. } => {
             let inst = g
                 .instances
                 .get(module)

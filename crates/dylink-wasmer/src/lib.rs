@@ -212,15 +212,18 @@ pub fn compilations() -> u64 {
     COMPILATIONS.load(Ordering::Relaxed)
 }
 
+/// Modules compiled from the same bytes (one per engine).
+type Entries = Vec<(Arc<[u8]>, Engine, Module)>;
+
 /// Compiled modules, shared by every program (each entry names its engine).
 #[derive(Default)]
 struct CompileCache {
     /// By content: (length, hash) → the bytes compiled, the engine and the module.
-    by_content: HashMap<(usize, u64), Vec<(Arc<[u8]>, Engine, Module)>>,
+    by_content: HashMap<(usize, u64), Entries>,
     /// By the address of the bytes compiled (held here, so the address is not reused): the
     /// module cache hands out one allocation per distinct module, so a module read through
     /// it is found again without hashing its bytes.
-    by_address: HashMap<usize, Vec<(Arc<[u8]>, Engine, Module)>>,
+    by_address: HashMap<usize, Entries>,
 }
 
 fn compile_cache() -> &'static Mutex<CompileCache> {

@@ -169,17 +169,29 @@ fn binding<T: Send + 'static>(
             .tag(*id)
             .ok_or_else(|| missing(format!("tag {id}")))?
             .into(),
-        Binding::Export { module, name } => {
+        Binding::Export {
+            module,
+            index,
+            name,
+        } => {
             let inst = *g
                 .instances
                 .get(module)
                 .ok_or_else(|| missing(format!("module {module}")))?;
-            inst.get_export(&mut store, name).ok_or_else(|| {
-                fail(
-                    "instantiating",
-                    format_args!("{module} has no export `{name}`"),
-                )
-            })?
+            // By position when the module's export table has it (no name lookup), else by
+            // name.
+            let by_index = (g.export_tables.get(module))
+                .and_then(|t| t.get(*index as usize).copied().flatten())
+                .and_then(|e| inst.get_module_export(&mut store, &e));
+            match by_index {
+                Some(e) => e,
+                None => inst.get_export(&mut store, name).ok_or_else(|| {
+                    fail(
+                        "instantiating",
+                        format_args!("{module} has no export `{name}`"),
+                    )
+                })?,
+            }
         }
         Binding::Generated { gen_id, name } => {
             let inst = g
@@ -398,7 +410,8 @@ pub(crate) fn apply<T: Send + 'static>(
                 bytes,
                 imports,
             } => {
-                let module = crate::compile(&engine, bytes, "a generated trampoline module")?;
+                let module =
+                    crate::compile(&engine, bytes, "a generated trampoline module")?.module;
                 let mut externs: Vec<Extern> = Vec::with_capacity(imports.len());
                 let mut own = None;
                 let mut g = lock(&program.group);
@@ -434,14 +447,16 @@ pub(crate) fn apply<T: Send + 'static>(
                 drop(g);
                 if tracing::enabled!(target: "dylink::bindings", tracing::Level::DEBUG) {
                     let path = ctx.path(*module);
-                    for (imp, b) in compiled.imports().zip(imports.iter()) {
+                    for (imp, b) in compiled.module.imports().zip(imports.iter()) {
                         tracing::debug!(target: "dylink::bindings", "{path}: {}.{} -> {b}", imp.module(), imp.name());
                     }
                 }
-                let inst = Instance::new(&mut store, &compiled, &externs).map_err(
+                let inst = Instance::new(&mut store, &compiled.module, &externs).map_err(
                     engine_err_with(|| format!("instantiating {}", ctx.path(*module))),
                 )?;
-                lock(&program.group).instances.insert(*module, inst);
+                let mut g = lock(&program.group);
+                g.instances.insert(*module, inst);
+                g.export_tables.insert(*module, compiled.exports);
                 undo.instances.push(*module);
             }
             Op::SetSlot { slot, value } => {
@@ -524,7 +539,9 @@ pub(crate) fn apply<T: Send + 'static>(
                     .map_err(engine_err("running atexit handlers (__cxa_finalize)"))?;
             }
             Op::Unload { module } => {
-                lock(&program.group).instances.remove(module);
+                let mut g = lock(&program.group);
+                g.instances.remove(module);
+                g.export_tables.remove(module);
             }
         }
     }
@@ -548,6 +565,7 @@ pub(crate) fn rollback<T: Send + 'static>(
     let mut g = lock(&program.group);
     for m in undo.instances {
         g.instances.remove(&m);
+        g.export_tables.remove(&m);
     }
     for gen_id in undo.generated {
         g.generated.remove(&gen_id);

@@ -46,7 +46,9 @@ use dylink_core::{
     Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
     ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
-use wasmtime::{AsContextMut, Engine, Extern, Func, Global, Instance, Module, Table, Tag, Val};
+use wasmtime::{
+    AsContextMut, Engine, Extern, Func, Global, Instance, Module, ModuleExport, Table, Tag, Val,
+};
 
 pub use dylink_core::{self as core, AddrInfo, BindMode, MemorySource, SlotValue, rtld};
 pub use dylink_fs::DirSource;
@@ -163,7 +165,7 @@ pub(crate) struct Shared<T: 'static> {
     host: wasmtime::Linker<T>,
     host_names: HostSet,
     /// Compiled modules by linker id.
-    compiled: Mutex<HashMap<ModuleId, Module>>,
+    compiled: Mutex<HashMap<ModuleId, Compiled>>,
     /// The shared memory, when the program has one.
     shared_memory: Mutex<Option<wasmtime::SharedMemory>>,
     memory_cell: MemoryCell,
@@ -185,15 +187,36 @@ pub(crate) struct Shared<T: 'static> {
     host_calls: AtomicU64,
 }
 
+/// A compiled module and its exports by position (the core's export index), so an import
+/// bound to an export is fetched without looking its name up.
+#[derive(Clone)]
+pub(crate) struct Compiled {
+    pub(crate) module: Module,
+    pub(crate) exports: Arc<[Option<ModuleExport>]>,
+}
+
+impl Compiled {
+    fn new(module: Module) -> Self {
+        let exports = module
+            .exports()
+            .map(|e| module.get_export_index(e.name()))
+            .collect();
+        Self { module, exports }
+    }
+}
+
+/// Modules compiled from the same bytes (one per engine).
+type Entries = Vec<(Arc<[u8]>, Compiled)>;
+
 /// Compiled modules, shared by every program on an engine.
 #[derive(Default)]
 struct CompileCache {
     /// By content: (length, hash) → the bytes compiled and their module.
-    by_content: HashMap<(usize, u64), Vec<(Arc<[u8]>, Module)>>,
+    by_content: HashMap<(usize, u64), Entries>,
     /// By the address of the bytes compiled (held here, so the address is not reused): the
     /// module cache hands out one allocation per distinct module, so a module read through
     /// it is found again without hashing its bytes.
-    by_address: HashMap<usize, Vec<(Arc<[u8]>, Module)>>,
+    by_address: HashMap<usize, Entries>,
 }
 
 fn compile_cache() -> &'static Mutex<CompileCache> {
@@ -215,42 +238,44 @@ pub fn compiled_modules(engine: &Engine) -> usize {
         .by_content
         .values()
         .flatten()
-        .filter(|(_, m)| Engine::same(m.engine(), engine))
+        .filter(|(_, c)| Engine::same(c.module.engine(), engine))
         .count()
 }
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
-pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
+pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Compiled, Error> {
     use std::hash::{Hash, Hasher};
     let address = Arc::as_ptr(bytes) as *const u8 as usize;
     let mut cache = lock(compile_cache());
-    let same =
-        |(b, m): &&(Arc<[u8]>, Module)| Arc::ptr_eq(b, bytes) && Engine::same(m.engine(), engine);
-    if let Some((_, m)) = cache
+    let same = |(b, c): &&(Arc<[u8]>, Compiled)| {
+        Arc::ptr_eq(b, bytes) && Engine::same(c.module.engine(), engine)
+    };
+    if let Some((_, c)) = cache
         .by_address
         .get(&address)
         .and_then(|v| v.iter().find(same))
     {
-        return Ok(m.clone());
+        return Ok(c.clone());
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     let key = (bytes.len(), h.finish());
-    if let Some((_, m)) = cache.by_content.get(&key).and_then(|v| {
+    if let Some((_, c)) = cache.by_content.get(&key).and_then(|v| {
         v.iter()
-            .find(|(b, m)| **b == **bytes && Engine::same(m.engine(), engine))
+            .find(|(b, c)| **b == **bytes && Engine::same(c.module.engine(), engine))
     }) {
-        return Ok(m.clone());
+        return Ok(c.clone());
     }
     let module = Module::new(engine, &bytes[..]).map_err(|source| Error::Engine {
         context: format!("compiling {what}"),
         source,
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
-    let entry = (bytes.clone(), module.clone());
+    let compiled = Compiled::new(module);
+    let entry = (bytes.clone(), compiled.clone());
     cache.by_content.entry(key).or_default().push(entry.clone());
     cache.by_address.entry(address).or_default().push(entry);
-    Ok(module)
+    Ok(compiled)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -267,6 +292,8 @@ pub(crate) struct Group {
     globals: Vec<Option<Global>>,
     tags: Vec<Option<Tag>>,
     instances: HashMap<ModuleId, Instance>,
+    /// Each instance's exports by position (see [`Compiled`]).
+    export_tables: HashMap<ModuleId, Arc<[Option<ModuleExport>]>>,
     /// Generated modules, each with the trampoline table it owns.
     generated: HashMap<GenId, (Instance, Option<Table>)>,
     /// The message `dlerror` returns next.

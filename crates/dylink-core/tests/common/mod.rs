@@ -312,14 +312,25 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
             .contains(t)
             .then_some(())
             .ok_or("tag not created".into()),
-        (Binding::Export { module, name }, _) => {
+        (
+            Binding::Export {
+                module,
+                index,
+                name,
+            },
+            _,
+        ) => {
             let info = g
                 .instances
                 .get(module)
                 .ok_or_else(|| format!("{module} not instantiated yet"))?;
             info.export(name)
-                .map(|_| ())
-                .ok_or_else(|| format!("{module} has no export {name}"))
+                .ok_or_else(|| format!("{module} has no export {name}"))?;
+            // Adapters may fetch the export by position: it must be the one named.
+            match info.exports.get(*index as usize) {
+                Some(e) if e.name == *name => Ok(()),
+                _ => Err(format!("{module}'s export {index} is not `{name}`")),
+            }
         }
         (Binding::Generated { gen_id, name }, ImportType::Func(_)) => {
             let (info, _) = g.generated.get(gen_id).ok_or("generated module missing")?;
