@@ -7,8 +7,10 @@
 //! caches. A [`ModuleCache`] keeps, per distinct content, the bytes to instantiate and their
 //! [`ModuleInfo`]; a linker uses it when [`Config::module_cache`](crate::Config) names one.
 //!
-//! Entries are found by a hash of the bytes and confirmed by comparing them whole, so a
-//! hit is exactly the reading the bytes would give. The cache holds at most its byte
+//! Both it and the adapters' compile caches keep values by the content of a byte string in
+//! a [`BytesMap`]: entries are found by a hash of the bytes and confirmed by comparing
+//! them whole (or by being the very allocation stored), so a hit is exactly the reading the
+//! bytes would give. The cache holds at most its byte
 //! budget of module bytes (input plus rewritten bytes); past it the oldest entries leave
 //! first. The readings held alongside are not counted, and one may take several times
 //! its module's bytes (the plan bench's 200-symbol module's reading is about 19 KB).
@@ -23,6 +25,114 @@ use crate::error::ParseError;
 use crate::module::ModuleInfo;
 use crate::prelude::*;
 
+/// Values by the content of a byte string (a module's bytes), several per content if the
+/// caller wants (one per engine, say). An entry is found by a hash of the bytes and
+/// confirmed by comparing them whole; bytes handed in again as the very allocation stored
+/// are found by their address, without hashing them. The map holds each stored
+/// allocation, so an address is not reused while its entry lives.
+pub struct BytesMap<T> {
+    table: HashTable<Keyed<T>>,
+    /// A stored allocation's address → its content hash.
+    by_address: hashbrown::HashMap<usize, u64>,
+    hasher: DefaultHashBuilder,
+}
+
+struct Keyed<T> {
+    hash: u64,
+    bytes: Arc<[u8]>,
+    value: T,
+}
+
+impl<T> Default for BytesMap<T> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            by_address: hashbrown::HashMap::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<T> BytesMap<T> {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value stored for these bytes (equal content, or the same allocation) that `want`
+    /// accepts.
+    pub fn get(&self, bytes: &Arc<[u8]>, want: impl Fn(&T) -> bool) -> Option<&T> {
+        if let Some(&hash) = self.by_address.get(&address(bytes)) {
+            let same = self.table.find(hash, |k| {
+                k.hash == hash && Arc::ptr_eq(&k.bytes, bytes) && want(&k.value)
+            });
+            if let Some(k) = same {
+                return Some(&k.value);
+            }
+        }
+        let hash = self.hasher.hash_one(&**bytes);
+        self.table
+            .find(hash, |k| {
+                k.hash == hash
+                    && (Arc::ptr_eq(&k.bytes, bytes) || k.bytes == *bytes)
+                    && want(&k.value)
+            })
+            .map(|k| &k.value)
+    }
+
+    /// Store `value` for `bytes` (beside any value stored for the same content).
+    pub fn insert(&mut self, bytes: Arc<[u8]>, value: T) {
+        let hash = self.hasher.hash_one(&*bytes);
+        self.by_address.insert(address(&bytes), hash);
+        self.table
+            .insert_unique(hash, Keyed { hash, bytes, value }, |k| k.hash);
+    }
+
+    /// Keep only the entries `keep` accepts (it sees each entry's bytes and value).
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &T) -> bool) {
+        self.table.retain(|k| keep(&k.bytes, &k.value));
+        let table = &self.table;
+        self.by_address.retain(|&a, &mut hash| {
+            table
+                .find(hash, |k| k.hash == hash && address(&k.bytes) == a)
+                .is_some()
+        });
+    }
+
+    /// Every stored value.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.table.iter().map(|k| &k.value)
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Forget every entry.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.by_address.clear();
+    }
+}
+
+impl<T> fmt::Debug for BytesMap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BytesMap")
+            .field("entries", &self.table.len())
+            .finish()
+    }
+}
+
+fn address(bytes: &Arc<[u8]>) -> usize {
+    Arc::as_ptr(bytes) as *const u8 as usize
+}
+
 /// Readings of modules by content, shared by every linker given a clone of it.
 #[derive(Clone)]
 pub struct ModuleCache {
@@ -30,12 +140,7 @@ pub struct ModuleCache {
 }
 
 struct Inner {
-    table: HashTable<Entry>,
-    /// The address of each entry's input bytes → the entry's hash: a source that hands out
-    /// the same allocation again (an in-memory source) is answered without hashing the
-    /// bytes. The entry holds the allocation, so its address is not reused meanwhile.
-    by_address: hashbrown::HashMap<usize, u64>,
-    hasher: DefaultHashBuilder,
+    readings: BytesMap<Reading>,
     /// Input and rewritten bytes held.
     bytes: usize,
     budget: usize,
@@ -44,23 +149,13 @@ struct Inner {
     hits: u64,
 }
 
-struct Entry {
-    hash: u64,
-    stamp: u64,
-    input: Arc<[u8]>,
+#[derive(Clone)]
+struct Reading {
     prepared: Arc<[u8]>,
     info: Arc<ModuleInfo>,
-}
-
-impl Entry {
-    fn size(&self) -> usize {
-        self.input.len()
-            + if Arc::ptr_eq(&self.input, &self.prepared) {
-                0
-            } else {
-                self.prepared.len()
-            }
-    }
+    /// Input plus rewritten bytes (the input alone when nothing was rewritten).
+    size: usize,
+    stamp: u64,
 }
 
 impl ModuleCache {
@@ -71,9 +166,7 @@ impl ModuleCache {
     pub fn new(budget: usize) -> Self {
         Self {
             inner: Arc::new(spin::Mutex::new(Inner {
-                table: HashTable::new(),
-                by_address: hashbrown::HashMap::new(),
-                hasher: DefaultHashBuilder::default(),
+                readings: BytesMap::new(),
                 bytes: 0,
                 budget,
                 next: 0,
@@ -91,7 +184,7 @@ impl ModuleCache {
 
     /// Distinct modules held.
     pub fn len(&self) -> usize {
-        self.inner.lock().table.len()
+        self.inner.lock().readings.len()
     }
 
     /// Whether nothing is held.
@@ -112,90 +205,65 @@ impl ModuleCache {
     /// Forget every reading.
     pub fn clear(&self) {
         let mut inner = self.inner.lock();
-        inner.table.clear();
-        inner.by_address.clear();
+        inner.readings.clear();
         inner.bytes = 0;
     }
 
     /// [`crate::safepoints::prepare`], answered from the cache when these bytes were read
     /// before.
     pub fn prepare(&self, bytes: Arc<[u8]>) -> Result<(Arc<[u8]>, Arc<ModuleInfo>), ParseError> {
-        let hash = {
+        {
             let mut inner = self.inner.lock();
-            let known = inner.by_address.get(&address(&bytes)).copied();
-            let same_allocation = known.and_then(|hash| {
-                (inner.table)
-                    .find(hash, |e| e.hash == hash && Arc::ptr_eq(&e.input, &bytes))
-                    .map(|e| (e.prepared.clone(), e.info.clone()))
-            });
-            if let Some(found) = same_allocation {
-                inner.hits += 1;
-                return Ok(found);
-            }
-            let hash = inner.hasher.hash_one(&*bytes);
-            let found = inner
-                .table
-                .find(hash, |e| {
-                    e.hash == hash && (Arc::ptr_eq(&e.input, &bytes) || e.input == bytes)
-                })
-                .map(|e| (e.prepared.clone(), e.info.clone()));
+            let found = (inner.readings.get(&bytes, |_| true))
+                .map(|r| (r.prepared.clone(), r.info.clone()));
             if let Some(found) = found {
                 inner.hits += 1;
                 return Ok(found);
             }
-            hash
-        };
+        }
         // Read without the lock: other linkers go on meanwhile (two may read the same new
-        // module at once; the second insert finds the first and keeps it).
+        // module at once; the second finds the first's reading stored and keeps it).
         let (prepared, info) = crate::safepoints::prepare(bytes.clone())?;
         let info = Arc::new(info);
-        let entry = Entry {
-            hash,
-            stamp: 0,
-            input: bytes,
+        let size = bytes.len()
+            + if Arc::ptr_eq(&bytes, &prepared) {
+                0
+            } else {
+                prepared.len()
+            };
+        let reading = Reading {
             prepared: prepared.clone(),
             info: info.clone(),
+            size,
+            stamp: 0,
         };
-        self.inner.lock().insert(entry);
+        self.inner.lock().insert(bytes, reading);
         Ok((prepared, info))
     }
 }
 
 impl Inner {
-    fn insert(&mut self, mut entry: Entry) {
-        let size = entry.size();
-        if size > self.budget {
+    fn insert(&mut self, bytes: Arc<[u8]>, mut reading: Reading) {
+        if reading.size > self.budget || self.readings.get(&bytes, |_| true).is_some() {
             return;
         }
-        let hash = entry.hash;
-        let input = entry.input.clone();
-        if self
-            .table
-            .find(hash, |e| e.hash == hash && e.input == input)
-            .is_some()
-        {
-            return;
-        }
-        while self.bytes + size > self.budget {
-            let Some(oldest) = self.table.iter().map(|e| (e.stamp, e.hash)).min() else {
+        while self.bytes + reading.size > self.budget {
+            let Some(oldest) = self.readings.values().map(|r| r.stamp).min() else {
                 break;
             };
-            if let Ok(e) = self.table.find_entry(oldest.1, |e| e.stamp == oldest.0) {
-                let (gone, _) = e.remove();
-                self.bytes -= gone.size();
-                self.by_address.remove(&address(&gone.input));
-            }
+            let mut freed = 0;
+            self.readings.retain(|_, r| {
+                let gone = r.stamp == oldest;
+                freed += if gone { r.size } else { 0 };
+                !gone
+            });
+            self.bytes -= freed;
         }
-        entry.stamp = self.next;
+        reading.stamp = self.next;
         self.next += 1;
-        self.bytes += size;
-        self.by_address.insert(address(&entry.input), hash);
-        self.table.insert_unique(hash, entry, |e| e.hash);
+        self.bytes += reading.size;
+        self.readings.insert(bytes, reading);
     }
-}
-
-fn address(bytes: &Arc<[u8]>) -> usize {
-    Arc::as_ptr(bytes) as *const u8 as usize
 }
 
 impl PartialEq for ModuleCache {
@@ -211,7 +279,7 @@ impl fmt::Debug for ModuleCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.inner.lock();
         f.debug_struct("ModuleCache")
-            .field("modules", &inner.table.len())
+            .field("modules", &inner.readings.len())
             .field("bytes", &inner.bytes)
             .field("budget", &inner.budget)
             .finish()
@@ -250,6 +318,22 @@ mod tests {
         let (_, ic) = cache.prepare(side("g")).unwrap();
         assert_eq!(&*ic.exports[0].name, "g");
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn bytes_map_finds_by_content_and_by_allocation() {
+        let mut map: BytesMap<u32> = BytesMap::new();
+        let a = side("a");
+        map.insert(a.clone(), 1);
+        map.insert(a.clone(), 2); // a second value for the same content
+        let copy: Arc<[u8]> = a.to_vec().into();
+        assert_eq!(map.get(&a, |&v| v == 2), Some(&2));
+        assert_eq!(map.get(&copy, |&v| v == 1), Some(&1));
+        assert_eq!(map.get(&side("b"), |_| true), None);
+        map.retain(|_, &v| v != 1);
+        assert_eq!((map.len(), map.get(&copy, |&v| v == 1)), (1, None));
+        map.retain(|_, _| false);
+        assert!(map.is_empty() && map.by_address.is_empty());
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub mod safepoints;
 mod sync;
 pub mod trampoline;
 
-pub use cache::ModuleCache;
+pub use cache::{BytesMap, ModuleCache};
 pub use config::*;
 pub use error::{Diagnostic, Error, ParseError, SymbolKind, Warning};
 pub use index::{Addr, GenId, GlobalId, GroupId, ModuleId, Slot, TagId};

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
-    Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
+    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
     ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmer::{
@@ -212,56 +212,27 @@ pub fn compilations() -> u64 {
     COMPILATIONS.load(Ordering::Relaxed)
 }
 
-/// Modules compiled from the same bytes (one per engine).
-type Entries = Vec<(Arc<[u8]>, Engine, Module)>;
-
-/// Compiled modules, shared by every program (each entry names its engine).
-#[derive(Default)]
-struct CompileCache {
-    /// By content: (length, hash) → the bytes compiled, the engine and the module.
-    by_content: HashMap<(usize, u64), Entries>,
-    /// By the address of the bytes compiled (held here, so the address is not reused): the
-    /// module cache hands out one allocation per distinct module, so a module read through
-    /// it is found again without hashing its bytes.
-    by_address: HashMap<usize, Entries>,
-}
-
-fn compile_cache() -> &'static Mutex<CompileCache> {
-    static CACHE: std::sync::OnceLock<Mutex<CompileCache>> = std::sync::OnceLock::new();
+/// Compiled modules by the bytes compiled, with the engine each was compiled on, shared
+/// by every program. Modules read through the core's module cache arrive as the same
+/// allocation every time and are found without hashing their bytes.
+fn compile_cache() -> &'static Mutex<BytesMap<(Engine, Module)>> {
+    static CACHE: std::sync::OnceLock<Mutex<BytesMap<(Engine, Module)>>> =
+        std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
 /// How many distinct modules are compiled on `engine` and kept for reuse.
 pub fn compiled_modules(engine: &Engine) -> usize {
     lock(compile_cache())
-        .by_content
         .values()
-        .flatten()
-        .filter(|(_, e, _)| e.id() == engine.id())
+        .filter(|(e, _)| e.id() == engine.id())
         .count()
 }
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
 pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
-    use std::hash::{Hash, Hasher};
-    let address = Arc::as_ptr(bytes) as *const u8 as usize;
     let mut cache = lock(compile_cache());
-    let same =
-        |(b, e, _): &&(Arc<[u8]>, Engine, Module)| Arc::ptr_eq(b, bytes) && e.id() == engine.id();
-    if let Some((_, _, m)) = cache
-        .by_address
-        .get(&address)
-        .and_then(|v| v.iter().find(same))
-    {
-        return Ok(m.clone());
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    let key = (bytes.len(), h.finish());
-    if let Some((_, _, m)) = cache.by_content.get(&key).and_then(|v| {
-        v.iter()
-            .find(|(b, e, _)| **b == **bytes && e.id() == engine.id())
-    }) {
+    if let Some((_, m)) = cache.get(bytes, |(e, _)| e.id() == engine.id()) {
         return Ok(m.clone());
     }
     let module = Module::new(engine, &bytes[..]).map_err(|e| Error::Engine {
@@ -269,9 +240,7 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
         message: e.to_string(),
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
-    let entry = (bytes.clone(), engine.clone(), module.clone());
-    cache.by_content.entry(key).or_default().push(entry.clone());
-    cache.by_address.entry(address).or_default().push(entry);
+    cache.insert(bytes.clone(), (engine.clone(), module.clone()));
     Ok(module)
 }
 

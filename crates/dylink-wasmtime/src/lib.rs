@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
-    Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
+    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
     ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmtime::{
@@ -205,22 +205,11 @@ impl Compiled {
     }
 }
 
-/// Modules compiled from the same bytes (one per engine).
-type Entries = Vec<(Arc<[u8]>, Compiled)>;
-
-/// Compiled modules, shared by every program on an engine.
-#[derive(Default)]
-struct CompileCache {
-    /// By content: (length, hash) → the bytes compiled and their module.
-    by_content: HashMap<(usize, u64), Entries>,
-    /// By the address of the bytes compiled (held here, so the address is not reused): the
-    /// module cache hands out one allocation per distinct module, so a module read through
-    /// it is found again without hashing its bytes.
-    by_address: HashMap<usize, Entries>,
-}
-
-fn compile_cache() -> &'static Mutex<CompileCache> {
-    static CACHE: std::sync::OnceLock<Mutex<CompileCache>> = std::sync::OnceLock::new();
+/// Compiled modules by the bytes compiled, shared by every program (each entry's module
+/// names its engine). Modules read through the core's module cache arrive as the same
+/// allocation every time and are found without hashing their bytes.
+fn compile_cache() -> &'static Mutex<BytesMap<Compiled>> {
+    static CACHE: std::sync::OnceLock<Mutex<BytesMap<Compiled>>> = std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -235,35 +224,15 @@ pub fn compilations() -> u64 {
 /// How many distinct modules are compiled on `engine` and kept for reuse.
 pub fn compiled_modules(engine: &Engine) -> usize {
     lock(compile_cache())
-        .by_content
         .values()
-        .flatten()
-        .filter(|(_, c)| Engine::same(c.module.engine(), engine))
+        .filter(|c| Engine::same(c.module.engine(), engine))
         .count()
 }
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
 pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Compiled, Error> {
-    use std::hash::{Hash, Hasher};
-    let address = Arc::as_ptr(bytes) as *const u8 as usize;
     let mut cache = lock(compile_cache());
-    let same = |(b, c): &&(Arc<[u8]>, Compiled)| {
-        Arc::ptr_eq(b, bytes) && Engine::same(c.module.engine(), engine)
-    };
-    if let Some((_, c)) = cache
-        .by_address
-        .get(&address)
-        .and_then(|v| v.iter().find(same))
-    {
-        return Ok(c.clone());
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    let key = (bytes.len(), h.finish());
-    if let Some((_, c)) = cache.by_content.get(&key).and_then(|v| {
-        v.iter()
-            .find(|(b, c)| **b == **bytes && Engine::same(c.module.engine(), engine))
-    }) {
+    if let Some(c) = cache.get(bytes, |c| Engine::same(c.module.engine(), engine)) {
         return Ok(c.clone());
     }
     let module = Module::new(engine, &bytes[..]).map_err(|source| Error::Engine {
@@ -272,9 +241,7 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
     let compiled = Compiled::new(module);
-    let entry = (bytes.clone(), compiled.clone());
-    cache.by_content.entry(key).or_default().push(entry.clone());
-    cache.by_address.entry(address).or_default().push(entry);
+    cache.insert(bytes.clone(), compiled.clone());
     Ok(compiled)
 }
 
