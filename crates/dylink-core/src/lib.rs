@@ -59,6 +59,7 @@ mod plan;
 mod prelude;
 mod report;
 pub mod safepoints;
+mod symbols;
 mod sync;
 pub mod trampoline;
 

@@ -17,6 +17,7 @@ use crate::module::*;
 use crate::path::{Requester, normalize};
 use crate::plan::*;
 use crate::prelude::*;
+use crate::symbols::SymbolTable;
 use crate::trampoline;
 
 /// A definition: a module and the index of one of its exports.
@@ -197,7 +198,7 @@ pub struct MainLayout {
 /// and the positions whose op depends on the group replaying it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct LogChunk {
-    ops: Arc<[Op]>,
+    ops: Arc<Vec<Op>>,
     /// Sorted by position.
     templates: Vec<(u32, LogOp)>,
 }
@@ -225,7 +226,7 @@ pub(crate) struct Delta {
     mem: Option<MemState>,
     table: Option<TableState>,
     /// The new modules' definitions by name, in load order (`Txn::new_symbols`).
-    symbols: HashMap<Name, SmallVec<[Def; 1]>>,
+    symbols: SymbolTable<Def>,
     /// The new modules by requested name and by path (`Txn::new_names`).
     names: HashMap<Name, ModuleId>,
     canonical: HashMap<(ModuleId, u32), Slot>,
@@ -283,7 +284,7 @@ pub struct Linker {
     modules: Vec<Option<LoadedModule>>,
     /// Live modules by requested name and by path.
     names: HashMap<Name, ModuleId>,
-    symbols: HashMap<Name, SmallVec<[Def; 1]>>,
+    symbols: SymbolTable<Def>,
     mem: MemState,
     table: TableState,
     canonical: HashMap<(ModuleId, u32), Slot>,
@@ -367,7 +368,7 @@ impl Linker {
             generation: 0,
             modules: Vec::new(),
             names: HashMap::new(),
-            symbols: HashMap::new(),
+            symbols: SymbolTable::default(),
             mem: MemState {
                 bytes: 0,
                 alloc: RegionAlloc::new(),
@@ -510,14 +511,7 @@ impl Linker {
         self.generation += 1;
         // The plan indexed its modules' symbols and names already: a first load moves its
         // tables in whole, a later one appends definitions after the older ones.
-        if self.symbols.is_empty() {
-            self.symbols = d.symbols;
-        } else {
-            self.symbols.reserve(d.symbols.len());
-            for (name, defs) in d.symbols {
-                self.symbols.entry(name).or_default().extend(defs);
-            }
-        }
+        self.symbols.append(d.symbols);
         if self.names.is_empty() {
             self.names = d.names;
         } else {
@@ -552,12 +546,7 @@ impl Linker {
             if let Some(m) = self.modules[id.index()].take() {
                 self.names.retain(|_, v| *v != id);
                 for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
-                    if let Some(defs) = self.symbols.get_mut(&e.name) {
-                        defs.retain(|d| d.module != id);
-                        if defs.is_empty() {
-                            self.symbols.remove(&e.name);
-                        }
-                    }
+                    self.symbols.retain(&e.name, |d| d.module != id);
                 }
                 self.canonical.retain(|(m, _), _| *m != id);
             }
@@ -854,7 +843,7 @@ impl Linker {
             layout: self.layout,
             main: self.main,
             groups: None,
-            new_symbols: HashMap::new(),
+            new_symbols: SymbolTable::default(),
             indexed: 0,
             setup: Section::default(),
             adopt: Vec::new(),
@@ -875,6 +864,7 @@ impl Linker {
             late: Vec::new(),
             host_slots: Vec::new(),
             bind: self.config.bind,
+            hint: None,
         }
     }
 
@@ -1106,11 +1096,7 @@ impl Linker {
         symbol: &str,
         caller: Option<ModuleId>,
     ) -> Result<Def, Error> {
-        let defs = self
-            .symbols
-            .get(symbol)
-            .map(|d| d.as_slice())
-            .unwrap_or(&[]);
+        let defs = self.symbols.get(symbol).unwrap_or(&[]);
         let global_first = |after: Option<u64>| {
             defs.iter()
                 .filter_map(|d| {
@@ -1404,7 +1390,7 @@ impl Linker {
         let mut plan = t.finish(PlanKind::Group, Outcome::Group(id))?;
         // The group replays the log itself; nothing of this plan is for other groups.
         plan.delta.log = None;
-        plan.ops = all.into();
+        plan.ops = Arc::new(all);
         plan.group = id;
         Ok(plan)
     }
@@ -1481,7 +1467,7 @@ struct Txn<'a> {
     group: GroupId,
     new: Vec<LoadedModule>,
     /// Definitions by name in the new modules (entered once their tree is read).
-    new_symbols: HashMap<Name, SmallVec<[Def; 1]>>,
+    new_symbols: SymbolTable<Def>,
     /// How many of `new` are in `new_symbols`.
     indexed: usize,
     updates: Vec<(ModuleId, Update)>,
@@ -1522,6 +1508,9 @@ struct Txn<'a> {
     late: Vec<Op>,
     host_slots: Vec<(Name, Slot)>,
     bind: BindMode,
+    /// The import being bound, by its name's address and length, and its only definition
+    /// found by [`Txn::presolve`]: [`Txn::lookup`] of that very name answers with it.
+    hint: Option<(usize, usize, Def)>,
 }
 
 /// A run of a plan's ops, with the per-group templates of some of them (by index in `ops`).
@@ -1696,12 +1685,7 @@ impl<'a> Txn<'a> {
                         module: m.id,
                         export: i as u32,
                     };
-                    match self.new_symbols.entry(e.name.clone()) {
-                        hashbrown::hash_map::Entry::Occupied(mut o) => o.get_mut().push(def),
-                        hashbrown::hash_map::Entry::Vacant(v) => {
-                            v.insert(SmallVec::from_buf([def]));
-                        }
-                    }
+                    self.new_symbols.push(&e.name, def);
                 }
             }
         }
@@ -2367,8 +2351,15 @@ impl<'a> Txn<'a> {
             });
         }
         // The common case: one definition, in a new module of the global scope.
-        if (self.base.symbols.is_empty() || !self.base.symbols.contains_key(name))
-            && let Some(&[only]) = self.new_symbols.get(name).map(|d| d.as_slice())
+        if let Some((at, len, only)) = self.hint
+            && at == name.as_ptr() as usize
+            && len == name.len()
+            && self.global_seq(only.module).is_some()
+        {
+            return Some(only);
+        }
+        if (self.base.symbols.is_empty() || !self.base.symbols.contains(name))
+            && let Some(&[only]) = self.new_symbols.get(name)
             && self.global_seq(only.module).is_some()
         {
             return Some(only);
@@ -2706,7 +2697,31 @@ impl<'a> Txn<'a> {
     /// Bind every import of the new modules in `order`, and emit their instantiation and init
     /// calls. All findings are collected; any error fails the whole plan.
     fn link(&mut self, order: &[ModuleId], host: &dyn HostNames) -> Result<(), Error> {
-        let mut done: HashSet<ModuleId> = HashSet::new();
+        // Room for what binding makes at most (a global per `GOT.*` or base import, a
+        // canonical slot and its op per `GOT.func`, an instantiation per module) reserved
+        // once: grown as they fill, the tables rehashed and the op lists were copied
+        // several times over.
+        let (mut globals, mut got_funcs) = (0, 0);
+        for &m in order {
+            for i in &self.module(m).info.imports {
+                match i.role {
+                    ImportRole::GotFunc => got_funcs += 1,
+                    ImportRole::GotMem
+                    | ImportRole::MemoryBase
+                    | ImportRole::TableBase
+                    | ImportRole::TableBase32 => globals += 1,
+                    _ => {}
+                }
+            }
+        }
+        globals += got_funcs;
+        self.got_cache.reserve(globals);
+        self.setup.ops.reserve(globals);
+        self.canonical.reserve(got_funcs);
+        self.late.reserve(got_funcs);
+        self.body.reserve(order.len());
+        let mut done: HashSet<ModuleId> = HashSet::with_capacity(order.len());
+        let mut found = Vec::new();
         for &m in order {
             let info = self.module(m).info.clone();
             let mut bindings = Vec::with_capacity(info.imports.len());
@@ -2716,21 +2731,28 @@ impl<'a> Txn<'a> {
                 .iter()
                 .any(|i| matches!(i.role, ImportRole::GotFunc))
             {
-                info.imports
-                    .iter()
-                    .filter(|i| matches!(i.ty, ImportType::Func(_)))
-                    .map(|i| (&*i.name, i))
-                    .collect()
+                // Sized first: a filtered iterator gives no size, and growing rehashed it.
+                let mut funcs = HashMap::with_capacity(info.imported_funcs as usize);
+                funcs.extend(
+                    (info.imports.iter())
+                        .filter(|i| matches!(i.ty, ImportType::Func(_)))
+                        .map(|i| (&*i.name, i)),
+                );
+                funcs
             } else {
                 HashMap::new()
             };
+            self.presolve(&info, &mut found);
             let table = self.direct_table(&info);
             // Function imports bound to trampolines: (function index, type index, target).
             let mut lazy = Vec::new();
             let mut func_index = 0;
-            for imp in &info.imports {
+            for (imp, &only) in info.imports.iter().zip(&found) {
                 self.direct = table.map(|_| None);
-                bindings.push(self.bind_import(m, &info, imp, host, &done, &funcs)?);
+                self.hint = only.map(|d| (imp.name.as_ptr() as usize, imp.name.len(), d));
+                let bound = self.bind_import(m, &info, imp, host, &done, &funcs);
+                self.hint = None;
+                bindings.push(bound?);
                 if let ImportType::Func(ty) = imp.ty {
                     if let Some(Some(target)) = self.direct.take() {
                         lazy.push((func_index, ty, target));
@@ -2748,7 +2770,7 @@ impl<'a> Txn<'a> {
             }
             let op = Op::Instantiate {
                 module: m,
-                imports: bindings.into(),
+                imports: Arc::new(bindings),
             };
             if Some(m) == self.main && !info.imports_memory() {
                 self.adopt.insert(0, op);
@@ -2764,6 +2786,35 @@ impl<'a> Txn<'a> {
         }
         self.emit_inits(order);
         Ok(())
+    }
+
+    /// Look up, in one tight pass, the symbol imports of `info` that have exactly one
+    /// definition, all of it new (`found[i]` for import `i`), and read the definer's export
+    /// as binding will. Past a few thousand symbols none of this is in cache: one lookup at
+    /// a time, between the binding work, each miss stalled on its own (the lookups were a
+    /// fifth of planning 1,000 modules), while here the loads are independent and overlap.
+    /// [`Txn::lookup`] still decides (scope, weak, duplicates): `found` only saves finding.
+    fn presolve(&self, info: &ModuleInfo, found: &mut Vec<Option<Def>>) {
+        found.clear();
+        found.extend(info.imports.iter().map(|imp| {
+            if !matches!(
+                imp.role,
+                ImportRole::Func | ImportRole::GotMem | ImportRole::GotFunc
+            ) || (!self.base.symbols.is_empty() && self.base.symbols.contains(&imp.name))
+            {
+                return None;
+            }
+            let &[def] = self.new_symbols.get(&imp.name)? else {
+                return None;
+            };
+            let e = self
+                .module(def.module)
+                .info
+                .exports
+                .get(def.export as usize)?;
+            core::hint::black_box(e.weak);
+            Some(def)
+        }));
     }
 
     /// The table (index, 64-bit) a new module's lazily bound calls may go through directly,
@@ -3635,7 +3686,8 @@ impl<'a> Txn<'a> {
         all.append(&mut self.body);
         all.append(&mut self.late);
         all.extend(inits.ops);
-        let ops: Arc<[Op]> = all.into();
+        // Shared as the vector itself: `Arc<[Op]>` would copy every op once more.
+        let ops = Arc::new(all);
         let memory64 = self.mem.memory64;
         let base = self.base;
         let slot_uses = self.slot_uses;

@@ -479,6 +479,8 @@ pub struct ModuleInfo {
     pub warnings: Vec<Warning>,
     /// Byte range of the code section, if any.
     pub(crate) code_range: Option<core::ops::Range<usize>>,
+    /// [`ModuleInfo::needs_own_dso`], found while reading (asked once per module per plan).
+    own_dso: bool,
 }
 
 /// Export indices hashed by export name.
@@ -549,11 +551,7 @@ impl ModuleInfo {
     /// against a library that exported one): the linker gives it its own, four bytes after
     /// its data, so each library's `atexit` handlers stay its own.
     pub fn needs_own_dso(&self) -> bool {
-        self.export("__dso_handle").is_none()
-            && self
-                .imports
-                .iter()
-                .any(|i| &*i.module == "GOT.mem" && &*i.name == "__dso_handle")
+        self.own_dso
     }
 
     /// Bytes of memory the module's region takes: MEM_INFO's size, plus a `__dso_handle`
@@ -653,6 +651,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
         imported_funcs: 0,
         warnings: Vec::new(),
         code_range: None,
+        own_dso: false,
     };
     // Function index -> type index, for imported and defined functions.
     let mut func_types: Vec<u32> = Vec::new();
@@ -935,7 +934,9 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                 .is_some_and(|f| f & WASM_SYM_BINDING_WEAK != 0)
     };
     let mut roles = Vec::with_capacity(info.imports.len());
+    let mut dso_import = false;
     for imp in &info.imports {
+        dso_import |= &*imp.name == "__dso_handle" && &*imp.module == "GOT.mem";
         let role = classify(imp, &info)?;
         let weak = is_weak(&imp.module, &imp.name)
             || (matches!(&*imp.module, "GOT.mem" | "GOT.func") && is_weak("env", &imp.name));
@@ -946,6 +947,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
         imp.weak = weak;
     }
 
+    info.own_dso = dso_import && info.export("__dso_handle").is_none();
     read_init_exports(&mut info)?;
     Ok(info)
 }

@@ -257,8 +257,9 @@ pub enum Op {
     Instantiate {
         /// The module.
         module: ModuleId,
-        /// One binding per import (shared: every group replays the same list).
-        imports: Arc<[Binding]>,
+        /// One binding per import (shared: every group replays the same list; kept as the
+        /// vector it was built in, as `Arc<[Binding]>` would copy it).
+        imports: Arc<Vec<Binding>>,
     },
     /// The adapter MUST store `value` in table slot `slot`.
     SetSlot {
@@ -397,7 +398,7 @@ pub struct Plan {
     /// Modules to compile before applying the ops.
     pub modules: Vec<NewModule>,
     /// The ops, in order (shared with the replication log, so never copied).
-    pub ops: Arc<[Op]>,
+    pub ops: Arc<Vec<Op>>,
     /// Every finding of symbol resolution (warnings only: a plan with errors is not made).
     pub diagnostics: Vec<Diagnostic>,
     /// Pointers are 64-bit (memory64): the width of the guest dlfcn functions' pointers.
