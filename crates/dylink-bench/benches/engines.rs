@@ -75,11 +75,18 @@ fn call_rows(direct: f64, lazy: f64, out: &mut Map<String, Value>) {
     out.insert("lazy_call_ratio".into(), json!(lazy / direct));
 }
 
-/// `link_overhead_100` and its two times, from seconds per link.
-fn link_rows(dylink: f64, by_hand: f64, out: &mut Map<String, Value>) {
+/// `link_overhead_100` and its two times, from seconds per link; then the same with the
+/// startup planned afresh every time (`Config::reuse_startup_plans` off) against its own
+/// paired hand wiring.
+fn link_rows(dylink: f64, by_hand: f64, afresh: (f64, f64), out: &mut Map<String, Value>) {
     out.insert("link_ms_100".into(), json!(dylink * 1e3));
     out.insert("link_by_hand_ms_100".into(), json!(by_hand * 1e3));
     out.insert("link_overhead_100".into(), json!(dylink / by_hand));
+    out.insert("link_afresh_ms_100".into(), json!(afresh.0 * 1e3));
+    out.insert(
+        "link_afresh_overhead_100".into(),
+        json!(afresh.0 / afresh.1),
+    );
 }
 
 /// `safe_point_call_ratio` and its calls, from seconds per call.
@@ -88,6 +95,29 @@ fn safe_point_rows(plain: f64, checked: f64, lazy: f64, out: &mut Map<String, Va
     out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
     out.insert("safe_point_call_ratio".into(), json!(checked / plain));
     out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
+}
+
+/// Options that plan every startup afresh (no stored startup plan).
+fn afresh<O: HasConfig>(mut options: O) -> O {
+    options.config().reuse_startup_plans = false;
+    options
+}
+
+/// The two adapters' `Options`, for [`afresh`].
+trait HasConfig {
+    fn config(&mut self) -> &mut Config;
+}
+
+impl HasConfig for dylink_wasmtime::Options {
+    fn config(&mut self) -> &mut Config {
+        &mut self.config
+    }
+}
+
+impl HasConfig for dylink_wasmer::Options {
+    fn config(&mut self) -> &mut Config {
+        &mut self.config
+    }
 }
 
 fn hand_base(i: usize) -> u64 {
@@ -120,16 +150,14 @@ mod wt {
     }
 
     fn load(engine: &Engine, main: &[u8], src: &MemorySource) -> (Store<()>, Program<()>) {
+        load_with(engine, main, Options::new(src.clone()))
+    }
+
+    fn load_with(engine: &Engine, main: &[u8], options: Options) -> (Store<()>, Program<()>) {
         let mut store = Store::new(engine, ());
         let linker = Linker::new(engine);
-        let program = Program::load(
-            &mut store,
-            &linker,
-            Options::new(src.clone()),
-            "/app/main.wasm",
-            main,
-        )
-        .expect("loads");
+        let program =
+            Program::load(&mut store, &linker, options, "/app/main.wasm", main).expect("loads");
         (store, program)
     }
 
@@ -368,7 +396,14 @@ mod wt {
             },
             || hand(engine, &main_m, &lib_m),
         );
-        link_rows(dylink, by_hand, out);
+        let afresh = paired(
+            s.iters,
+            || {
+                load_with(engine, &main, super::afresh(Options::new(src.clone())));
+            },
+            || hand(engine, &main_m, &lib_m),
+        );
+        link_rows(dylink, by_hand, afresh, out);
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {
@@ -453,14 +488,11 @@ mod wm {
     use wasmer::*;
 
     fn load(main: &[u8], src: &MemorySource, store: &mut Store) -> Program {
-        Program::load(
-            store,
-            &Imports::new(),
-            Options::new(src.clone()),
-            "/app/main.wasm",
-            main,
-        )
-        .expect("loads")
+        load_with(main, Options::new(src.clone()), store)
+    }
+
+    fn load_with(main: &[u8], options: Options, store: &mut Store) -> Program {
+        Program::load(store, &Imports::new(), options, "/app/main.wasm", main).expect("loads")
     }
 
     fn hand(store: &mut Store, main: &Module, libs: &[Module]) {
@@ -665,7 +697,15 @@ mod wm {
             },
             || hand(&mut Store::new(engine.clone()), &main_m, &lib_m),
         );
-        link_rows(dylink, by_hand, out);
+        let afresh = paired(
+            s.iters,
+            || {
+                let options = super::afresh(Options::new(src.clone()));
+                load_with(&main, options, &mut Store::new(engine.clone()));
+            },
+            || hand(&mut Store::new(engine.clone()), &main_m, &lib_m),
+        );
+        link_rows(dylink, by_hand, afresh, out);
     }
 
     pub fn run(s: &Settings) -> Map<String, Json> {

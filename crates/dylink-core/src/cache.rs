@@ -15,14 +15,31 @@
 //! first. The readings held alongside are not counted, and one may take several times
 //! its module's bytes (the plan bench's 200-symbol module's reading is about 19 KB).
 //! Readings that fail are not kept.
+//!
+//! It also keeps **startup plans** (when [`Config::reuse_startup_plans`](crate::Config) is
+//! set, the default): a startup plan depends only on the linker's configuration, the main
+//! module's path and bytes, the files the library search read (and the paths it found
+//! empty) and the host names it asked about, since the planner is a function of these. With
+//! each plan the cache records that trace; a later startup with the same configuration,
+//! path and main bytes reads the same paths again and asks the same host names, and when
+//! every answer is the same (each file equal in content), it gets a copy of the stored plan
+//! instead of planning again — what a program started again costs, as a launch closure
+//! does for a native loader. A changed, added or removed library, a changed host, a changed
+//! configuration: the trace differs, the plan is made afresh and replaces the stored one.
+//! At most [`ModuleCache::STARTUP_PLANS`] plans are kept, the oldest leaving first; the
+//! bytes they hold stay alive with them, beyond the budget above.
 
 use core::fmt;
 use core::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use core::cell::RefCell;
+
+use crate::config::{Config, HostNames, ModuleSource};
 use crate::error::ParseError;
 use crate::module::ModuleInfo;
+use crate::plan::Plan;
 use crate::prelude::*;
 
 /// Values by the content of a byte string (a module's bytes), several per content if the
@@ -147,6 +164,98 @@ struct Inner {
     /// Stamp of the next entry (older entries have smaller ones).
     next: u64,
     hits: u64,
+    /// Startup plans, oldest first.
+    startups: Vec<Arc<Startup>>,
+    startup_hits: u64,
+}
+
+/// A startup plan and everything it was made from.
+struct Startup {
+    /// The configuration, without its module cache (which holds this entry).
+    config: Config,
+    path: String,
+    main: Arc<[u8]>,
+    trace: Trace,
+    plan: Plan,
+}
+
+/// What planning a startup asked of its embedder, in order.
+#[derive(Default)]
+pub(crate) struct Trace {
+    /// Every path read, with the file found (`None`: no file there).
+    reads: Vec<(String, Option<Arc<[u8]>>)>,
+    /// Every host name asked about, with the answer.
+    host: Vec<(String, String, bool)>,
+}
+
+/// A [`ModuleSource`] and [`HostNames`] that record what the planner asks of the embedder's.
+pub(crate) struct Recorder<'a> {
+    source: &'a dyn ModuleSource,
+    host: &'a dyn HostNames,
+    trace: RefCell<Trace>,
+}
+
+impl<'a> Recorder<'a> {
+    pub(crate) fn new(source: &'a dyn ModuleSource, host: &'a dyn HostNames) -> Self {
+        Self {
+            source,
+            host,
+            trace: RefCell::default(),
+        }
+    }
+
+    pub(crate) fn into_trace(self) -> Trace {
+        self.trace.into_inner()
+    }
+}
+
+impl ModuleSource for Recorder<'_> {
+    fn read(&self, path: &str) -> Result<Option<Arc<[u8]>>, String> {
+        let read = self.source.read(path);
+        if let Ok(found) = &read {
+            (self.trace.borrow_mut().reads).push((path.into(), found.clone()));
+        }
+        read
+    }
+}
+
+impl HostNames for Recorder<'_> {
+    fn defines(&self, module: &str, name: &str) -> bool {
+        let answer = self.host.defines(module, name);
+        (self.trace.borrow_mut().host).push((module.into(), name.into(), answer));
+        answer
+    }
+}
+
+/// Whether two configurations plan alike: every field but the module cache.
+fn plans_alike(a: &Config, b: &Config) -> bool {
+    let Config {
+        search,
+        bind,
+        stack_size,
+        initial_heap,
+        global_base,
+        preload,
+        dlerror_size,
+        dladdr_size,
+        direct_lazy_calls,
+        reuse_startup_plans,
+        module_cache: _,
+    } = a;
+    *search == b.search
+        && *bind == b.bind
+        && *stack_size == b.stack_size
+        && *initial_heap == b.initial_heap
+        && *global_base == b.global_base
+        && *preload == b.preload
+        && *dlerror_size == b.dlerror_size
+        && *dladdr_size == b.dladdr_size
+        && *direct_lazy_calls == b.direct_lazy_calls
+        && *reuse_startup_plans == b.reuse_startup_plans
+}
+
+fn same_content(a: &Arc<[u8]>, b: &Arc<[u8]>) -> bool {
+    Arc::ptr_eq(a, b) || a[..] == b[..]
 }
 
 #[derive(Clone)]
@@ -162,6 +271,9 @@ impl ModuleCache {
     /// The budget [`ModuleCache::process`] uses: 256 MiB of module bytes.
     pub const DEFAULT_BUDGET: usize = 256 << 20;
 
+    /// Startup plans kept (module docs).
+    pub const STARTUP_PLANS: usize = 16;
+
     /// An empty cache holding at most `budget` bytes of modules.
     pub fn new(budget: usize) -> Self {
         Self {
@@ -171,6 +283,8 @@ impl ModuleCache {
                 budget,
                 next: 0,
                 hits: 0,
+                startups: Vec::new(),
+                startup_hits: 0,
             })),
         }
     }
@@ -202,11 +316,87 @@ impl ModuleCache {
         self.inner.lock().hits
     }
 
-    /// Forget every reading.
+    /// Startup plans held.
+    pub fn startup_plans(&self) -> usize {
+        self.inner.lock().startups.len()
+    }
+
+    /// Startups answered with a stored plan so far.
+    pub fn startup_hits(&self) -> u64 {
+        self.inner.lock().startup_hits
+    }
+
+    /// Forget every reading and startup plan.
     pub fn clear(&self) {
         let mut inner = self.inner.lock();
         inner.readings.clear();
         inner.bytes = 0;
+        inner.startups.clear();
+    }
+
+    /// A copy of the startup plan stored for this configuration, path and main module, if
+    /// the embedder answers every question its planning asked as it did then (the
+    /// module docs). The source is read without the lock held.
+    pub(crate) fn startup(
+        &self,
+        config: &Config,
+        path: &str,
+        main: &Arc<[u8]>,
+        source: &dyn ModuleSource,
+        host: &dyn HostNames,
+    ) -> Option<Plan> {
+        let entry = (self.inner.lock().startups.iter())
+            .find(|e| {
+                e.path == path && plans_alike(&e.config, config) && same_content(&e.main, main)
+            })
+            .cloned()?;
+        for (path, was) in &entry.trace.reads {
+            let same = match (source.read(path), was) {
+                (Ok(None), None) => true,
+                (Ok(Some(now)), Some(was)) => same_content(&now, was),
+                _ => false,
+            };
+            if !same {
+                return None;
+            }
+        }
+        if (entry.trace.host.iter()).any(|(m, n, was)| host.defines(m, n) != *was) {
+            return None;
+        }
+        self.inner.lock().startup_hits += 1;
+        Some(entry.plan.duplicate())
+    }
+
+    /// Keep a startup plan made from `trace`, replacing one made for the same configuration,
+    /// path and main module.
+    pub(crate) fn keep_startup(
+        &self,
+        config: &Config,
+        path: &str,
+        main: Arc<[u8]>,
+        trace: Trace,
+        plan: &Plan,
+    ) {
+        let entry = Arc::new(Startup {
+            config: Config {
+                module_cache: None,
+                ..config.clone()
+            },
+            path: path.into(),
+            main,
+            trace,
+            plan: plan.duplicate(),
+        });
+        let mut inner = self.inner.lock();
+        inner.startups.retain(|e| {
+            !(e.path == entry.path
+                && plans_alike(&e.config, &entry.config)
+                && same_content(&e.main, &entry.main))
+        });
+        if inner.startups.len() >= Self::STARTUP_PLANS {
+            inner.startups.remove(0);
+        }
+        inner.startups.push(entry);
     }
 
     /// [`crate::safepoints::prepare`], answered from the cache when these bytes were read

@@ -38,6 +38,10 @@ pub struct Config {
     /// Rewrite a module's calls to a lazily bound import into one indirect call through the
     /// function's table slot, instead of a call to its trampoline (see [`crate::direct`]).
     pub direct_lazy_calls: bool,
+    /// Keep each startup plan in the [`module_cache`](Self::module_cache) with what it was
+    /// made from, and hand a later startup of the same program a copy of it once every file
+    /// and host name it depended on reads the same ([`ModuleCache`](crate::ModuleCache)).
+    pub reuse_startup_plans: bool,
     /// Where readings of modules are kept by content, so the same bytes are read once
     /// ([`ModuleCache`](crate::ModuleCache)); `None` reads every module it is handed. The
     /// adapters set [`ModuleCache::process`](crate::ModuleCache::process).
@@ -63,6 +67,7 @@ impl Default for Config {
             dlerror_size: 256,
             dladdr_size: 1024,
             direct_lazy_calls: true,
+            reuse_startup_plans: true,
             module_cache: None,
         }
     }

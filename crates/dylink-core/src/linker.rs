@@ -218,15 +218,16 @@ enum LogOp {
 }
 
 /// The changes a plan makes, applied by [`Linker::commit`].
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Delta {
     new_modules: Vec<LoadedModule>,
     updates: Vec<(ModuleId, Update)>,
     unload: Vec<ModuleId>,
     mem: Option<MemState>,
     table: Option<TableState>,
-    /// The new modules' definitions by name, in load order (`Txn::new_symbols`).
-    symbols: SymbolTable<Def>,
+    /// The new modules' definitions by name, in load order (`Txn::new_symbols`). Shared, so
+    /// a stored startup plan's copies and the linkers committing them hold one table.
+    symbols: Arc<SymbolTable<Def>>,
     /// The new modules by requested name and by path (`Txn::new_names`).
     names: HashMap<Name, ModuleId>,
     canonical: HashMap<(ModuleId, u32), Slot>,
@@ -284,7 +285,8 @@ pub struct Linker {
     modules: Vec<Option<LoadedModule>>,
     /// Live modules by requested name and by path.
     names: HashMap<Name, ModuleId>,
-    symbols: SymbolTable<Def>,
+    /// Shared with the plan that built it until a later commit changes it (copied then).
+    symbols: Arc<SymbolTable<Def>>,
     mem: MemState,
     table: TableState,
     canonical: HashMap<(ModuleId, u32), Slot>,
@@ -368,7 +370,7 @@ impl Linker {
             generation: 0,
             modules: Vec::new(),
             names: HashMap::new(),
-            symbols: SymbolTable::default(),
+            symbols: Arc::default(),
             mem: MemState {
                 bytes: 0,
                 alloc: RegionAlloc::new(),
@@ -511,7 +513,11 @@ impl Linker {
         self.generation += 1;
         // The plan indexed its modules' symbols and names already: a first load moves its
         // tables in whole, a later one appends definitions after the older ones.
-        self.symbols.append(d.symbols);
+        if self.symbols.is_empty() {
+            self.symbols = d.symbols;
+        } else {
+            Arc::make_mut(&mut self.symbols).append(Arc::unwrap_or_clone(d.symbols));
+        }
         if self.names.is_empty() {
             self.names = d.names;
         } else {
@@ -546,7 +552,7 @@ impl Linker {
             if let Some(m) = self.modules[id.index()].take() {
                 self.names.retain(|_, v| *v != id);
                 for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
-                    self.symbols.retain(&e.name, |d| d.module != id);
+                    Arc::make_mut(&mut self.symbols).retain(&e.name, |d| d.module != id);
                 }
                 self.canonical.retain(|(m, _), _| *m != id);
             }
@@ -558,11 +564,22 @@ impl Linker {
             self.table = t;
         }
         merge(&mut self.canonical, d.canonical);
-        for (slot, u) in d.slot_uses {
-            match u {
-                Some(u) => self.slot_uses.insert(slot.0, u),
-                None => self.slot_uses.remove(&slot.0),
-            };
+        // A first load's slots come in order: built in one go.
+        let in_order = || {
+            (d.slot_uses.windows(2)).all(|w| w[0].0.0 < w[1].0.0)
+                && d.slot_uses.iter().all(|(_, u)| u.is_some())
+        };
+        if self.slot_uses.is_empty() && in_order() {
+            self.slot_uses = (d.slot_uses.into_iter())
+                .filter_map(|(slot, u)| Some((slot.0, u?)))
+                .collect();
+        } else {
+            for (slot, u) in d.slot_uses {
+                match u {
+                    Some(u) => self.slot_uses.insert(slot.0, u),
+                    None => self.slot_uses.remove(&slot.0),
+                };
+            }
         }
         if let Some(p) = d.pending {
             self.pending = p;
@@ -873,7 +890,34 @@ impl Linker {
     /// Plan loading the main module (`path` is used for `$ORIGIN` and reports; `bytes` are
     /// its content), the preloads, and the whole NEEDED tree. The plan is applied by group
     /// [`MAIN_GROUP`].
+    ///
+    /// With [`Config::reuse_startup_plans`] and a [`Config::module_cache`], a startup of a
+    /// program planned before gets a copy of that plan once every file and host name it
+    /// depended on reads the same (see [`ModuleCache`](crate::ModuleCache)).
     pub fn plan_startup(
+        &self,
+        path: &str,
+        bytes: Arc<[u8]>,
+        source: &dyn ModuleSource,
+        host: &dyn HostNames,
+    ) -> Result<Plan, Error> {
+        // Only a linker nothing was ever committed to is in the state the stored plans
+        // were made from.
+        let cache = (self.config.module_cache.as_ref())
+            .filter(|_| self.config.reuse_startup_plans && self.generation == 0);
+        let Some(cache) = cache else {
+            return self.plan_startup_afresh(path, bytes, source, host);
+        };
+        if let Some(plan) = cache.startup(&self.config, path, &bytes, source, host) {
+            return Ok(plan);
+        }
+        let recorder = crate::cache::Recorder::new(source, host);
+        let plan = self.plan_startup_afresh(path, bytes.clone(), &recorder, &recorder)?;
+        cache.keep_startup(&self.config, path, bytes, recorder.into_trace(), &plan);
+        Ok(plan)
+    }
+
+    fn plan_startup_afresh(
         &self,
         path: &str,
         bytes: Arc<[u8]>,
@@ -3697,7 +3741,7 @@ impl<'a> Txn<'a> {
             unload: self.unload,
             mem: (self.mem != base.mem).then_some(self.mem),
             table: (self.table != base.table).then_some(self.table),
-            symbols: self.new_symbols,
+            symbols: Arc::new(self.new_symbols),
             names: self.new_names,
             canonical: self.canonical,
             slot_uses,

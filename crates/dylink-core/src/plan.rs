@@ -407,6 +407,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A copy (kept crate-private: two copies of a plan cannot both be committed).
+    pub(crate) fn duplicate(&self) -> Plan {
+        Plan {
+            kind: self.kind,
+            group: self.group,
+            generation: self.generation,
+            modules: self.modules.clone(),
+            ops: self.ops.clone(),
+            diagnostics: self.diagnostics.clone(),
+            memory64: self.memory64,
+            delta: self.delta.clone(),
+        }
+    }
+
     /// Where the trailing run of guest calls of a load plan (relocations, TLS initialisation,
     /// constructors) begins. An adapter may commit after applying the ops before it and run
     /// these afterwards without holding the linker, so a constructor can itself `dlopen`.

@@ -10,10 +10,11 @@ use std::path::Path;
 
 use dylink_core::*;
 
-fn run_case(text: &str, cache: Option<&ModuleCache>) -> String {
+fn run_case(text: &str, cache: Option<&ModuleCache>, reuse_plans: bool) -> String {
     let mut files: Vec<(String, String)> = Vec::new();
     let mut config = Config {
         module_cache: cache.cloned(),
+        reuse_startup_plans: reuse_plans,
         ..Config::default()
     };
     let mut current: Option<(String, String)> = None;
@@ -99,11 +100,17 @@ fn golden_plans() {
     {
         count += 1;
         let text = std::fs::read_to_string(&path).unwrap();
-        let actual = run_case(&text, None);
-        // Through a module cache, first filled then answering every read: the same text.
+        let actual = run_case(&text, None, false);
+        // Through a module cache, first filled, then answering every read, then handing out
+        // the stored startup plan: the same text.
         let cache = ModuleCache::new(1 << 24);
-        for pass in ["filling", "hit"] {
-            let cached = run_case(&text, Some(&cache));
+        for (pass, reuse) in [
+            ("filling", false),
+            ("hit", false),
+            ("filling", true),
+            ("plan", true),
+        ] {
+            let cached = run_case(&text, Some(&cache), reuse);
             assert_eq!(
                 cached,
                 actual,
@@ -111,7 +118,9 @@ fn golden_plans() {
                 path.display()
             );
         }
+        let planned = !actual.contains("\nerror: ");
         assert!(cache.hits() > 0 || cache.is_empty(), "{}", path.display());
+        assert_eq!(cache.startup_hits(), planned as u64, "{}", path.display());
         let (head, expected) = match text.find(";;; expect\n") {
             Some(i) => (&text[..i], &text[i + ";;; expect\n".len()..]),
             None => (text.as_str(), ""),

@@ -117,7 +117,9 @@ impl Options {
     /// Default configuration reading from `source` (library roots: every path the source
     /// knows). Modules are read through the process-wide [`dylink_core::ModuleCache`], as
     /// their compiled code is kept in a process-wide cache: set `config.module_cache` to
-    /// `None` to read every module afresh.
+    /// `None` to read every module afresh. The same cache keeps each startup plan, so a
+    /// program started again in this process is not planned again while every file and
+    /// host name it depended on reads the same (`config.reuse_startup_plans`).
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
         Self {
             config: Config {

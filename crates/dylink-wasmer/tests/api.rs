@@ -160,3 +160,39 @@ fn a_trapping_constructor_fails_the_load_with_the_trap_message() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_program_started_again_reuses_its_startup_plan_until_a_library_changes() {
+    let linker = Imports::new();
+    let mut store = Store::default();
+    let cache = dylink_wasmer::core::ModuleCache::new(1 << 20);
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func $a (result i32))) (func (export "run") (result i32) call $a)"#,
+    );
+    let mut run = |src: MemorySource| {
+        let mut options = Options::new(src);
+        options.config.module_cache = Some(cache.clone());
+        let program = Program::load(&mut store, &linker, options, "/app/main.wasm", &main).unwrap();
+        let run = program.main_func(&mut store, "run").unwrap();
+        match run.call(&mut store, &[]).unwrap()[0] {
+            Value::I32(v) => v,
+            _ => panic!("run returns an i32"),
+        }
+    };
+    assert_eq!(run(program_source()), 42);
+    assert_eq!(run(program_source()), 42);
+    assert_eq!(
+        cache.startup_hits(),
+        1,
+        "the second start used the stored plan"
+    );
+    // The library replaced on disk: planned afresh, and the new code runs.
+    let mut changed = MemorySource::new();
+    changed.insert(
+        "/lib/libanswer.so",
+        side(r#"(func (export "answer") (result i32) i32.const 43)"#),
+    );
+    assert_eq!(run(changed), 43);
+    assert_eq!(cache.startup_hits(), 1);
+}

@@ -183,3 +183,40 @@ fn a_trapping_constructor_fails_the_load_with_the_trap_message() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_program_started_again_reuses_its_startup_plan_until_a_library_changes() {
+    let engine = Engine::default();
+    let linker = Linker::new(&engine);
+    let cache = dylink_wasmtime::core::ModuleCache::new(1 << 20);
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func $a (result i32))) (func (export "run") (result i32) call $a)"#,
+    );
+    let run = |src: MemorySource| {
+        let mut options = Options::new(src);
+        options.config.module_cache = Some(cache.clone());
+        let mut store = Store::new(&engine, ());
+        let program = Program::load(&mut store, &linker, options, "/app/main.wasm", &main).unwrap();
+        let run = program.main_func(&mut store, "run").unwrap();
+        run.typed::<(), i32>(&store)
+            .unwrap()
+            .call(&mut store, ())
+            .unwrap()
+    };
+    assert_eq!(run(program_source()), 42);
+    assert_eq!(run(program_source()), 42);
+    assert_eq!(
+        cache.startup_hits(),
+        1,
+        "the second start used the stored plan"
+    );
+    // The library replaced on disk: planned afresh, and the new code runs.
+    let mut changed = MemorySource::new();
+    changed.insert(
+        "/lib/libanswer.so",
+        side(r#"(func (export "answer") (result i32) i32.const 43)"#),
+    );
+    assert_eq!(run(changed), 43);
+    assert_eq!(cache.startup_hits(), 1);
+}

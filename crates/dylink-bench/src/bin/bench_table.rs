@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(1);
     });
     let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
-    let rows: [(&str, &str, &str); 18] = [
+    let rows: [(&str, &str, &str); 20] = [
         (
             "link_overhead_100",
             "link main + 100 libraries, dylink ÷ wired by hand",
@@ -22,6 +22,12 @@ fn main() {
         ),
         ("link_ms_100", "… dylink, ms", ""),
         ("link_by_hand_ms_100", "… wired by hand, ms", ""),
+        (
+            "link_afresh_overhead_100",
+            "… planned afresh (no stored startup plan) ÷ wired by hand",
+            "",
+        ),
+        ("link_afresh_ms_100", "… dylink planning afresh, ms", ""),
         (
             "lazy_call_ratio",
             "call through a resolved lazy binding ÷ direct",
