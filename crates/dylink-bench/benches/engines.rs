@@ -412,7 +412,12 @@ mod wt {
         link(&engine, s, &mut out);
         // lazy_call_ratio
         calls(&engine, s, &mut out);
-        // dlsym_ns, dlopen_loaded_ns
+        dl(&engine, s, &mut out);
+        out
+    }
+
+    /// dlsym_ns, dlopen_loaded_ns, dlopen_new_us and instantiating by hand.
+    pub fn dl(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
         let (mut store, program) = load(&engine, &main, &src);
@@ -470,7 +475,6 @@ mod wt {
         });
         out.insert("dlopen_new_us".into(), json!(dl * 1e6));
         out.insert("instantiate_by_hand_us".into(), json!(by_hand * 1e6));
-        out
     }
 }
 
@@ -716,6 +720,12 @@ mod wm {
         let engine = store0.engine().clone();
         link(&engine, s, &mut out);
         calls(&engine, s, &mut out);
+        dl(&engine, s, &mut out);
+        out
+    }
+
+    /// dlsym_ns, dlopen_loaded_ns, dlopen_new_us and instantiating by hand.
+    pub fn dl(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
         let mut store = Store::new(engine.clone());
@@ -768,7 +778,6 @@ mod wm {
         });
         out.insert("dlopen_new_us".into(), json!(dl * 1e6));
         out.insert("instantiate_by_hand_us".into(), json!(by_hand * 1e6));
-        out
     }
 }
 
@@ -844,6 +853,14 @@ fn main() {
         let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
         wt::link(&wt::engine(), &s, &mut wasmtime);
         wm::link(wasmer::Store::default().engine(), &s, &mut wasmer);
+        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
+        return;
+    }
+    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("dl") {
+        // Only the dl-operation metrics, printed (results.json keeps the last full run).
+        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
+        wt::dl(&wt::engine(), &s, &mut wasmtime);
+        wm::dl(wasmer::Store::default().engine(), &s, &mut wasmer);
         println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
         return;
     }

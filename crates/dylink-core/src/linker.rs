@@ -509,7 +509,7 @@ impl Linker {
                 });
             }
         }
-        let d = plan.delta;
+        let d = *plan.delta;
         self.generation += 1;
         // The plan indexed its modules' symbols and names already: a first load moves its
         // tables in whole, a later one appends definitions after the older ones.
@@ -1141,6 +1141,15 @@ impl Linker {
         caller: Option<ModuleId>,
     ) -> Result<Def, Error> {
         let defs = self.symbols.get(symbol).unwrap_or(&[]);
+        // The common case: one definition, in the global scope.
+        if let (Handle::Default, [d]) = (handle, defs) {
+            if self
+                .module(d.module)
+                .is_some_and(|m| m.global_seq.is_some())
+            {
+                return Ok(*d);
+            }
+        }
         let global_first = |after: Option<u64>| {
             defs.iter()
                 .filter_map(|d| {
@@ -3771,7 +3780,7 @@ impl<'a> Txn<'a> {
             modules: self.modules_out,
             ops,
             diagnostics: self.diags,
-            delta,
+            delta: Box::new(delta),
         })
     }
 }

@@ -403,7 +403,8 @@ pub struct Plan {
     pub diagnostics: Vec<Diagnostic>,
     /// Pointers are 64-bit (memory64): the width of the guest dlfcn functions' pointers.
     pub memory64: bool,
-    pub(crate) delta: crate::linker::Delta,
+    /// Boxed: a plan is returned by value through every dl operation's `Result`.
+    pub(crate) delta: Box<crate::linker::Delta>,
 }
 
 impl Plan {
