@@ -1994,11 +1994,9 @@ impl<'a> Txn<'a> {
             // [0, global_base) unused; main's data; side modules; dlerror; TLS; stack; heap.
             let mut next = cfg.global_base.max(1);
             for &m in core::iter::once(&main).chain(order.iter().filter(|m| **m != main)) {
-                let d = self.module(m).info.dylink.clone().unwrap_or_default();
-                let base = align_up(next, 1u64 << d.memory_align_log2).ok_or_else(|| oom(next))?;
-                next = base
-                    .checked_add(d.memory_size as u64)
-                    .ok_or_else(|| oom(base))?;
+                let (size, align) = self.module(m).info.memory_needs();
+                let base = align_up(next, 1u64 << align).ok_or_else(|| oom(next))?;
+                next = base.checked_add(size as u64).ok_or_else(|| oom(base))?;
                 let x = self.module_mut(m).expect("startup modules are new");
                 x.memory_base = base;
                 x.memory_size = x.info.region_size();
@@ -2173,17 +2171,13 @@ impl<'a> Txn<'a> {
     }
 
     fn place_module_memory(&mut self, m: ModuleId) -> Result<(), Error> {
-        let d = self.module(m).info.dylink.clone().unwrap_or_default();
+        let (_, align) = self.module(m).info.memory_needs();
         let len = self.module(m).info.region_size();
         let base = if len == 0 {
             // Nothing to reserve; any aligned non-zero value serves as a base.
-            align_up(
-                self.base.config.global_base.max(1),
-                1u64 << d.memory_align_log2,
-            )
-            .unwrap_or(0)
+            align_up(self.base.config.global_base.max(1), 1u64 << align).unwrap_or(0)
         } else {
-            self.alloc_mem(len, 1u64 << d.memory_align_log2)?.0
+            self.alloc_mem(len, 1u64 << align)?.0
         };
         let x = self.module_mut(m).expect("placed modules are new");
         x.memory_base = base;
@@ -2192,12 +2186,12 @@ impl<'a> Txn<'a> {
     }
 
     fn place_module_table(&mut self, m: ModuleId) -> Result<(), Error> {
-        let d = self.module(m).info.dylink.clone().unwrap_or_default();
-        let len = d.table_size as u64;
+        let (len, align) = (self.module(m).info.dylink.as_ref())
+            .map_or((0, 0), |d| (d.table_size as u64, d.table_align_log2));
         let base = if len == 0 {
             0
         } else {
-            self.alloc_slots(len, 1u64 << d.table_align_log2)?.0
+            self.alloc_slots(len, 1u64 << align)?.0
         };
         let x = self.module_mut(m).expect("placed modules are new");
         x.table_base = base;
