@@ -389,10 +389,12 @@ mod wt {
             .iter()
             .map(|b| Module::new(engine, b).unwrap())
             .collect();
+        // One source shared by every load, as an embedder holds it.
+        let src = std::sync::Arc::new(src);
         let (dylink, by_hand) = paired(
             s.iters,
             || {
-                load(engine, &main, &src);
+                load_with(engine, &main, Options::new(src.clone()));
             },
             || hand(engine, &main_m, &lib_m),
         );
@@ -694,10 +696,16 @@ mod wm {
             .iter()
             .map(|b| Module::new(engine, b).unwrap())
             .collect();
+        // One source shared by every load, as an embedder holds it.
+        let src = std::sync::Arc::new(src);
         let (dylink, by_hand) = paired(
             s.iters,
             || {
-                load(&main, &src, &mut Store::new(engine.clone()));
+                load_with(
+                    &main,
+                    Options::new(src.clone()),
+                    &mut Store::new(engine.clone()),
+                );
             },
             || hand(&mut Store::new(engine.clone()), &main_m, &lib_m),
         );

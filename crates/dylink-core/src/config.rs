@@ -99,6 +99,14 @@ impl MemorySource {
     }
 }
 
+/// A shared source reads as the source it shares (so an embedder can hand the same source to
+/// every program it loads without copying it).
+impl<S: ModuleSource + ?Sized> ModuleSource for Arc<S> {
+    fn read(&self, path: &str) -> Result<Option<Arc<[u8]>>, String> {
+        (**self).read(path)
+    }
+}
+
 impl ModuleSource for MemorySource {
     fn read(&self, path: &str) -> Result<Option<Arc<[u8]>>, String> {
         Ok(self.files.get(path).cloned())

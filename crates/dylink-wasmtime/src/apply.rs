@@ -101,8 +101,16 @@ fn slot_func<T: Send + 'static>(
     Ok(match value {
         SlotValue::Null => None,
         SlotValue::Export { module, name } => {
-            let inst = lock(&program.group).instances.get(module).copied();
-            let f = inst.and_then(|i| i.get_func(&mut store, name));
+            let (inst, export) = {
+                let g = lock(&program.group);
+                let export = g.export_tables.get(module).and_then(|t| t.named(name));
+                (g.instances.get(module).copied(), export)
+            };
+            // By the export's index when the compiled module has it, else by name.
+            let f = inst.and_then(|i| match export {
+                Some(e) => i.get_module_export(&mut store, &e)?.into_func(),
+                None => i.get_func(&mut store, name),
+            });
             Some(f.ok_or_else(|| {
                 fail(
                     "setting a table slot",
@@ -181,7 +189,7 @@ fn binding<T: Send + 'static>(
             // By position when the module's export table has it (no name lookup), else by
             // name.
             let by_index = (g.export_tables.get(module))
-                .and_then(|t| t.get(*index as usize).copied().flatten())
+                .and_then(|t| t.at.get(*index as usize).copied().flatten())
                 .and_then(|e| inst.get_module_export(&mut store, &e));
             match by_index {
                 Some(e) => e,
@@ -242,6 +250,8 @@ pub(crate) fn apply<T: Send + 'static>(
     undo: &mut Undo,
 ) -> Result<(), Error> {
     let engine = program.shared.engine.clone();
+    // The group's table, once read (a slot write locked the group twice for it).
+    let mut group_table: Option<Table> = None;
     for op in ops {
         tracing::trace!(target: "dylink::ops", "{op}");
         match op {
@@ -304,6 +314,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 let t = Table::new(&mut store, ty, Ref::Func(None))
                     .map_err(engine_err("creating the table"))?;
                 lock(&program.group).table = Some(t);
+                group_table = None;
             }
             Op::AdoptTable { module, export } => {
                 let inst = lock(&program.group).instances[module];
@@ -314,6 +325,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     )
                 })?;
                 lock(&program.group).table = Some(t);
+                group_table = None;
             }
             Op::GrowMemory {
                 from_pages,
@@ -461,9 +473,14 @@ pub(crate) fn apply<T: Send + 'static>(
             }
             Op::SetSlot { slot, value } => {
                 let f = slot_func(program, &mut store, value)?;
-                let table = lock(&program.group)
-                    .table
-                    .ok_or_else(|| fail("setting a slot", "no table"))?;
+                let table = match group_table {
+                    Some(t) => t,
+                    None => *group_table.insert(
+                        lock(&program.group)
+                            .table
+                            .ok_or_else(|| fail("setting a slot", "no table"))?,
+                    ),
+                };
                 set_slot(table, &mut store, slot.0, f, undo)?;
             }
             Op::SetTrampoline {

@@ -194,15 +194,36 @@ pub(crate) struct Shared<T: 'static> {
 #[derive(Clone)]
 pub(crate) struct Compiled {
     pub(crate) module: Module,
-    pub(crate) exports: Arc<[Option<ModuleExport>]>,
+    pub(crate) exports: Arc<Exports>,
+}
+
+/// A compiled module's exports as wasmtime indexes them, so an instance's export is fetched
+/// with `Instance::get_module_export`, without wasmtime's lookup by name (interning the name,
+/// then its own table: several times the cost, most of a table slot's write).
+pub(crate) struct Exports {
+    /// By position in the export section (a binding's `index`).
+    pub(crate) at: Box<[Option<ModuleExport>]>,
+    /// Positions by name (a table slot's export).
+    by_name: hashbrown::HashMap<Box<str>, u32>,
+}
+
+impl Exports {
+    /// The export called `name`.
+    pub(crate) fn named(&self, name: &str) -> Option<ModuleExport> {
+        self.at[*self.by_name.get(name)? as usize]
+    }
 }
 
 impl Compiled {
     fn new(module: Module) -> Self {
-        let exports = module
+        let at = module
             .exports()
             .map(|e| module.get_export_index(e.name()))
             .collect();
+        let by_name = (module.exports().enumerate())
+            .map(|(i, e)| (e.name().into(), i as u32))
+            .collect();
+        let exports = Arc::new(Exports { at, by_name });
         Self { module, exports }
     }
 }
@@ -262,7 +283,7 @@ pub(crate) struct Group {
     tags: Vec<Option<Tag>>,
     instances: HashMap<ModuleId, Instance>,
     /// Each instance's exports by position (see [`Compiled`]).
-    export_tables: HashMap<ModuleId, Arc<[Option<ModuleExport>]>>,
+    export_tables: HashMap<ModuleId, Arc<Exports>>,
     /// Generated modules, each with the trampoline table it owns.
     generated: HashMap<GenId, (Instance, Option<Table>)>,
     /// The message `dlerror` returns next.
