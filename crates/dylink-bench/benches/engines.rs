@@ -848,35 +848,33 @@ fn main() {
         Ok(Ok(iters)) if iters > 0 => Settings { iters, ..s },
         _ => s,
     };
-    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("calls") {
-        // Only the lazy-call metrics, printed (results.json keeps the last full run).
+    // DYLINK_BENCH_ONLY runs one group of rows on both engines and prints them
+    // (results.json keeps the last full run).
+    if let Ok(only) = std::env::var("DYLINK_BENCH_ONLY") {
         let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
-        wt::calls(&wt::engine(), &s, &mut wasmtime);
-        wm::calls(wasmer::Store::default().engine(), &s, &mut wasmer);
-        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
-        return;
-    }
-    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("link") {
-        // Only link_overhead_100, printed (results.json keeps the last full run).
-        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
-        wt::link(&wt::engine(), &s, &mut wasmtime);
-        wm::link(wasmer::Store::default().engine(), &s, &mut wasmer);
-        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
-        return;
-    }
-    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("dl") {
-        // Only the dl-operation metrics, printed (results.json keeps the last full run).
-        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
-        wt::dl(&wt::engine(), &s, &mut wasmtime);
-        wm::dl(wasmer::Store::default().engine(), &s, &mut wasmer);
-        println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
-        return;
-    }
-    if std::env::var("DYLINK_BENCH_ONLY").as_deref() == Ok("threads") {
-        // Only the thread metrics, printed (results.json keeps the last full run).
-        let (mut wasmtime, mut wasmer) = (Map::new(), Map::new());
-        wt::threads(&s, &mut wasmtime);
-        wm::threads(&s, &mut wasmer);
+        let wasmer_engine = || wasmer::Store::default().engine().clone();
+        match only.as_str() {
+            "calls" => {
+                wt::calls(&wt::engine(), &s, &mut wasmtime);
+                wm::calls(&wasmer_engine(), &s, &mut wasmer);
+            }
+            "link" => {
+                wt::link(&wt::engine(), &s, &mut wasmtime);
+                wm::link(&wasmer_engine(), &s, &mut wasmer);
+            }
+            "dl" => {
+                wt::dl(&wt::engine(), &s, &mut wasmtime);
+                wm::dl(&wasmer_engine(), &s, &mut wasmer);
+            }
+            "threads" => {
+                wt::threads(&s, &mut wasmtime);
+                wm::threads(&s, &mut wasmer);
+            }
+            other => {
+                eprintln!("DYLINK_BENCH_ONLY={other}: expected calls, link, dl or threads");
+                std::process::exit(2);
+            }
+        }
         println!("{}", json!({"wasmtime": wasmtime, "wasmer": wasmer}));
         return;
     }
