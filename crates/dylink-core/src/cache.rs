@@ -184,8 +184,9 @@ struct Startup {
 pub(crate) struct Trace {
     /// Every path read, with the file found (`None`: no file there).
     reads: Vec<(String, Option<Arc<[u8]>>)>,
-    /// Every host name asked about, with the answer.
-    host: Vec<(String, String, bool)>,
+    /// Every host name asked about, with the answer (once each: the planner asks for a
+    /// name once per module importing it).
+    host: HashMap<(String, String), bool>,
 }
 
 /// A [`ModuleSource`] and [`HostNames`] that record what the planner asks of the embedder's.
@@ -222,7 +223,7 @@ impl ModuleSource for Recorder<'_> {
 impl HostNames for Recorder<'_> {
     fn defines(&self, module: &str, name: &str) -> bool {
         let answer = self.host.defines(module, name);
-        (self.trace.borrow_mut().host).push((module.into(), name.into(), answer));
+        (self.trace.borrow_mut().host).insert((module.into(), name.into()), answer);
         answer
     }
 }
@@ -252,6 +253,13 @@ fn plans_alike(a: &Config, b: &Config) -> bool {
         && *dladdr_size == b.dladdr_size
         && *direct_lazy_calls == b.direct_lazy_calls
         && *reuse_startup_plans == b.reuse_startup_plans
+}
+
+impl Startup {
+    /// Whether this plan was made for `config`, `path` and `main` (its trace not checked).
+    fn made_for(&self, config: &Config, path: &str, main: &Arc<[u8]>) -> bool {
+        self.path == path && plans_alike(&self.config, config) && same_content(&self.main, main)
+    }
 }
 
 fn same_content(a: &Arc<[u8]>, b: &Arc<[u8]>) -> bool {
@@ -346,9 +354,7 @@ impl ModuleCache {
         host: &dyn HostNames,
     ) -> Option<Plan> {
         let entry = (self.inner.lock().startups.iter())
-            .find(|e| {
-                e.path == path && plans_alike(&e.config, config) && same_content(&e.main, main)
-            })
+            .find(|e| e.made_for(config, path, main))
             .cloned()?;
         for (path, was) in &entry.trace.reads {
             let same = match (source.read(path), was) {
@@ -360,7 +366,7 @@ impl ModuleCache {
                 return None;
             }
         }
-        if (entry.trace.host.iter()).any(|(m, n, was)| host.defines(m, n) != *was) {
+        if (entry.trace.host.iter()).any(|((m, n), was)| host.defines(m, n) != *was) {
             return None;
         }
         self.inner.lock().startup_hits += 1;
@@ -388,11 +394,7 @@ impl ModuleCache {
             plan: plan.duplicate(),
         });
         let mut inner = self.inner.lock();
-        inner.startups.retain(|e| {
-            !(e.path == entry.path
-                && plans_alike(&e.config, &entry.config)
-                && same_content(&e.main, &entry.main))
-        });
+        (inner.startups).retain(|e| !e.made_for(&entry.config, &entry.path, &entry.main));
         if inner.startups.len() >= Self::STARTUP_PLANS {
             inner.startups.remove(0);
         }

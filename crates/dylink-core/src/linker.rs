@@ -2186,8 +2186,8 @@ impl<'a> Txn<'a> {
     }
 
     fn place_module_table(&mut self, m: ModuleId) -> Result<(), Error> {
-        let (len, align) = (self.module(m).info.dylink.as_ref())
-            .map_or((0, 0), |d| (d.table_size as u64, d.table_align_log2));
+        let (len, align) = self.module(m).info.table_needs();
+        let len = len as u64;
         let base = if len == 0 {
             0
         } else {

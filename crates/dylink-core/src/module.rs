@@ -559,6 +559,11 @@ impl ModuleInfo {
         (self.dylink.as_ref()).map_or((0, 0), |d| (d.memory_size, d.memory_align_log2))
     }
 
+    /// MEM_INFO's table size and alignment (log2), zero for a module without `dylink.0`.
+    pub fn table_needs(&self) -> (u32, u32) {
+        (self.dylink.as_ref()).map_or((0, 0), |d| (d.table_size, d.table_align_log2))
+    }
+
     /// Bytes of memory the module's region takes: MEM_INFO's size, plus a `__dso_handle`
     /// when the linker must provide one.
     pub fn region_size(&self) -> u64 {
