@@ -871,10 +871,12 @@ impl Linker {
             dup_seen: HashSet::new(),
             modules_out: Vec::new(),
             trampolines: Vec::new(),
+            trampoline_names: Default::default(),
             direct: None,
             gen_id: None,
             create_memory: None,
             create_table: false,
+            head_in_setup: 0,
             table_min: 0,
             mem_bytes0: self.mem.bytes,
             table_size0: self.table.size,
@@ -1549,12 +1551,16 @@ struct Txn<'a> {
     dup_seen: HashSet<Name>,
     modules_out: Vec<NewModule>,
     trampolines: Vec<FuncType>,
+    trampoline_names: trampoline::Names,
     /// While binding a module whose lazily bound calls may go direct ([`crate::direct`]):
     /// what the import just bound to a trampoline forwards to.
     direct: Option<Option<LazyTarget>>,
     gen_id: Option<GenId>,
     create_memory: Option<Op>,
     create_table: bool,
+    /// How many of the plan's first ops (the memory and table it creates) [`Txn::link`]
+    /// put at the head of the setup section, which the plan's ops are then assembled in.
+    head_in_setup: usize,
     table_min: u64,
     mem_bytes0: u64,
     table_size0: u64,
@@ -2633,10 +2639,9 @@ impl<'a> Txn<'a> {
             }
         }
         self.trampolines.push(ty);
-        let mut buf = [0u8; 21];
         Binding::Generated {
             gen_id,
-            name: trampoline::name_in(index, &mut buf).into(),
+            name: self.trampoline_names.get(index),
         }
     }
 }
@@ -2748,11 +2753,12 @@ impl<'a> Txn<'a> {
         // canonical slot and its op per `GOT.func`, an instantiation per module) reserved
         // once: grown as they fill, the tables rehashed and the op lists were copied
         // several times over.
-        let (mut globals, mut got_funcs) = (0, 0);
+        let (mut globals, mut got_funcs, mut funcs) = (0, 0, 0);
         for &m in order {
             for i in &self.module(m).info.imports {
                 match i.role {
                     ImportRole::GotFunc => got_funcs += 1,
+                    ImportRole::Func => funcs += 1,
                     ImportRole::GotMem
                     | ImportRole::MemoryBase
                     | ImportRole::TableBase
@@ -2763,10 +2769,43 @@ impl<'a> Txn<'a> {
         }
         globals += got_funcs;
         self.got_cache.reserve(globals);
-        self.setup.ops.reserve(globals);
         self.canonical.reserve(got_funcs);
-        self.late.reserve(got_funcs);
+        // A slot write per canonical slot and per trampoline with a target.
+        self.late.reserve(got_funcs + funcs);
         self.body.reserve(order.len());
+        if self.setup.ops.is_empty() {
+            // The plan's ops are assembled in the setup section's vector, reserved here for
+            // all of them (sections but setup are appended to it), with the memory and
+            // table the plan creates already at its head: assembling them in a new vector
+            // copied every op once more, most of it page faults on the fresh copy (a
+            // twelfth of planning 1,000 modules). Unused room past the end of a large
+            // vector is never touched.
+            const INITS_PER_MODULE: usize = 5;
+            self.setup.ops.reserve(
+                2 + globals
+                    + 1
+                    + self.adopt.len()
+                    + 2
+                    + self.zero.len()
+                    + order.len() * (1 + INITS_PER_MODULE)
+                    + got_funcs
+                    + funcs,
+            );
+            if let Some(op) = &self.create_memory {
+                self.setup.ops.push(op.clone());
+                self.head_in_setup += 1;
+            }
+            if self.create_table {
+                // Its size is known once binding is done ([`Txn::finish`] writes it).
+                self.setup.ops.push(Op::CreateTable {
+                    min: 0,
+                    table64: self.table.table64,
+                });
+                self.head_in_setup += 1;
+            }
+        } else {
+            self.setup.ops.reserve(globals);
+        }
         let mut done: HashSet<ModuleId> = HashSet::with_capacity(order.len());
         let mut found = Vec::new();
         for &m in order {
@@ -3699,33 +3738,51 @@ impl<'a> Txn<'a> {
                 imports,
             }
         });
-        let create_table = self.create_table.then(|| Op::CreateTable {
+        let mut setup = core::mem::take(&mut self.setup);
+        let mut create_memory = self.create_memory.take();
+        let mut create_table = self.create_table.then_some(Op::CreateTable {
             min: self.table.size,
             table64: self.table.table64,
         });
+        if self.head_in_setup > 0 {
+            for op in &mut setup.ops[..self.head_in_setup] {
+                if let Op::CreateTable { min, .. } = op {
+                    *min = self.table.size;
+                }
+            }
+            (create_memory, create_table) = (None, None);
+        }
         // The sections in order, counted before they are chained so the ops land in one
         // allocation of the exact size; templates are placed by those counts.
-        let head = self.create_memory.is_some() as usize + create_table.is_some() as usize;
+        let head = create_memory.is_some() as usize + create_table.is_some() as usize;
         let before_inits = head
-            + self.setup.ops.len()
+            + setup.ops.len()
             + trampolines.is_some() as usize
             + self.adopt.len()
             + grow.len()
             + self.zero.len()
             + self.body.len()
             + self.late.len();
-        let setup = core::mem::take(&mut self.setup);
         let inits = core::mem::take(&mut self.inits);
         let templates: Vec<(u32, LogOp)> = (setup.templates.into_iter())
             .map(|(i, t)| (head as u32 + i, t))
             .chain((inits.templates.into_iter()).map(|(i, t)| (before_inits as u32 + i, t)))
             .collect();
         // Appended section by section (each a memcpy): a chain of iterators collected at
-        // once moved every op through a stack slot per adapter, a seventh of a 100-module startup plan.
-        let mut all = Vec::with_capacity(before_inits + inits.ops.len());
-        all.extend(self.create_memory.take());
-        all.extend(create_table);
-        all.extend(setup.ops);
+        // once moved every op through a stack slot per adapter, a seventh of a 100-module
+        // startup plan. Onto the setup section's own vector when nothing goes before it.
+        let total = before_inits + inits.ops.len();
+        let mut all = if head == 0 {
+            let mut all = setup.ops;
+            all.reserve_exact(total - all.len());
+            all
+        } else {
+            let mut all = Vec::with_capacity(total);
+            all.extend(create_memory);
+            all.extend(create_table);
+            all.extend(setup.ops);
+            all
+        };
         all.extend(trampolines);
         all.append(&mut self.adopt);
         all.extend(grow);

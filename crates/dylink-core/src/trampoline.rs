@@ -16,6 +16,7 @@ use wasm_encoder::{
 };
 
 use crate::module::{FuncType, MemoryType, ValType};
+use crate::name::Name;
 use crate::prelude::*;
 use crate::safepoints::{CATCH_UP_NAME, COUNTER_NAME, HOOK_MODULE, SEEN_NAME};
 
@@ -63,6 +64,41 @@ pub(crate) fn name_in(i: usize, buf: &mut [u8; 21]) -> &str {
     k -= 1;
     buf[k] = b't';
     core::str::from_utf8(&buf[k..]).unwrap_or("t")
+}
+
+/// The names `t{i}` of one plan's trampolines, handed out as slices of shared buffers of
+/// [`NAMES_PER_BUFFER`] names each: a program of 50,000 lazily bound imports made as many
+/// one-name allocations (and freed them with the plan).
+#[derive(Default)]
+pub(crate) struct Names {
+    /// The buffer's first trampoline index, the buffer, and where each of its names ends.
+    chunk: Option<(usize, Arc<str>, Vec<u32>)>,
+}
+
+const NAMES_PER_BUFFER: usize = 256;
+
+impl Names {
+    /// The name of trampoline `i`.
+    pub(crate) fn get(&mut self, i: usize) -> Name {
+        let first = i - i % NAMES_PER_BUFFER;
+        let fresh = !matches!(&self.chunk, Some((f, _, _)) if *f == first);
+        if fresh {
+            let mut text = String::with_capacity(NAMES_PER_BUFFER * 7);
+            let mut ends = Vec::with_capacity(NAMES_PER_BUFFER);
+            let mut buf = [0u8; 21];
+            for k in first..first + NAMES_PER_BUFFER {
+                text.push_str(name_in(k, &mut buf));
+                ends.push(text.len() as u32);
+            }
+            self.chunk = Some((first, text.into(), ends));
+        }
+        let Some((_, text, ends)) = &self.chunk else {
+            return Name::from(export_name(i));
+        };
+        let k = i - first;
+        let start = if k == 0 { 0 } else { ends[k - 1] as usize };
+        Name::slice(text, start..ends[k] as usize).unwrap_or_else(|| Name::from(export_name(i)))
+    }
 }
 
 /// Encode a module that imports a funcref table of one entry per trampoline
