@@ -67,23 +67,26 @@ pub fn called(
     let reader =
         wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(section, range.start))
             .map_err(malformed)?;
+    // One operator reader's frame stack for every body (a new reader allocates its own).
+    let mut allocs = wasmparser::OperatorsReaderAllocations::default();
     for body in reader {
-        let mut ops = body
-            .map_err(malformed)?
-            .get_operators_reader()
-            .map_err(malformed)?;
+        let body = body.map_err(malformed)?;
+        let mut ops = wasmparser::OperatorsReader::new_with_allocs(
+            body.get_binary_reader_for_operators().map_err(malformed)?,
+            allocs,
+        );
         while !ops.eof() {
             if let Operator::Call { function_index } | Operator::ReturnCall { function_index } =
                 ops.read().map_err(malformed)?
+                && funcs.contains(&function_index)
             {
-                if funcs.contains(&function_index) {
-                    found.insert(function_index);
-                    if found.len() == funcs.len() {
-                        return Ok(found);
-                    }
+                found.insert(function_index);
+                if found.len() == funcs.len() {
+                    return Ok(found);
                 }
             }
         }
+        allocs = ops.into_allocations();
     }
     Ok(found)
 }
