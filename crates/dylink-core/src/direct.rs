@@ -51,6 +51,10 @@ pub struct Redirect {
     pub slot: u64,
 }
 
+/// The opcodes of `call` and `return_call`.
+const CALL: u8 = 0x10;
+const RETURN_CALL: u8 = 0x12;
+
 /// Which of `funcs` some function body calls directly (`call` or `return_call`).
 pub fn called(
     bytes: &[u8],
@@ -64,13 +68,24 @@ pub fn called(
     let Some(section) = bytes.get(range.clone()) else {
         return Ok(found);
     };
-    let reader =
-        wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(section, range.start))
-            .map_err(malformed)?;
+    let offset = range.start;
+    let reader = wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(section, offset))
+        .map_err(malformed)?;
     // One operator reader's frame stack for every body (a new reader allocates its own).
     let mut allocs = wasmparser::OperatorsReaderAllocations::default();
     for body in reader {
         let body = body.map_err(malformed)?;
+        // A body none of whose bytes is the `call` or `return_call` opcode has neither:
+        // most bodies of a library that calls few of its imports are passed over unread.
+        let range = body.range();
+        let raw = range
+            .start
+            .checked_sub(offset)
+            .zip(range.end.checked_sub(offset))
+            .and_then(|(a, b)| section.get(a..b));
+        if raw.is_some_and(|raw| !raw.iter().any(|&b| b == CALL || b == RETURN_CALL)) {
+            continue;
+        }
         let mut ops = wasmparser::OperatorsReader::new_with_allocs(
             body.get_binary_reader_for_operators().map_err(malformed)?,
             allocs,
@@ -241,5 +256,60 @@ impl Reencode for Redirector {
         }
         code.function(&f);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_scan_reads_only_bodies_that_may_call_and_finds_calls_and_tail_calls() {
+        // Imported functions 0..3; bodies that never call, one whose constants are the
+        // call opcodes' bytes, a call and a tail call.
+        let bytes = wat::parse_str(
+            r#"(module
+                 (import "env" "a" (func $a (result i32)))
+                 (import "env" "b" (func $b (result i32)))
+                 (import "env" "c" (func $c (result i32)))
+                 (func (param i32) (result i32) local.get 0)
+                 (func (result i32) i32.const 16 i32.const 18 i32.add)
+                 (func (result i32) call $b)
+                 (func (result i32) return_call $c))"#,
+        )
+        .expect("valid text");
+        let info = ModuleInfo::parse(&bytes).expect("valid module");
+        let all: HashSet<u32> = [0, 1, 2].into_iter().collect();
+        let found = called(&bytes, &info, &all).expect("valid code");
+        let mut found: Vec<u32> = found.into_iter().collect();
+        found.sort();
+        assert_eq!(found, [1, 2]);
+        // Only what was asked for.
+        let only_a: HashSet<u32> = [0].into_iter().collect();
+        assert!(
+            called(&bytes, &info, &only_a)
+                .expect("valid code")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_malformed_body_that_may_call_is_an_error() {
+        let mut bytes = wat::parse_str(
+            r#"(module
+                 (import "env" "a" (func $a))
+                 (import "env" "b" (func $b))
+                 (func call $a call $b))"#,
+        )
+        .expect("valid text");
+        let info = ModuleInfo::parse(&bytes).expect("valid module");
+        // The second call's opcode becomes an unknown one (0xff) the reader rejects.
+        let at = bytes
+            .windows(4)
+            .position(|w| w == [0x10, 0x00, 0x10, 0x01])
+            .expect("the two calls");
+        bytes[at + 2] = 0xff;
+        let all: HashSet<u32> = [0, 1].into_iter().collect();
+        assert!(called(&bytes, &info, &all).is_err());
     }
 }
