@@ -2342,30 +2342,18 @@ impl<'a> Txn<'a> {
         // at 100,000 entries).
         match self.got_cache.entry(key) {
             hashbrown::hash_map::Entry::Occupied(e) => *e.get(),
-            hashbrown::hash_map::Entry::Vacant(e) => {
-                let g = GlobalId(self.counters.global);
-                self.counters.global += 1;
-                self.setup.ops.push(Op::CreateGlobal {
-                    global: g,
-                    ty,
-                    mutable,
-                    value,
-                });
-                *e.insert(g)
-            }
+            hashbrown::hash_map::Entry::Vacant(e) => *e.insert(create_global(
+                &mut self.counters,
+                &mut self.setup,
+                ty,
+                mutable,
+                value,
+            )),
         }
     }
 
     fn new_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
-        let g = GlobalId(self.counters.global);
-        self.counters.global += 1;
-        self.setup.ops.push(Op::CreateGlobal {
-            global: g,
-            ty,
-            mutable,
-            value,
-        });
-        g
+        create_global(&mut self.counters, &mut self.setup, ty, mutable, value)
     }
 
     fn tag(&mut self, name: &str, ty: FuncType) -> TagId {
@@ -2654,6 +2642,26 @@ impl<'a> Txn<'a> {
             name: self.trampoline_names.get(index),
         }
     }
+}
+
+/// A new global's id, and its `CreateGlobal` op in `setup` (apart from [`Txn`]'s methods so
+/// [`Txn::const_global`] can make one while it holds an entry of its cache).
+fn create_global(
+    counters: &mut Counters,
+    setup: &mut Section,
+    ty: ValType,
+    mutable: bool,
+    value: u64,
+) -> GlobalId {
+    let g = GlobalId(counters.global);
+    counters.global += 1;
+    setup.ops.push(Op::CreateGlobal {
+        global: g,
+        ty,
+        mutable,
+        value,
+    });
+    g
 }
 
 /// The address a module's `atexit` registrations carry as their DSO: its exported
