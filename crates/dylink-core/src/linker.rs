@@ -874,9 +874,8 @@ impl Linker {
             trampoline_names: Default::default(),
             direct: None,
             gen_id: None,
-            create_memory: None,
+            creates_memory: false,
             create_table: false,
-            head_in_setup: 0,
             table_min: 0,
             mem_bytes0: self.mem.bytes,
             table_size0: self.table.size,
@@ -1556,11 +1555,10 @@ struct Txn<'a> {
     /// what the import just bound to a trampoline forwards to.
     direct: Option<Option<LazyTarget>>,
     gen_id: Option<GenId>,
-    create_memory: Option<Op>,
+    /// The plan creates the memory and the table: its first ops, at the head of the setup
+    /// section (which the plan's ops are assembled in, [`Txn::finish`]).
+    creates_memory: bool,
     create_table: bool,
-    /// How many of the plan's first ops (the memory and table it creates) [`Txn::link`]
-    /// put at the head of the setup section, which the plan's ops are then assembled in.
-    head_in_setup: usize,
     table_min: u64,
     mem_bytes0: u64,
     table_size0: u64,
@@ -1580,6 +1578,14 @@ struct Section {
 }
 
 impl Section {
+    /// Put `ops` before every op there is (a plan's memory and table come first).
+    fn put_first<const N: usize>(&mut self, ops: [Op; N]) {
+        self.ops.splice(0..0, ops);
+        for (i, _) in &mut self.templates {
+            *i += N as u32;
+        }
+    }
+
     /// An op each group applies in its own form ([`LogOp`]).
     fn push_templated(&mut self, op: Op, template: LogOp) {
         self.templates.push((self.ops.len() as u32, template));
@@ -2054,12 +2060,20 @@ impl<'a> Txn<'a> {
                 heap_base,
                 heap_end: pages * PAGE,
             });
-            self.create_memory = Some(Op::CreateMemory {
-                min_pages: pages,
-                max_pages,
-                shared,
-                memory64,
-            });
+            // The table's size is known once binding is done ([`Txn::finish`] writes it).
+            self.setup.put_first([
+                Op::CreateMemory {
+                    min_pages: pages,
+                    max_pages,
+                    shared,
+                    memory64,
+                },
+                Op::CreateTable {
+                    min: 0,
+                    table64: self.table.table64,
+                },
+            ]);
+            self.creates_memory = true;
             self.groups = Some(Groups::main(GroupState {
                 cursor: 0,
                 dlerror: Addr(dlerror),
@@ -2791,39 +2805,21 @@ impl<'a> Txn<'a> {
         // A slot write per canonical slot and per trampoline with a target.
         self.late.reserve(got_funcs + funcs);
         self.body.reserve(order.len());
-        if self.setup.ops.is_empty() {
-            // The plan's ops are assembled in the setup section's vector, reserved here for
-            // all of them (sections but setup are appended to it), with the memory and
-            // table the plan creates already at its head: assembling them in a new vector
-            // copied every op once more, most of it page faults on the fresh copy (a
-            // twelfth of planning 1,000 modules). Unused room past the end of a large
-            // vector is never touched.
-            const INITS_PER_MODULE: usize = 5;
-            self.setup.ops.reserve(
-                2 + globals
-                    + 1
-                    + self.adopt.len()
-                    + 2
-                    + self.zero.len()
-                    + order.len() * (1 + INITS_PER_MODULE)
-                    + got_funcs
-                    + funcs,
-            );
-            if let Some(op) = &self.create_memory {
-                self.setup.ops.push(op.clone());
-                self.head_in_setup += 1;
-            }
-            if self.create_table {
-                // Its size is known once binding is done ([`Txn::finish`] writes it).
-                self.setup.ops.push(Op::CreateTable {
-                    min: 0,
-                    table64: self.table.table64,
-                });
-                self.head_in_setup += 1;
-            }
-        } else {
-            self.setup.ops.reserve(globals);
-        }
+        // The plan's ops are assembled in the setup section's vector ([`Txn::finish`]),
+        // reserved here for all of them: assembling them in a new vector copied every op
+        // once more, most of it page faults on the fresh copy (a twelfth of planning 1,000
+        // modules). Unused room past the end of a large vector is never touched.
+        const INITS_PER_MODULE: usize = 5;
+        self.setup.ops.reserve(
+            globals
+                + 1
+                + self.adopt.len()
+                + 2
+                + self.zero.len()
+                + order.len() * (1 + INITS_PER_MODULE)
+                + got_funcs
+                + funcs,
+        );
         let mut done: HashSet<ModuleId> = HashSet::with_capacity(order.len());
         let mut found = Vec::new();
         for &m in order {
@@ -3691,7 +3687,7 @@ impl<'a> Txn<'a> {
 
     fn grow_ops(&self) -> Vec<Op> {
         let mut ops = Vec::new();
-        if self.create_memory.is_none() && self.mem.bytes > self.mem_bytes0 {
+        if !self.creates_memory && self.mem.bytes > self.mem_bytes0 {
             ops.push(Op::GrowMemory {
                 from_pages: self.mem_bytes0 / PAGE,
                 to_pages: self.mem.bytes / PAGE,
@@ -3756,25 +3752,18 @@ impl<'a> Txn<'a> {
                 imports,
             }
         });
-        let mut setup = core::mem::take(&mut self.setup);
-        let mut create_memory = self.create_memory.take();
-        let mut create_table = self.create_table.then_some(Op::CreateTable {
-            min: self.table.size,
-            table64: self.table.table64,
-        });
-        if self.head_in_setup > 0 {
-            for op in &mut setup.ops[..self.head_in_setup] {
+        let setup = core::mem::take(&mut self.setup);
+        let mut all = setup.ops;
+        if self.create_table {
+            for op in all.iter_mut().take(2) {
                 if let Op::CreateTable { min, .. } = op {
                     *min = self.table.size;
                 }
             }
-            (create_memory, create_table) = (None, None);
         }
-        // The sections in order, counted before they are chained so the ops land in one
+        // The sections in order, counted before they are appended so the ops land in one
         // allocation of the exact size; templates are placed by those counts.
-        let head = create_memory.is_some() as usize + create_table.is_some() as usize;
-        let before_inits = head
-            + setup.ops.len()
+        let before_inits = all.len()
             + trampolines.is_some() as usize
             + self.adopt.len()
             + grow.len()
@@ -3783,24 +3772,12 @@ impl<'a> Txn<'a> {
             + self.late.len();
         let inits = core::mem::take(&mut self.inits);
         let templates: Vec<(u32, LogOp)> = (setup.templates.into_iter())
-            .map(|(i, t)| (head as u32 + i, t))
             .chain((inits.templates.into_iter()).map(|(i, t)| (before_inits as u32 + i, t)))
             .collect();
-        // Appended section by section (each a memcpy): a chain of iterators collected at
-        // once moved every op through a stack slot per adapter, a seventh of a 100-module
-        // startup plan. Onto the setup section's own vector when nothing goes before it.
-        let total = before_inits + inits.ops.len();
-        let mut all = if head == 0 {
-            let mut all = setup.ops;
-            all.reserve_exact(total - all.len());
-            all
-        } else {
-            let mut all = Vec::with_capacity(total);
-            all.extend(create_memory);
-            all.extend(create_table);
-            all.extend(setup.ops);
-            all
-        };
+        // Appended section by section onto the setup section's vector (each a memcpy): a
+        // chain of iterators collected at once moved every op through a stack slot per
+        // adapter, a seventh of a 100-module startup plan.
+        all.reserve_exact(before_inits + inits.ops.len() - all.len());
         all.extend(trampolines);
         all.append(&mut self.adopt);
         all.extend(grow);
