@@ -870,8 +870,7 @@ impl Linker {
             diags: Vec::new(),
             dup_seen: HashSet::new(),
             modules_out: Vec::new(),
-            trampolines: Vec::new(),
-            trampoline_names: Default::default(),
+            trampolines: Default::default(),
             direct: None,
             gen_id: None,
             creates_memory: false,
@@ -1549,8 +1548,7 @@ struct Txn<'a> {
     diags: Vec<Diagnostic>,
     dup_seen: HashSet<Name>,
     modules_out: Vec<NewModule>,
-    trampolines: Vec<FuncType>,
-    trampoline_names: trampoline::Names,
+    trampolines: trampoline::Set,
     /// While binding a module whose lazily bound calls may go direct ([`crate::direct`]):
     /// what the import just bound to a trampoline forwards to.
     direct: Option<Option<LazyTarget>>,
@@ -2622,7 +2620,7 @@ impl<'a> Txn<'a> {
 
     fn trampoline(
         &mut self,
-        ty: FuncType,
+        ty: &FuncType,
         target: Option<SlotValue>,
         pending: Option<&str>,
     ) -> Binding {
@@ -2635,7 +2633,7 @@ impl<'a> Txn<'a> {
                 g
             }
         };
-        let index = self.trampolines.len();
+        let (index, name) = self.trampolines.push(ty);
         if let Some(value) = target {
             self.late.push(Op::SetTrampoline {
                 gen_id,
@@ -2650,11 +2648,7 @@ impl<'a> Txn<'a> {
                 p.ty = Some(ty.clone());
             }
         }
-        self.trampolines.push(ty);
-        Binding::Generated {
-            gen_id,
-            name: self.trampoline_names.get(index),
-        }
+        Binding::Generated { gen_id, name }
     }
 }
 
@@ -2804,6 +2798,7 @@ impl<'a> Txn<'a> {
         self.canonical.reserve(got_funcs);
         // A slot write per canonical slot and per trampoline with a target.
         self.late.reserve(got_funcs + funcs);
+        self.trampolines.reserve(funcs);
         self.body.reserve(order.len());
         // The plan's ops are assembled in the setup section's vector ([`Txn::finish`]),
         // reserved here for all of them: assembling them in a new vector copied every op
@@ -3187,7 +3182,7 @@ impl<'a> Txn<'a> {
                                     }));
                                 }
                                 self.trampoline(
-                                    ty.clone(),
+                                    ty,
                                     Some(SlotValue::Export {
                                         module: def.module,
                                         name,
@@ -3233,7 +3228,7 @@ impl<'a> Txn<'a> {
                             symbol: sym.clone(),
                             ty: Box::new(ty.clone()),
                         };
-                        self.trampoline(ty.clone(), Some(trap), Some(sym))
+                        self.trampoline(ty, Some(trap), Some(sym))
                     }
                 }
             }
@@ -3745,7 +3740,7 @@ impl<'a> Txn<'a> {
                     memory64: self.mem.memory64,
                 }
             });
-            let bytes: Arc<[u8]> = trampoline::encode(&self.trampolines, checked).into();
+            let bytes: Arc<[u8]> = self.trampolines.encode(checked).into();
             Op::InstantiateGenerated {
                 gen_id,
                 bytes,

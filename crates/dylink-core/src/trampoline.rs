@@ -11,8 +11,8 @@
 
 use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalType,
-    ImportSection, Instruction, MemoryType as EncMemoryType, Module, RefType, TableType,
-    TypeSection,
+    ImportSection, Instruction, MemoryType as EncMemoryType, Module, RawSection, RefType,
+    SectionId, TableType, TypeSection,
 };
 
 use crate::module::{FuncType, MemoryType, ValType};
@@ -45,12 +45,15 @@ pub fn can_forward(ty: &FuncType) -> bool {
 /// The name of trampoline `i`'s export.
 pub fn export_name(i: usize) -> String {
     let mut buf = [0u8; 21];
-    String::from(name_in(i, &mut buf))
+    name_bytes(i, &mut buf)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
 }
 
-/// `t{i}` written into `buf` without the formatting machinery: a program with tens of
-/// thousands of lazily bound imports names as many trampolines, twice each.
-pub(crate) fn name_in(i: usize, buf: &mut [u8; 21]) -> &str {
+/// `t{i}` written into the end of `buf` without the formatting machinery: a program with
+/// tens of thousands of lazily bound imports names as many trampolines, twice each. ASCII.
+fn name_bytes(i: usize, buf: &mut [u8; 21]) -> &[u8] {
     let mut k = buf.len();
     let mut n = i;
     loop {
@@ -63,7 +66,7 @@ pub(crate) fn name_in(i: usize, buf: &mut [u8; 21]) -> &str {
     }
     k -= 1;
     buf[k] = b't';
-    core::str::from_utf8(&buf[k..]).unwrap_or("t")
+    &buf[k..]
 }
 
 /// The names `t{i}` of one plan's trampolines, handed out as slices of shared buffers of
@@ -83,13 +86,15 @@ impl Names {
         let first = i - i % NAMES_PER_BUFFER;
         let fresh = !matches!(&self.chunk, Some((f, _, _)) if *f == first);
         if fresh {
-            let mut text = String::with_capacity(NAMES_PER_BUFFER * 7);
+            let mut text = Vec::with_capacity(NAMES_PER_BUFFER * 7);
             let mut ends = Vec::with_capacity(NAMES_PER_BUFFER);
             let mut buf = [0u8; 21];
             for k in first..first + NAMES_PER_BUFFER {
-                text.push_str(name_in(k, &mut buf));
+                text.extend_from_slice(name_bytes(k, &mut buf));
                 ends.push(text.len() as u32);
             }
+            // ASCII, checked once per buffer (a failure would only fall back below).
+            let text = String::from_utf8(text).unwrap_or_default();
             self.chunk = Some((first, text.into(), ends));
         }
         let Some((_, text, ends)) = &self.chunk else {
@@ -98,6 +103,57 @@ impl Names {
         let k = i - first;
         let start = if k == 0 { 0 } else { ends[k - 1] as usize };
         Name::slice(text, start..ends[k] as usize).unwrap_or_else(|| Name::from(export_name(i)))
+    }
+}
+
+/// One generated module's trampolines, in order: each one's type, kept once per distinct
+/// signature, and its export name. A program of tens of thousands of lazily bound imports
+/// has as many trampolines but a few dozen signatures: each trampoline costs a 4-byte type
+/// id here, not a copy of its type.
+#[derive(Default)]
+pub(crate) struct Set {
+    /// The distinct signatures, in first-use order, and their ids.
+    types: Vec<FuncType>,
+    ids: HashMap<FuncType, u32>,
+    /// Each trampoline's signature id.
+    of: Vec<u32>,
+    names: Names,
+}
+
+impl Set {
+    /// Number of trampolines.
+    pub(crate) fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    /// Room for `additional` more trampolines.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.of.reserve(additional);
+    }
+
+    /// Add a trampoline of type `ty`; its index and export name.
+    pub(crate) fn push(&mut self, ty: &FuncType) -> (usize, Name) {
+        // Consecutive imports mostly share a signature: the last one is tried first.
+        let id = match self.of.last() {
+            Some(&last) if self.types[last as usize] == *ty => last,
+            _ => match self.ids.get(ty) {
+                Some(&id) => id,
+                None => {
+                    let id = self.types.len() as u32;
+                    self.types.push(ty.clone());
+                    self.ids.insert(ty.clone(), id);
+                    id
+                }
+            },
+        };
+        let index = self.of.len();
+        self.of.push(id);
+        (index, self.names.get(index))
+    }
+
+    /// The module [`encode`] describes, for these trampolines.
+    pub(crate) fn encode(&self, checked: Option<MemoryType>) -> Vec<u8> {
+        encode_set(&self.types, &self.of, checked)
     }
 }
 
@@ -112,28 +168,33 @@ impl Names {
 /// limits, any current size), `dylink.catch_up`, `dylink.seen` and `dylink.commit_counter`,
 /// in that order after the table, and every trampoline runs the safe-point check first.
 pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
+    let mut set = Set::default();
+    set.reserve(types.len());
+    for ty in types {
+        set.push(ty);
+    }
+    set.encode(checked)
+}
+
+/// [`encode`] of trampolines whose types are `distinct[of[i]]`.
+fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) -> Vec<u8> {
     let mut module = Module::new();
     let mut section = TypeSection::new();
-    let nullary = FuncType::default();
-    let mut type_ids: Vec<(&FuncType, u32)> = Vec::new();
-    let mut func_types = Vec::with_capacity(types.len());
+    // Each distinct signature's index in the type section. With the check, type 0 is
+    // `dylink.catch_up`'s `() -> ()`, which a trampoline of that type shares.
+    let mut wire = Vec::with_capacity(distinct.len());
     if checked.is_some() {
         section.ty().function([], []);
-        type_ids.push((&nullary, 0));
     }
-    for ty in types {
-        let id = match type_ids.iter().find(|(t, _)| *t == ty) {
-            Some((_, id)) => *id,
-            None => {
-                let id = type_ids.len() as u32;
-                let params: Vec<_> = ty.params.iter().filter_map(|t| encode_val(*t)).collect();
-                let results: Vec<_> = ty.results.iter().filter_map(|t| encode_val(*t)).collect();
-                section.ty().function(params, results);
-                type_ids.push((ty, id));
-                id
-            }
-        };
-        func_types.push(id);
+    for ty in distinct {
+        if checked.is_some() && ty.params.is_empty() && ty.results.is_empty() {
+            wire.push(0);
+            continue;
+        }
+        wire.push(section.len());
+        let params: Vec<_> = ty.params.iter().filter_map(|t| encode_val(*t)).collect();
+        let results: Vec<_> = ty.results.iter().filter_map(|t| encode_val(*t)).collect();
+        section.ty().function(params, results);
     }
     module.section(&section);
 
@@ -144,7 +205,7 @@ pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
         EntityType::Table(TableType {
             element_type: RefType::FUNCREF,
             table64: false,
-            minimum: types.len() as u64,
+            minimum: of.len() as u64,
             maximum: None,
             shared: false,
         }),
@@ -185,43 +246,62 @@ pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
     // `dylink.catch_up` is function 0 when imported.
     let first = checked.is_some() as u32;
 
-    let mut funcs = FunctionSection::new();
-    for id in &func_types {
-        funcs.function(*id);
-    }
-    module.section(&funcs);
-
-    let mut exports = ExportSection::new();
-    let mut buf = [0u8; 21];
-    for i in 0..types.len() {
-        exports.export(name_in(i, &mut buf), ExportKind::Func, first + i as u32);
-    }
-    module.section(&exports);
-
-    // Bodies are written as bytes: tens of thousands of trampolines are common, and each is
+    // The function, export and code sections are written as bytes: tens of thousands of
+    // trampolines are common, and each is a type id, an export `t{i}`, and a body of
     // `local.get`s, `i32.const i`, `call_indirect`.
-    let mut code = CodeSection::new();
+    let count = of.len() as u32;
+    let mut funcs = Vec::with_capacity(5 + of.len() * 2);
+    uleb(&mut funcs, count);
+    for &id in of {
+        uleb(&mut funcs, wire[id as usize]);
+    }
+    module.section(&RawSection {
+        id: SectionId::Function as u8,
+        data: &funcs,
+    });
+
+    let mut exports = Vec::with_capacity(5 + of.len() * 10);
+    uleb(&mut exports, count);
+    let mut buf = [0u8; 21];
+    for i in 0..of.len() {
+        let name = name_bytes(i, &mut buf);
+        uleb(&mut exports, name.len() as u32);
+        exports.extend_from_slice(name);
+        exports.push(0x00); // a function
+        uleb(&mut exports, first + i as u32);
+    }
+    module.section(&RawSection {
+        id: SectionId::Export as u8,
+        data: &exports,
+    });
+
+    let mut code = Vec::with_capacity(5 + of.len() * 12);
+    uleb(&mut code, count);
     let mut body = Vec::new();
-    for (i, (ty, id)) in types.iter().zip(&func_types).enumerate() {
+    for (i, &id) in of.iter().enumerate() {
         body.clear();
         body.push(0x00); // no locals
         if checked.is_some() {
             // Globals: `seen` is 0, the counter 1; `catch_up` is function 0.
             crate::safepoints::encode_check(&mut body, 1, 0, 0);
         }
-        for p in 0..ty.params.len() {
+        for p in 0..distinct[id as usize].params.len() {
             body.push(0x20); // local.get
             uleb(&mut body, p as u32);
         }
         body.push(0x41); // i32.const
         sleb(&mut body, i as i32);
         body.push(0x11); // call_indirect type table
-        uleb(&mut body, *id);
+        uleb(&mut body, wire[id as usize]);
         body.push(0x00);
         body.push(0x0b); // end
-        code.raw(&body);
+        uleb(&mut code, body.len() as u32);
+        code.extend_from_slice(&body);
     }
-    module.section(&code);
+    module.section(&RawSection {
+        id: SectionId::Code as u8,
+        data: &code,
+    });
     module.finish()
 }
 
@@ -308,6 +388,15 @@ mod tests {
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&bytes)
             .expect("300 trampolines validate");
+        // Each trampoline keeps its own signature although the module lists each once.
+        let info = crate::ModuleInfo::parse(&bytes).unwrap();
+        assert_eq!(info.types.len(), 2);
+        for (i, ty) in many.iter().enumerate() {
+            let crate::ExportKind::Func { ty: t, .. } = info.exports[i].kind else {
+                panic!("t{i} is a function");
+            };
+            assert_eq!(&info.types[t as usize], ty, "t{i}");
+        }
         // Checked (a shared-memory program): the safe-point imports after the table, and
         // exports still name the trampolines, one index up past `dylink.catch_up`.
         for memory64 in [false, true] {
