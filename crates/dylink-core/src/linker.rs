@@ -2768,8 +2768,11 @@ impl fmt::Display for Linker {
 const UNRESOLVED: Binding = Binding::Global(GlobalId(u32::MAX));
 
 impl<'a> Txn<'a> {
-    fn instantiated(&self, m: ModuleId, done: &HashSet<ModuleId>) -> bool {
-        !self.is_new(m) || done.contains(&m)
+    /// Whether module `m` is instantiated before the one being bound: a loaded module, or a
+    /// new one `done` (by index among the new modules) says was bound already.
+    fn instantiated(&self, m: ModuleId, done: &[bool]) -> bool {
+        let base_len = self.base.modules.len();
+        m.index() < base_len || done.get(m.index() - base_len).copied().unwrap_or(false)
     }
 
     /// Bind every import of the new modules in `order`, and emit their instantiation and init
@@ -2815,7 +2818,8 @@ impl<'a> Txn<'a> {
                 + got_funcs
                 + funcs,
         );
-        let mut done: HashSet<ModuleId> = HashSet::with_capacity(order.len());
+        let base_len = self.base.modules.len();
+        let mut done = vec![false; self.new.len()];
         let mut found = Vec::new();
         for &m in order {
             let info = self.module(m).info.clone();
@@ -2872,7 +2876,13 @@ impl<'a> Txn<'a> {
             } else {
                 self.body.push(op);
             }
-            done.insert(m);
+            if let Some(d) = m
+                .index()
+                .checked_sub(base_len)
+                .and_then(|i| done.get_mut(i))
+            {
+                *d = true;
+            }
         }
         if self.diags.iter().any(|d| d.is_error()) {
             return Err(Error::Link {
@@ -2994,7 +3004,7 @@ impl<'a> Txn<'a> {
         info: &ModuleInfo,
         imp: &Import,
         host: &dyn HostNames,
-        done: &HashSet<ModuleId>,
+        done: &[bool],
         funcs: &HashMap<&str, &Import>,
     ) -> Result<Binding, Error> {
         let import_ty = match imp.ty {

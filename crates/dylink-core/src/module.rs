@@ -773,6 +773,8 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                 saw_section = true;
                 info.imports.reserve(reader.count() as usize);
                 func_types.reserve(reader.count() as usize);
+                // Most of a library's imports are functions or `GOT.*` globals.
+                globals.reserve(reader.count() as usize);
                 for_each_import(bytes, reader, |offset, module, name, ty| {
                     let ty = match ty {
                         TypeRef::Func(t) | TypeRef::FuncExact(t) => {
@@ -979,13 +981,18 @@ fn for_each_import(
         let text = text
             .finish()
             .ok_or_else(|| bad(reader.range().start, MALFORMED_UTF8))?;
+        // Imports come grouped by namespace and share its span: one name per run of them.
+        let mut last: Option<((u32, u32), Name)> = None;
         for (offset, module, name, ty) in raw {
-            f(
-                offset,
-                text.cut(module, offset)?,
-                text.cut(name, offset)?,
-                ty,
-            )?;
+            let module = match &last {
+                Some((span, m)) if *span == module => m.clone(),
+                _ => {
+                    let m = text.cut(module, offset)?;
+                    last = Some((module, m.clone()));
+                    m
+                }
+            };
+            f(offset, module, text.cut(name, offset)?, ty)?;
         }
         return Ok(());
     }

@@ -93,23 +93,34 @@ impl<V: Copy> SymbolTable<V> {
     /// Add `def` after the definitions `name` has.
     pub(crate) fn push(&mut self, name: &Name, def: V) {
         let hash = self.hasher.hash_one(&**name);
-        if let Some(i) = self.position(hash, name) {
-            self.entries[i].defs.push(def);
-            return;
-        }
         if self.index.len() == self.index.capacity() {
             self.reserve(self.entries.len().max(16));
         }
-        let i = self.entries.len() as u32;
-        self.entries.push(Entry {
-            hash,
-            name: name.clone(),
-            defs: SmallVec::from_buf([def]),
-        });
-        // `reserve` above left room, so the index does not rehash here.
+        // One probe finds the name or the place for it (`reserve` above left room, so the
+        // index does not rehash here).
         let entries = &self.entries;
-        self.index
-            .insert_unique(hash, i, |&j| entries[j as usize].hash);
+        let at = self.index.entry(
+            hash,
+            |&i| {
+                let e = &entries[i as usize];
+                e.hash == hash && *e.name == **name
+            },
+            |&j| entries[j as usize].hash,
+        );
+        match at {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let i = *e.get() as usize;
+                self.entries[i].defs.push(def);
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(self.entries.len() as u32);
+                self.entries.push(Entry {
+                    hash,
+                    name: name.clone(),
+                    defs: SmallVec::from_buf([def]),
+                });
+            }
+        }
     }
 
     /// Every definition of `other` after this table's, name by name, in `other`'s order.
