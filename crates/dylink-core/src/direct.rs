@@ -132,7 +132,7 @@ pub enum TableRef {
 pub fn table_ref(info: &ModuleInfo, program_table64: bool) -> Option<TableRef> {
     let mut tables = 0;
     for imp in &info.imports {
-        if let ImportType::Table(t) = imp.ty {
+        if let ImportType::Table(t) = &imp.ty {
             if imp.role == ImportRole::Table {
                 return Some(TableRef::Imported {
                     index: tables,

@@ -1993,7 +1993,7 @@ impl<'a> Txn<'a> {
             && info
                 .imports
                 .iter()
-                .any(|i| matches!(i.ty, ImportType::Table(t) if t.table64));
+                .any(|i| matches!(&i.ty, ImportType::Table(t) if t.table64));
         let oom = |needed: u64| Error::OutOfSpace {
             what: "memory",
             needed,

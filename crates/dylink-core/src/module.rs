@@ -171,10 +171,11 @@ pub enum ImportType {
         /// Whether it is mutable.
         mutable: bool,
     },
-    /// A memory.
-    Memory(MemoryType),
+    /// A memory (boxed, as tables are: a module imports one or two of them among hundreds of
+    /// functions and globals, whose records stay small).
+    Memory(Box<MemoryType>),
     /// A table.
-    Table(TableType),
+    Table(Box<TableType>),
     /// An exception tag whose parameters are given by the type index.
     Tag(u32),
 }
@@ -798,9 +799,9 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                             let m = memory_type(m);
                             info.memory64 |= m.memory64;
                             info.shared_memory |= m.shared;
-                            ImportType::Memory(m)
+                            ImportType::Memory(Box::new(m))
                         }
-                        TypeRef::Table(t) => ImportType::Table(table_type(t)),
+                        TypeRef::Table(t) => ImportType::Table(Box::new(table_type(t))),
                         TypeRef::Tag(t) => {
                             check_func_type(&info, t.func_type_idx, offset)?;
                             ImportType::Tag(t.func_type_idx)
@@ -1415,7 +1416,7 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             ImportType::Memory(_) => ImportRole::Memory,
             _ => return Err(wrong("a memory")),
         },
-        ("env", "__indirect_function_table") => match imp.ty {
+        ("env", "__indirect_function_table") => match &imp.ty {
             ImportType::Table(t) if t.funcref => ImportRole::Table,
             _ => return Err(wrong("a funcref table")),
         },

@@ -378,7 +378,7 @@ mod tests {
         for i in [0, 7, 10, 99, 1234, usize::MAX] {
             assert_eq!(export_name(i), alloc::format!("t{i}"));
         }
-        assert!(matches!(info.imports[0].ty, crate::ImportType::Table(t) if t.min == 3));
+        assert!(matches!(&info.imports[0].ty, crate::ImportType::Table(t) if t.min == 3));
         // Multi-byte immediates: 300 trampolines, some with many parameters.
         let wide = FuncType::new(&[ValType::I64; 130], &[ValType::F32]);
         let many: Vec<FuncType> = (0..300)
