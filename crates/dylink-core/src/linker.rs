@@ -2633,7 +2633,7 @@ impl<'a> Txn<'a> {
                 g
             }
         };
-        let (index, name) = self.trampolines.push(ty);
+        let index = self.trampolines.push(ty);
         if let Some(value) = target {
             self.late.push(Op::SetTrampoline {
                 gen_id,
@@ -2648,7 +2648,10 @@ impl<'a> Txn<'a> {
                 p.ty = Some(ty.clone());
             }
         }
-        Binding::Generated { gen_id, name }
+        Binding::Generated {
+            gen_id,
+            name: self.trampolines.name(index),
+        }
     }
 }
 

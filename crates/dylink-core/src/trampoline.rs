@@ -131,8 +131,8 @@ impl Set {
         self.of.reserve(additional);
     }
 
-    /// Add a trampoline of type `ty`; its index and export name.
-    pub(crate) fn push(&mut self, ty: &FuncType) -> (usize, Name) {
+    /// Add a trampoline of type `ty`; its index.
+    pub(crate) fn push(&mut self, ty: &FuncType) -> usize {
         // Consecutive imports mostly share a signature: the last one is tried first.
         let id = match self.of.last() {
             Some(&last) if self.types[last as usize] == *ty => last,
@@ -146,9 +146,13 @@ impl Set {
                 }
             },
         };
-        let index = self.of.len();
         self.of.push(id);
-        (index, self.names.get(index))
+        self.of.len() - 1
+    }
+
+    /// The export name of trampoline `index`.
+    pub(crate) fn name(&mut self, index: usize) -> Name {
+        self.names.get(index)
     }
 
     /// The module [`encode`] describes, for these trampolines.
