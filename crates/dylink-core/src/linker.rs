@@ -1611,10 +1611,12 @@ impl<'a> Txn<'a> {
     }
 
     fn module_mut(&mut self, id: ModuleId) -> Option<&mut LoadedModule> {
-        let base_len = self.base.modules.len();
-        id.index()
-            .checked_sub(base_len)
-            .and_then(|i| self.new.get_mut(i))
+        self.new_index(id).and_then(|i| self.new.get_mut(i))
+    }
+
+    /// A new module's position in `new`; `None` for a module loaded before this plan.
+    fn new_index(&self, id: ModuleId) -> Option<usize> {
+        id.index().checked_sub(self.base.modules.len())
     }
 
     fn is_new(&self, id: ModuleId) -> bool {
@@ -2774,8 +2776,8 @@ impl<'a> Txn<'a> {
     /// Whether module `m` is instantiated before the one being bound: a loaded module, or a
     /// new one `done` (by index among the new modules) says was bound already.
     fn instantiated(&self, m: ModuleId, done: &[bool]) -> bool {
-        let base_len = self.base.modules.len();
-        m.index() < base_len || done.get(m.index() - base_len).copied().unwrap_or(false)
+        self.new_index(m)
+            .is_none_or(|i| done.get(i).copied().unwrap_or(false))
     }
 
     /// Bind every import of the new modules in `order`, and emit their instantiation and init
@@ -2821,7 +2823,6 @@ impl<'a> Txn<'a> {
                 + got_funcs
                 + funcs,
         );
-        let base_len = self.base.modules.len();
         let mut done = vec![false; self.new.len()];
         let mut found = Vec::new();
         for &m in order {
@@ -2879,11 +2880,7 @@ impl<'a> Txn<'a> {
             } else {
                 self.body.push(op);
             }
-            if let Some(d) = m
-                .index()
-                .checked_sub(base_len)
-                .and_then(|i| done.get_mut(i))
-            {
+            if let Some(d) = self.new_index(m).and_then(|i| done.get_mut(i)) {
                 *d = true;
             }
         }
