@@ -2652,7 +2652,7 @@ impl<'a> Txn<'a> {
         }
         Binding::Generated {
             gen_id,
-            name: self.trampolines.name(index),
+            index: index as u32,
         }
     }
 }
@@ -2804,6 +2804,7 @@ impl<'a> Txn<'a> {
         globals += got_funcs;
         self.got_cache.reserve(globals);
         self.canonical.reserve(got_funcs);
+        self.slot_uses.reserve(got_funcs);
         // A slot write per canonical slot and per trampoline with a target.
         self.late.reserve(got_funcs + funcs);
         self.trampolines.reserve(funcs);

@@ -33,12 +33,13 @@ pub enum Binding {
         /// Its name.
         name: Name,
     },
-    /// The export `name` of a generated module (a lazy-binding trampoline).
+    /// Trampoline `index` of a generated module: its export at position `index`, named
+    /// `t{index}` ([`trampoline::export_name`](crate::trampoline::export_name)).
     Generated {
         /// The generated module.
         gen_id: GenId,
-        /// Its export.
-        name: Name,
+        /// The trampoline's position among the module's exports.
+        index: u32,
     },
     /// The adapter's guest dlfcn function, called from `caller` (for `RTLD_NEXT` and for
     /// the caller's RUNTIME_PATH).
@@ -455,7 +456,7 @@ impl fmt::Display for Binding {
             Binding::Global(g) => write!(f, "{g}"),
             Binding::Tag(t) => write!(f, "{t}"),
             Binding::Export { module, name, .. } => write!(f, "{module}.{name}"),
-            Binding::Generated { gen_id, name } => write!(f, "{gen_id}.{name}"),
+            Binding::Generated { gen_id, index } => write!(f, "{gen_id}.t{index}"),
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
             Binding::ThreadSpawn => f.write_str("thread-spawn"),
             Binding::AfterWait => f.write_str("after-wait"),

@@ -16,7 +16,6 @@ use wasm_encoder::{
 };
 
 use crate::module::{FuncType, MemoryType, ValType};
-use crate::name::Name;
 use crate::prelude::*;
 use crate::safepoints::{CATCH_UP_NAME, COUNTER_NAME, HOOK_MODULE, SEEN_NAME};
 
@@ -42,17 +41,54 @@ pub fn can_forward(ty: &FuncType) -> bool {
         .all(|t| encode_val(*t).is_some())
 }
 
-/// The name of trampoline `i`'s export.
-pub fn export_name(i: usize) -> String {
-    let mut buf = [0u8; 21];
-    name_bytes(i, &mut buf)
-        .iter()
-        .map(|&b| char::from(b))
-        .collect()
+/// The name `t{i}` of trampoline `i`'s export, the generated module's export at position
+/// `i`: an adapter that fetches exports by name gets it without an allocation.
+pub fn export_name(i: usize) -> ExportName {
+    let mut name = ExportName {
+        buf: [0; 21],
+        start: 0,
+    };
+    let len = name_bytes(i, &mut name.buf).len();
+    name.start = (name.buf.len() - len) as u8;
+    name
+}
+
+/// A trampoline's export name, `t` and its index in decimal ([`export_name`]).
+#[derive(Clone, Copy)]
+pub struct ExportName {
+    buf: [u8; 21],
+    start: u8,
+}
+
+impl ExportName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        // ASCII: `t` and decimal digits.
+        core::str::from_utf8(&self.buf[self.start as usize..]).unwrap_or("")
+    }
+}
+
+impl core::ops::Deref for ExportName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl core::fmt::Display for ExportName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::fmt::Debug for ExportName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// `t{i}` written into the end of `buf` without the formatting machinery: a program with
-/// tens of thousands of lazily bound imports names as many trampolines, twice each. ASCII.
+/// tens of thousands of lazily bound imports names as many trampolines. ASCII.
 fn name_bytes(i: usize, buf: &mut [u8; 21]) -> &[u8] {
     let mut k = buf.len();
     let mut n = i;
@@ -69,45 +105,8 @@ fn name_bytes(i: usize, buf: &mut [u8; 21]) -> &[u8] {
     &buf[k..]
 }
 
-/// The names `t{i}` of one plan's trampolines, handed out as slices of shared buffers of
-/// [`NAMES_PER_BUFFER`] names each: a program of 50,000 lazily bound imports made as many
-/// one-name allocations (and freed them with the plan).
-#[derive(Default)]
-pub(crate) struct Names {
-    /// The buffer's first trampoline index, the buffer, and where each of its names ends.
-    chunk: Option<(usize, Arc<str>, Vec<u32>)>,
-}
-
-const NAMES_PER_BUFFER: usize = 256;
-
-impl Names {
-    /// The name of trampoline `i`.
-    pub(crate) fn get(&mut self, i: usize) -> Name {
-        let first = i - i % NAMES_PER_BUFFER;
-        let fresh = !matches!(&self.chunk, Some((f, _, _)) if *f == first);
-        if fresh {
-            let mut text = Vec::with_capacity(NAMES_PER_BUFFER * 7);
-            let mut ends = Vec::with_capacity(NAMES_PER_BUFFER);
-            let mut buf = [0u8; 21];
-            for k in first..first + NAMES_PER_BUFFER {
-                text.extend_from_slice(name_bytes(k, &mut buf));
-                ends.push(text.len() as u32);
-            }
-            // ASCII, checked once per buffer (a failure would only fall back below).
-            let text = String::from_utf8(text).unwrap_or_default();
-            self.chunk = Some((first, text.into(), ends));
-        }
-        let Some((_, text, ends)) = &self.chunk else {
-            return Name::from(export_name(i));
-        };
-        let k = i - first;
-        let start = if k == 0 { 0 } else { ends[k - 1] as usize };
-        Name::slice(text, start..ends[k] as usize).unwrap_or_else(|| Name::from(export_name(i)))
-    }
-}
-
 /// One generated module's trampolines, in order: each one's type, kept once per distinct
-/// signature, and its export name. A program of tens of thousands of lazily bound imports
+/// signature (trampoline `i` is the module's export `i`, [`export_name`]). A program of tens of thousands of lazily bound imports
 /// has as many trampolines but a few dozen signatures: each trampoline costs a 4-byte type
 /// id here, not a copy of its type.
 #[derive(Default)]
@@ -117,7 +116,6 @@ pub(crate) struct Set {
     ids: HashMap<FuncType, u32>,
     /// Each trampoline's signature id.
     of: Vec<u32>,
-    names: Names,
 }
 
 impl Set {
@@ -148,11 +146,6 @@ impl Set {
         };
         self.of.push(id);
         self.of.len() - 1
-    }
-
-    /// The export name of trampoline `index`.
-    pub(crate) fn name(&mut self, index: usize) -> Name {
-        self.names.get(index)
     }
 
     /// The module [`encode`] describes, for these trampolines.
@@ -279,28 +272,40 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
         data: &exports,
     });
 
+    // Each signature's body around the index: locals, the check, the `local.get`s before;
+    // `call_indirect type table` and `end` after. A trampoline writes its size, the two
+    // parts and its index between them.
+    let parts: Vec<(Vec<u8>, Vec<u8>)> = distinct
+        .iter()
+        .zip(&wire)
+        .map(|(ty, &wire)| {
+            let mut head = vec![0x00]; // no locals
+            if checked.is_some() {
+                // Globals: `seen` is 0, the counter 1; `catch_up` is function 0.
+                crate::safepoints::encode_check(&mut head, 1, 0, 0);
+            }
+            for p in 0..ty.params.len() {
+                head.push(0x20); // local.get
+                uleb(&mut head, p as u32);
+            }
+            head.push(0x41); // i32.const
+            let mut tail = vec![0x11]; // call_indirect type table
+            uleb(&mut tail, wire);
+            tail.extend_from_slice(&[0x00, 0x0b]); // table 0, end
+            (head, tail)
+        })
+        .collect();
     let mut code = Vec::with_capacity(5 + of.len() * 12);
     uleb(&mut code, count);
-    let mut body = Vec::new();
+    let mut index = Vec::with_capacity(5);
     for (i, &id) in of.iter().enumerate() {
-        body.clear();
-        body.push(0x00); // no locals
-        if checked.is_some() {
-            // Globals: `seen` is 0, the counter 1; `catch_up` is function 0.
-            crate::safepoints::encode_check(&mut body, 1, 0, 0);
-        }
-        for p in 0..distinct[id as usize].params.len() {
-            body.push(0x20); // local.get
-            uleb(&mut body, p as u32);
-        }
-        body.push(0x41); // i32.const
-        sleb(&mut body, i as i32);
-        body.push(0x11); // call_indirect type table
-        uleb(&mut body, wire[id as usize]);
-        body.push(0x00);
-        body.push(0x0b); // end
-        uleb(&mut code, body.len() as u32);
-        code.extend_from_slice(&body);
+        let (head, tail) = &parts[id as usize];
+        index.clear();
+        sleb(&mut index, i as i32);
+        uleb(&mut code, (head.len() + index.len() + tail.len()) as u32);
+        code.extend_from_slice(head);
+        code.extend_from_slice(&index);
+        code.extend_from_slice(tail);
     }
     module.section(&RawSection {
         id: SectionId::Code as u8,
@@ -380,7 +385,8 @@ mod tests {
         assert_eq!(info.exports.len(), 3);
         assert_eq!(&*info.exports[1].name, "t1");
         for i in [0, 7, 10, 99, 1234, usize::MAX] {
-            assert_eq!(export_name(i), alloc::format!("t{i}"));
+            assert_eq!(export_name(i).as_str(), alloc::format!("t{i}"));
+            assert_eq!(export_name(i).to_string(), alloc::format!("t{i}"));
         }
         assert!(matches!(&info.imports[0].ty, crate::ImportType::Table(t) if t.min == 3));
         // Multi-byte immediates: 300 trampolines, some with many parameters.

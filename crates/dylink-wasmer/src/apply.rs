@@ -229,14 +229,15 @@ fn binding(
                 )
             })?
         }
-        Binding::Generated { gen_id, name } => {
+        Binding::Generated { gen_id, index } => {
             let inst = &g
                 .generated
                 .get(gen_id)
                 .ok_or_else(|| missing(format!("generated module {gen_id}")))?
                 .0;
+            let name = dylink_core::trampoline::export_name(*index as usize);
             inst.exports
-                .get_extern(name)
+                .get_extern(&name)
                 .cloned()
                 .ok_or_else(|| missing(format!("trampoline {name}")))?
         }

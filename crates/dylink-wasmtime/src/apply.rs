@@ -201,13 +201,14 @@ fn binding<T: Send + 'static>(
                 })?,
             }
         }
-        Binding::Generated { gen_id, name } => {
+        Binding::Generated { gen_id, index } => {
             let inst = g
                 .generated
                 .get(gen_id)
                 .ok_or_else(|| missing(format!("generated module {gen_id}")))?
                 .0;
-            inst.get_export(&mut store, name)
+            let name = dylink_core::trampoline::export_name(*index as usize);
+            inst.get_export(&mut store, &name)
                 .ok_or_else(|| missing(format!("trampoline {name}")))?
         }
         Binding::Dl { func, caller } => {

@@ -332,11 +332,16 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
                 _ => Err(format!("{module}'s export {index} is not `{name}`")),
             }
         }
-        (Binding::Generated { gen_id, name }, ImportType::Func(_)) => {
+        (Binding::Generated { gen_id, index }, ImportType::Func(_)) => {
             let (info, _) = g.generated.get(gen_id).ok_or("generated module missing")?;
-            info.export(name)
-                .map(|_| ())
-                .ok_or("no such trampoline".into())
+            // The trampoline is the module's export at `index`, named `t{index}`.
+            let name = dylink_core::trampoline::export_name(*index as usize);
+            match info.exports.get(*index as usize) {
+                Some(e) if *e.name == *name => Ok(()),
+                _ => Err(format!(
+                    "generated {gen_id} has no trampoline {name} at {index}"
+                )),
+            }
         }
         (
             Binding::Dl { .. }
