@@ -70,6 +70,6 @@ pub use index::{Addr, GenId, GlobalId, GroupId, ModuleId, Slot, TagId};
 pub use layout::{FreeRange, Grant, PAGE, RegionAlloc, align_up};
 pub use linker::{AddrInfo, DlsymAnswer, Linker, LoadedModule, MAIN_GROUP, MainLayout};
 pub use module::*;
-pub use plan::{Binding, InitCall, NewModule, Op, Outcome, Plan, PlanKind, SlotValue};
+pub use plan::{Binding, HostName, InitCall, NewModule, Op, Outcome, Plan, PlanKind, SlotValue};
 pub use report::{LddEntry, LddReport, ldd};
 pub use sync::SharedLinker;

@@ -2382,7 +2382,10 @@ impl<'a> Txn<'a> {
         let t = TagId(self.counters.tag);
         self.counters.tag += 1;
         self.tags.push((name.into(), t));
-        self.setup.ops.push(Op::CreateTag { tag: t, ty });
+        self.setup.ops.push(Op::CreateTag {
+            tag: t,
+            ty: Box::new(ty),
+        });
         t
     }
 
@@ -3211,10 +3214,7 @@ impl<'a> Txn<'a> {
                         }
                         None => UNRESOLVED,
                     },
-                    FuncTarget::Host => Binding::Host {
-                        module: "env".into(),
-                        name: sym.clone(),
-                    },
+                    FuncTarget::Host => Binding::Host(HostName::boxed("env", sym.clone())),
                     FuncTarget::Missing if imp.weak => {
                         self.missing(m, sym, SymbolKind::Func, true, false);
                         Binding::Trap {
@@ -3260,10 +3260,9 @@ impl<'a> Txn<'a> {
                             name: sym.clone(),
                         }
                     }
-                    _ if host.defines("env", sym) => Binding::Host {
-                        module: "env".into(),
-                        name: sym.clone(),
-                    },
+                    _ if host.defines("env", sym) => {
+                        Binding::Host(HostName::boxed("env", sym.clone()))
+                    }
                     _ => {
                         self.missing(m, sym, SymbolKind::Global, false, false);
                         UNRESOLVED
@@ -3314,10 +3313,7 @@ impl<'a> Txn<'a> {
             },
             ImportRole::Host => {
                 if host.defines(&imp.module, &imp.name) {
-                    Binding::Host {
-                        module: imp.module.clone(),
-                        name: imp.name.clone(),
-                    }
+                    Binding::Host(HostName::boxed(imp.module.clone(), imp.name.clone()))
                 } else {
                     let kind = match imp.ty {
                         ImportType::Func(_) => SymbolKind::Func,
@@ -3358,10 +3354,7 @@ impl<'a> Txn<'a> {
         self.slot_uses.push((slot, Some(SlotUse::Host(key))));
         self.body.push(Op::SetSlot {
             slot,
-            value: SlotValue::Host {
-                module: namespace.into(),
-                name: sym.into(),
-            },
+            value: SlotValue::Host(HostName::boxed(namespace, sym)),
         });
         Ok(slot)
     }

@@ -85,12 +85,33 @@ pub enum Binding {
         slots: u32,
     },
     /// The embedder's own import `module.name` (its `wasmtime::Linker`, `wasmer::Imports`).
-    Host {
-        /// Namespace.
-        module: Name,
-        /// Name.
-        name: Name,
-    },
+    Host(Box<HostName>),
+}
+
+/// An import the embedder defines: `module.name` (boxed where it is one case of many, so
+/// that bindings, slot values and ops stay small).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostName {
+    /// Namespace.
+    pub module: Name,
+    /// Name.
+    pub name: Name,
+}
+
+impl HostName {
+    /// `module.name`, boxed.
+    pub fn boxed(module: impl Into<Name>, name: impl Into<Name>) -> Box<Self> {
+        Box::new(HostName {
+            module: module.into(),
+            name: name.into(),
+        })
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
 }
 
 /// What a table slot is set to.
@@ -106,12 +127,7 @@ pub enum SlotValue {
         name: Name,
     },
     /// The embedder's host function `module.name`.
-    Host {
-        /// Namespace.
-        module: Name,
-        /// Name.
-        name: Name,
-    },
+    Host(Box<HostName>),
     /// A host function of type `ty` that traps naming `symbol`: the slot of a function that
     /// is not defined (yet). Replaced by [`SlotValue::Export`] once a library defines it.
     Trap {
@@ -233,8 +249,8 @@ pub enum Op {
     CreateTag {
         /// Id.
         tag: TagId,
-        /// Parameter types (results are empty).
-        ty: FuncType,
+        /// Parameter types (results are empty; boxed: tags are few, ops many).
+        ty: Box<FuncType>,
     },
     /// The adapter MUST zero `len` bytes at `addr` (a reused region).
     ZeroMemory {
@@ -464,7 +480,7 @@ impl fmt::Display for Binding {
             Binding::Seen => f.write_str("seen"),
             Binding::Trap { symbol, .. } => write!(f, "trap:{symbol}"),
             Binding::TrampolineTable { slots } => write!(f, "own-table[{slots}]"),
-            Binding::Host { module, name } => write!(f, "host:{module}.{name}"),
+            Binding::Host(h) => write!(f, "host:{h}"),
         }
     }
 }
@@ -474,7 +490,7 @@ impl fmt::Display for SlotValue {
         match self {
             SlotValue::Null => f.write_str("null"),
             SlotValue::Export { module, name } => write!(f, "{module}.{name}"),
-            SlotValue::Host { module, name } => write!(f, "host:{module}.{name}"),
+            SlotValue::Host(h) => write!(f, "host:{h}"),
             SlotValue::Trap { symbol, ty } => write!(f, "trap:{symbol} {ty}"),
         }
     }

@@ -162,12 +162,12 @@ fn slot_func(
                 )
             })?)
         }
-        SlotValue::Host { module, name } => match host_export(program, module, name) {
+        SlotValue::Host(h) => match host_export(program, &h.module, &h.name) {
             Some(Extern::Function(f)) => Some(f),
             _ => {
                 return Err(fail(
                     "setting a table slot",
-                    format_args!("the host defines no function {module}.{name}"),
+                    format_args!("the host defines no function {h}"),
                 ));
             }
         },
@@ -276,12 +276,12 @@ fn binding(
                 "a trampoline table is only for generated modules",
             ));
         }
-        Binding::Host { module, name } => {
+        Binding::Host(h) => {
             drop(g);
-            host_export(program, module, name).ok_or_else(|| {
+            host_export(program, &h.module, &h.name).ok_or_else(|| {
                 fail(
                     "instantiating",
-                    format_args!("the host no longer defines {module}.{name}"),
+                    format_args!("the host no longer defines {h}"),
                 )
             })?
         }

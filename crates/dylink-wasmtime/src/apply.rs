@@ -118,16 +118,16 @@ fn slot_func<T: Send + 'static>(
                 )
             })?)
         }
-        SlotValue::Host { module, name } => {
+        SlotValue::Host(h) => {
             let e = program
                 .shared
                 .host
-                .get(&mut store, module, name)
-                .map_err(engine_err_with(|| format!("host function {module}.{name}")))?;
+                .get(&mut store, &h.module, &h.name)
+                .map_err(engine_err_with(|| format!("host function {h}")))?;
             Some(e.into_func().ok_or_else(|| {
                 fail(
                     "setting a table slot",
-                    format_args!("host {module}.{name} is not a function"),
+                    format_args!("host {h} is not a function"),
                 )
             })?)
         }
@@ -234,11 +234,11 @@ fn binding<T: Send + 'static>(
             }
         },
         Binding::Trap { symbol, ty } => trap_func(program, store, symbol, ty, true).into(),
-        Binding::Host { module, name } => program
+        Binding::Host(h) => program
             .shared
             .host
-            .get(&mut store, module, name)
-            .map_err(engine_err_with(|| format!("host import {module}.{name}")))?,
+            .get(&mut store, &h.module, &h.name)
+            .map_err(engine_err_with(|| format!("host import {h}")))?,
     })
 }
 

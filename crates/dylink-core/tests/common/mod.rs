@@ -291,7 +291,7 @@ fn slot_value(g: &SimGroup, v: &SlotValue) -> Result<Option<String>, String> {
                 _ => return Err(format!("{module} exports no function `{name}`")),
             }
         }
-        SlotValue::Host { module, name } => Some(format!("host:{module}.{name}")),
+        SlotValue::Host(h) => Some(format!("host:{h}")),
         SlotValue::Trap { symbol, .. } => Some(format!("trap:{symbol}")),
     })
 }
@@ -349,7 +349,7 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
             | Binding::AfterWait
             | Binding::CatchUp
             | Binding::Trap { .. }
-            | Binding::Host { .. },
+            | Binding::Host(_),
             ImportType::Func(_),
         ) => Ok(()),
         (
@@ -359,7 +359,7 @@ fn check_binding(g: &SimGroup, imp: &Import, b: &Binding) -> Result<(), String> 
                 mutable: true,
             },
         ) => Ok(()),
-        (Binding::Host { .. }, _) => Ok(()),
+        (Binding::Host(_), _) => Ok(()),
         (Binding::TrampolineTable { .. }, ImportType::Table(_)) => Ok(()),
         (b, t) => Err(format!("binding {b} does not fit {t:?}")),
     }
