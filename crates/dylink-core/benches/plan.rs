@@ -133,10 +133,6 @@ fn minor_faults() -> Option<u64> {
     after.split_whitespace().nth(7)?.parse().ok()
 }
 
-fn fmt_ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e3)
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -208,9 +204,8 @@ fn main() {
         faults.sort();
         let faults = match faults.get(faults.len() / 2) {
             Some(f) => format!(
-                ", {f} page faults (first run {} ms, {} faults)",
-                fmt_ms(first),
-                first_faults
+                ", {f} page faults (first run {:.1} ms, {first_faults} faults)",
+                first.as_secs_f64() * 1e3
             ),
             None => String::new(),
         };

@@ -106,9 +106,9 @@ fn name_bytes(i: usize, buf: &mut [u8; 21]) -> &[u8] {
 }
 
 /// One generated module's trampolines, in order: each one's type, kept once per distinct
-/// signature (trampoline `i` is the module's export `i`, [`export_name`]). A program of tens of thousands of lazily bound imports
-/// has as many trampolines but a few dozen signatures: each trampoline costs a 4-byte type
-/// id here, not a copy of its type.
+/// signature (trampoline `i` is the module's export `i`, [`export_name`]). A program of
+/// tens of thousands of lazily bound imports has as many trampolines but a few dozen
+/// signatures: each trampoline costs a 4-byte type id here, not a copy of its type.
 #[derive(Default)]
 pub(crate) struct Set {
     /// The distinct signatures, in first-use order, and their ids.
