@@ -472,7 +472,11 @@ impl fmt::Display for Binding {
             Binding::Global(g) => write!(f, "{g}"),
             Binding::Tag(t) => write!(f, "{t}"),
             Binding::Export { module, name, .. } => write!(f, "{module}.{name}"),
-            Binding::Generated { gen_id, index } => write!(f, "{gen_id}.t{index}"),
+            Binding::Generated { gen_id, index } => write!(
+                f,
+                "{gen_id}.{}",
+                crate::trampoline::export_name(*index as usize)
+            ),
             Binding::Dl { func, caller } => write!(f, "dl:{}@{caller}", func.name()),
             Binding::ThreadSpawn => f.write_str("thread-spawn"),
             Binding::AfterWait => f.write_str("after-wait"),
