@@ -48,6 +48,7 @@ mod config;
 pub mod direct;
 pub mod drive;
 mod error;
+mod globals;
 pub mod guest;
 mod index;
 mod layout;

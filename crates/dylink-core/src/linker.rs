@@ -11,6 +11,7 @@ use smallvec::SmallVec;
 
 use crate::config::*;
 use crate::error::{Diagnostic, Error, SymbolKind};
+use crate::globals::{ConstGlobals, ConstKey};
 use crate::index::*;
 use crate::layout::{PAGE, RegionAlloc, align_up};
 use crate::module::*;
@@ -235,7 +236,7 @@ pub(crate) struct Delta {
     pending: Option<HashMap<Name, Pending>>,
     counters: Counters,
     tags: Vec<(Name, TagId)>,
-    got_cache: HashMap<(ValType, bool, u64), GlobalId>,
+    got_cache: ConstGlobals,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
@@ -294,7 +295,7 @@ pub struct Linker {
     pending: HashMap<Name, Pending>,
     counters: Counters,
     tags: HashMap<Name, TagId>,
-    got_cache: HashMap<(ValType, bool, u64), GlobalId>,
+    got_cache: ConstGlobals,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
@@ -390,7 +391,7 @@ impl Linker {
             pending: HashMap::new(),
             counters: Counters::default(),
             tags: HashMap::new(),
-            got_cache: HashMap::new(),
+            got_cache: ConstGlobals::default(),
             stack_pointer: None,
             layout: None,
             main: None,
@@ -586,7 +587,7 @@ impl Linker {
         }
         self.counters = d.counters;
         self.tags.extend(d.tags);
-        merge(&mut self.got_cache, d.got_cache);
+        self.got_cache.append(d.got_cache);
         if d.stack_pointer.is_some() {
             self.stack_pointer = d.stack_pointer;
         }
@@ -854,7 +855,7 @@ impl Linker {
             pending: None,
             counters: self.counters,
             tags: Vec::new(),
-            got_cache: HashMap::new(),
+            got_cache: ConstGlobals::default(),
             new_names: HashMap::new(),
             stack_pointer: self.stack_pointer,
             layout: self.layout,
@@ -1532,7 +1533,7 @@ struct Txn<'a> {
     pending: Option<HashMap<Name, Pending>>,
     counters: Counters,
     tags: Vec<(Name, TagId)>,
-    got_cache: HashMap<(ValType, bool, u64), GlobalId>,
+    got_cache: ConstGlobals,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
@@ -2346,24 +2347,13 @@ impl<'a> Txn<'a> {
     // ------------------------------------------------------------ globals
 
     fn const_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
-        let key = (ty, mutable, value);
-        if !self.base.got_cache.is_empty()
-            && let Some(g) = self.base.got_cache.get(&key)
-        {
-            return *g;
+        let key = ConstKey { value, ty, mutable };
+        if let Some(g) = self.base.got_cache.get(&key) {
+            return g;
         }
-        // One probe of the plan's own cache (a lookup then an insert were two misses each
-        // at 100,000 entries).
-        match self.got_cache.entry(key) {
-            hashbrown::hash_map::Entry::Occupied(e) => *e.get(),
-            hashbrown::hash_map::Entry::Vacant(e) => *e.insert(create_global(
-                &mut self.counters,
-                &mut self.setup,
-                ty,
-                mutable,
-                value,
-            )),
-        }
+        let (counters, setup) = (&mut self.counters, &mut self.setup);
+        self.got_cache
+            .get_or_insert_with(key, || create_global(counters, setup, ty, mutable, value))
     }
 
     fn new_global(&mut self, ty: ValType, mutable: bool, value: u64) -> GlobalId {
@@ -3002,6 +2992,7 @@ impl<'a> Txn<'a> {
         Ok(true)
     }
 
+    #[inline(always)]
     fn bind_import(
         &mut self,
         m: ModuleId,

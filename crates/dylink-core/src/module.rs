@@ -1258,14 +1258,15 @@ impl NameText {
         Some((start, u32::try_from(self.0.len()).ok()?))
     }
 
-    /// The buffer as one shared string, checked as UTF-8 once.
-    fn finish(self) -> Option<SharedText> {
-        Some(SharedText(String::from_utf8(self.0).ok()?.into()))
+    /// The buffer as one shared string, checked as UTF-8 once (and not copied).
+    fn finish(mut self) -> Option<SharedText> {
+        self.0.shrink_to_fit();
+        Some(SharedText(Arc::new(String::from_utf8(self.0).ok()?)))
     }
 }
 
 /// The names of a section, checked as UTF-8.
-struct SharedText(Arc<str>);
+struct SharedText(Arc<String>);
 
 impl SharedText {
     /// The name at `span`; an error (at `offset`) when the span splits a character, which a

@@ -11,8 +11,8 @@
 
 use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, GlobalType,
-    ImportSection, Instruction, MemoryType as EncMemoryType, Module, RawSection, RefType,
-    SectionId, TableType, TypeSection,
+    ImportSection, Instruction, MemoryType as EncMemoryType, Module, RefType, SectionId, TableType,
+    TypeSection,
 };
 
 use crate::module::{FuncType, MemoryType, ValType};
@@ -243,35 +243,6 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
     // `dylink.catch_up` is function 0 when imported.
     let first = checked.is_some() as u32;
 
-    // The function, export and code sections are written as bytes: tens of thousands of
-    // trampolines are common, and each is a type id, an export `t{i}`, and a body of
-    // `local.get`s, `i32.const i`, `call_indirect`.
-    let count = of.len() as u32;
-    let mut funcs = Vec::with_capacity(5 + of.len() * 2);
-    uleb(&mut funcs, count);
-    for &id in of {
-        uleb(&mut funcs, wire[id as usize]);
-    }
-    module.section(&RawSection {
-        id: SectionId::Function as u8,
-        data: &funcs,
-    });
-
-    let mut exports = Vec::with_capacity(5 + of.len() * 10);
-    uleb(&mut exports, count);
-    let mut buf = [0u8; 21];
-    for i in 0..of.len() {
-        let name = name_bytes(i, &mut buf);
-        uleb(&mut exports, name.len() as u32);
-        exports.extend_from_slice(name);
-        exports.push(0x00); // a function
-        uleb(&mut exports, first + i as u32);
-    }
-    module.section(&RawSection {
-        id: SectionId::Export as u8,
-        data: &exports,
-    });
-
     // Each signature's body around the index: locals, the check, the `local.get`s before;
     // `call_indirect type table` and `end` after. A trampoline writes its size, the two
     // parts and its index between them.
@@ -295,23 +266,101 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
             (head, tail)
         })
         .collect();
-    let mut code = Vec::with_capacity(5 + of.len() * 12);
-    uleb(&mut code, count);
-    let mut index = Vec::with_capacity(5);
+
+    // The function, export and code sections are written as bytes, straight into the
+    // module's one buffer, sized first: tens of thousands of trampolines are common (a
+    // type id, an export `t{i}` and a body of `local.get`s, `i32.const i`, `call_indirect`
+    // each), and written section by section through wasm-encoder they were copied twice
+    // more, the module's buffer doubling as it grew.
+    let count = of.len() as u32;
+    let name_len = |i: usize| 1 + decimal_len(i);
+    let body_len = |i: usize, id: u32| {
+        let (head, tail) = &parts[id as usize];
+        head.len() + sleb_len(i as i32) + tail.len()
+    };
+    let funcs_len = uleb_len(count)
+        + of.iter()
+            .map(|&id| uleb_len(wire[id as usize]))
+            .sum::<usize>();
+    let exports_len = uleb_len(count)
+        + (0..of.len())
+            .map(|i| {
+                let n = name_len(i);
+                uleb_len(n as u32) + n + 1 + uleb_len(first + i as u32)
+            })
+            .sum::<usize>();
+    let code_len = uleb_len(count)
+        + (of.iter().enumerate())
+            .map(|(i, &id)| {
+                let b = body_len(i, id);
+                uleb_len(b as u32) + b
+            })
+            .sum::<usize>();
+    let head = module.finish();
+    let section = |len: usize| 1 + uleb_len(len as u32) + len;
+    let mut out = Vec::with_capacity(
+        head.len() + section(funcs_len) + section(exports_len) + section(code_len),
+    );
+    out.extend_from_slice(&head);
+
+    out.push(SectionId::Function as u8);
+    uleb(&mut out, funcs_len as u32);
+    uleb(&mut out, count);
+    for &id in of {
+        uleb(&mut out, wire[id as usize]);
+    }
+
+    out.push(SectionId::Export as u8);
+    uleb(&mut out, exports_len as u32);
+    uleb(&mut out, count);
+    let mut buf = [0u8; 21];
+    for i in 0..of.len() {
+        let name = name_bytes(i, &mut buf);
+        uleb(&mut out, name.len() as u32);
+        out.extend_from_slice(name);
+        out.push(0x00); // a function
+        uleb(&mut out, first + i as u32);
+    }
+
+    out.push(SectionId::Code as u8);
+    uleb(&mut out, code_len as u32);
+    uleb(&mut out, count);
     for (i, &id) in of.iter().enumerate() {
         let (head, tail) = &parts[id as usize];
-        index.clear();
-        sleb(&mut index, i as i32);
-        uleb(&mut code, (head.len() + index.len() + tail.len()) as u32);
-        code.extend_from_slice(head);
-        code.extend_from_slice(&index);
-        code.extend_from_slice(tail);
+        uleb(&mut out, body_len(i, id) as u32);
+        out.extend_from_slice(head);
+        sleb(&mut out, i as i32);
+        out.extend_from_slice(tail);
     }
-    module.section(&RawSection {
-        id: SectionId::Code as u8,
-        data: &code,
-    });
-    module.finish()
+    debug_assert_eq!(out.len(), out.capacity());
+    out
+}
+
+/// Bytes of `v` as unsigned LEB128.
+fn uleb_len(v: u32) -> usize {
+    (32 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes of `v` as signed LEB128.
+fn sleb_len(v: i32) -> usize {
+    // The bits of the value and its sign.
+    let bits = 33
+        - if v < 0 {
+            v.leading_ones()
+        } else {
+            v.leading_zeros()
+        } as usize;
+    bits.div_ceil(7)
+}
+
+/// Decimal digits of `i`.
+fn decimal_len(mut i: usize) -> usize {
+    let mut n = 1;
+    while i >= 10 {
+        i /= 10;
+        n += 1;
+    }
+    n
 }
 
 fn uleb(out: &mut Vec<u8>, mut v: u32) {
@@ -372,6 +421,41 @@ pub fn encode_trap_stub(ty: &FuncType) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leb_lengths_match_the_encoders() {
+        let edges = [
+            0u32,
+            1,
+            63,
+            64,
+            127,
+            128,
+            8191,
+            8192,
+            16383,
+            16384,
+            1 << 21,
+            1 << 28,
+        ];
+        for v in edges
+            .iter()
+            .flat_map(|&v| [v.saturating_sub(1), v, v + 1])
+            .chain([u32::MAX])
+        {
+            let mut out = Vec::new();
+            uleb(&mut out, v);
+            assert_eq!(uleb_len(v), out.len(), "uleb {v}");
+            for s in [v as i32, (v as i32).wrapping_neg()] {
+                out.clear();
+                sleb(&mut out, s);
+                assert_eq!(sleb_len(s), out.len(), "sleb {s}");
+            }
+        }
+        for i in [0, 9, 10, 99, 100, 12345, usize::MAX] {
+            assert_eq!(decimal_len(i), name_bytes(i, &mut [0; 21]).len() - 1, "{i}");
+        }
+    }
 
     #[test]
     fn trampolines_validate() {
