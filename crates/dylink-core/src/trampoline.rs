@@ -298,9 +298,8 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
             .sum::<usize>();
     let head = module.finish();
     let section = |len: usize| 1 + uleb_len(len as u32) + len;
-    let mut out = Vec::with_capacity(
-        head.len() + section(funcs_len) + section(exports_len) + section(code_len),
-    );
+    let size = head.len() + section(funcs_len) + section(exports_len) + section(code_len);
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&head);
 
     out.push(SectionId::Function as u8);
@@ -332,7 +331,7 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
         sleb(&mut out, i as i32);
         out.extend_from_slice(tail);
     }
-    debug_assert_eq!(out.len(), out.capacity());
+    debug_assert_eq!(out.len(), size, "trampoline module size computed wrong");
     out
 }
 
