@@ -64,6 +64,27 @@ pub fn normalize(cwd: &str, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether `path` is already normalised: absolute, and no empty, `.` or `..` component.
+fn is_normal(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/') && path[1..].split('/').all(|c| !matches!(c, "" | "." | "..")))
+}
+
+/// `normalize(cwd, "{dir}/{name}")` for a file name (no `/`, not `.` or `..`), without
+/// taking the path apart when `dir` is normalised already (as search directories are).
+fn join(cwd: &str, dir: &str, name: &str) -> Option<String> {
+    if !is_normal(dir) {
+        return normalize(cwd, &format!("{dir}/{name}"));
+    }
+    let mut out = String::with_capacity(dir.len() + 1 + name.len());
+    if dir != "/" {
+        out.push_str(dir);
+    }
+    out.push('/');
+    out.push_str(name);
+    Some(out)
+}
+
 /// The directory part of a normalised path.
 pub fn dirname(path: &str) -> &str {
     match path.rfind('/') {
@@ -130,10 +151,11 @@ impl SearchConfig {
         }
         let mut out: Vec<String> = Vec::new();
         let mut push = |dir: &str| {
-            if let Some(p) = normalize(&self.cwd, &format!("{dir}/{name}")) {
-                if self.inside_roots(&p) && !out.contains(&p) {
-                    out.push(p);
-                }
+            if let Some(p) = join(&self.cwd, dir, name)
+                && self.inside_roots(&p)
+                && !out.contains(&p)
+            {
+                out.push(p);
             }
         };
         for dir in &self.library_path {
@@ -169,6 +191,23 @@ mod tests {
         assert_eq!(normalize("/a", "../../etc"), None);
         assert_eq!(dirname("/a/b/c.so"), "/a/b");
         assert_eq!(dirname("/c.so"), "/");
+    }
+
+    /// Joining a search directory and a file name reads as normalising the two.
+    #[test]
+    fn join_is_normalize() {
+        let dirs = [
+            "/", "/lib", "/usr/lib", "lib", "./lib", "/lib/", "//lib", "/a/./b", "/a/../b",
+            "/a/b/..", "..", "/..", "", "/a//b", "/.x/y.", "/..a/b..",
+        ];
+        for dir in dirs {
+            for name in ["libc.so", "a", ".hidden", "..so"] {
+                let slow = normalize("/cwd", &format!("{dir}/{name}"));
+                assert_eq!(join("/cwd", dir, name), slow, "{dir:?} + {name:?}");
+            }
+        }
+        assert!(is_normal("/") && is_normal("/lib") && is_normal("/a/.b"));
+        assert!(!is_normal("lib") && !is_normal("/lib/") && !is_normal("/a/../b"));
     }
 
     #[test]
