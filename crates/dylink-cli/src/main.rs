@@ -185,6 +185,7 @@ fn link_config(
 ) -> Result<(Config, DirSource)> {
     let mut config = Config {
         module_cache: Some(dylink_core::ModuleCache::process().clone()),
+        workers: Some(dylink_fs::Threads::available().workers()),
         ..Config::default()
     };
     let mut source = DirSource::new();

@@ -167,11 +167,26 @@ fn main() {
         Ok("first") => vec![Order::DefinerFirst],
         _ => vec![Order::DefinerLater, Order::DefinerFirst],
     };
-    for (n, order) in sizes
-        .iter()
-        .flat_map(|&n| orders.iter().map(move |&o| (n, o)))
-    {
+    // Each case runs with modules read on the planning thread, then on the machine's threads
+    // as the adapters configure (`Config::workers`); DYLINK_BENCH_WORKERS=0 or =1 runs one.
+    let threads = dylink_fs::Threads::available();
+    let workers: Vec<Option<Workers>> = match std::env::var("DYLINK_BENCH_WORKERS").as_deref() {
+        Ok("0") => vec![None],
+        Ok("1") => vec![Some(threads.workers())],
+        _ => vec![None, Some(threads.workers())],
+    };
+    let cases = sizes.iter().flat_map(|&n| {
+        let workers = &workers;
+        orders
+            .iter()
+            .flat_map(move |&o| workers.iter().map(move |w| (n, o, w.clone())))
+    });
+    for (n, order, workers) in cases {
         let (main, src) = program(n, order);
+        let config = Config {
+            workers: workers.clone(),
+            ..Config::default()
+        };
         let mut times = Vec::new();
         let mut ops = 0;
         let mut allocs = 0;
@@ -183,7 +198,7 @@ fn main() {
             PEAK.store(live0, Relaxed);
             let f0 = minor_faults();
             let t = Instant::now();
-            let linker = Linker::new(Config::default());
+            let linker = Linker::new(config.clone());
             let plan = linker
                 .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
                 .expect("synthetic program links");
@@ -210,10 +225,17 @@ fn main() {
             None => String::new(),
         };
         println!(
-            "  N={n:5}, {}: {:8.3} ms median of {runs}{faults}, {ops} ops, {:.0} ns, {:.1} allocations and {:.0} bytes at peak per symbol",
+            "  N={n:5}, {}, {}: {:8.3} ms median of {runs}{faults}, {ops} ops, {:.0} ns, {:.1} allocations and {:.0} bytes at peak per symbol",
             match order {
                 Order::DefinerLater => "definers later (trampolines)",
                 Order::DefinerFirst => "definers first (direct)     ",
+            },
+            match &workers {
+                None => "1 thread ".to_string(),
+                Some(_) => format!(
+                    "{} threads",
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                ),
             },
             m.as_secs_f64() * 1e3,
             m.as_secs_f64() * 1e9 / symbols as f64,

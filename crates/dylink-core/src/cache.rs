@@ -228,7 +228,7 @@ impl HostNames for Recorder<'_> {
     }
 }
 
-/// Whether two configurations plan alike: every field but the module cache.
+/// Whether two configurations plan alike: every field but the module cache and the workers.
 fn plans_alike(a: &Config, b: &Config) -> bool {
     let Config {
         search,
@@ -242,6 +242,7 @@ fn plans_alike(a: &Config, b: &Config) -> bool {
         direct_lazy_calls,
         reuse_startup_plans,
         module_cache: _,
+        workers: _,
     } = a;
     *search == b.search
         && *bind == b.bind
@@ -386,6 +387,7 @@ impl ModuleCache {
         let entry = Arc::new(Startup {
             config: Config {
                 module_cache: None,
+                workers: None,
                 ..config.clone()
             },
             path: path.into(),
@@ -401,17 +403,22 @@ impl ModuleCache {
         inner.startups.push(entry);
     }
 
+    /// The reading of these bytes, if the cache holds one (counted as a hit).
+    pub(crate) fn get(&self, bytes: &Arc<[u8]>) -> Option<(Arc<[u8]>, Arc<ModuleInfo>)> {
+        let mut inner = self.inner.lock();
+        let found =
+            (inner.readings.get(bytes, |_| true)).map(|r| (r.prepared.clone(), r.info.clone()));
+        if found.is_some() {
+            inner.hits += 1;
+        }
+        found
+    }
+
     /// [`crate::safepoints::prepare`], answered from the cache when these bytes were read
     /// before.
     pub fn prepare(&self, bytes: Arc<[u8]>) -> Result<(Arc<[u8]>, Arc<ModuleInfo>), ParseError> {
-        {
-            let mut inner = self.inner.lock();
-            let found = (inner.readings.get(&bytes, |_| true))
-                .map(|r| (r.prepared.clone(), r.info.clone()));
-            if let Some(found) = found {
-                inner.hits += 1;
-                return Ok(found);
-            }
+        if let Some(found) = self.get(&bytes) {
+            return Ok(found);
         }
         // Read without the lock: other linkers go on meanwhile (two may read the same new
         // module at once; the second finds the first's reading stored and keeps it).

@@ -46,6 +46,10 @@ pub struct Config {
     /// ([`ModuleCache`](crate::ModuleCache)); `None` reads every module it is handed. The
     /// adapters set [`ModuleCache::process`](crate::ModuleCache::process).
     pub module_cache: Option<crate::ModuleCache>,
+    /// Threads that read (parse) the files of one level of a NEEDED tree at once
+    /// ([`crate::workers`]); `None` reads them on the planning thread. The plan is the same
+    /// either way. The adapters set `dylink-fs`'s `Threads`.
+    pub workers: Option<crate::Workers>,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             direct_lazy_calls: true,
             reuse_startup_plans: true,
             module_cache: None,
+            workers: None,
         }
     }
 }

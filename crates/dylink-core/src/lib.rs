@@ -63,6 +63,7 @@ pub mod safepoints;
 mod symbols;
 mod sync;
 pub mod trampoline;
+pub mod workers;
 
 pub use cache::{BytesMap, ModuleCache};
 pub use config::*;
@@ -74,3 +75,4 @@ pub use module::*;
 pub use plan::{Binding, HostName, InitCall, NewModule, Op, Outcome, Plan, PlanKind, SlotValue};
 pub use report::{LddEntry, LddReport, ldd};
 pub use sync::SharedLinker;
+pub use workers::{Parallel, Workers};

@@ -21,6 +21,35 @@ use crate::prelude::*;
 use crate::symbols::SymbolTable;
 use crate::trampoline;
 
+/// A module's bytes as the adapter instantiates them (rewritten with safe points if it needed
+/// them), and what they say.
+type Prepared = (Arc<[u8]>, Arc<ModuleInfo>);
+
+/// Read a module through `cache`, if any. A free function so reading can run on other
+/// threads ([`crate::workers`]) with nothing of the linker borrowed.
+fn prepare(
+    cache: Option<&crate::ModuleCache>,
+    bytes: Arc<[u8]>,
+) -> Result<Prepared, crate::ParseError> {
+    match cache {
+        Some(cache) => cache.prepare(bytes),
+        None => crate::safepoints::prepare(bytes).map(|(b, info)| (b, Arc::new(info))),
+    }
+}
+
+/// What reading a path gave before a level of a NEEDED tree was walked
+/// ([`Txn::read_ahead`]).
+enum Ahead {
+    /// The source has no file there.
+    Absent,
+    /// The source could not read it (its message).
+    Failed(String),
+    /// Read, not yet parsed (too little to be worth a thread).
+    Read(Arc<[u8]>),
+    /// Read and parsed.
+    Prepared(Result<Prepared, crate::ParseError>),
+}
+
 /// A definition: a module and the index of one of its exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Def {
@@ -485,11 +514,8 @@ impl Linker {
     }
 
     /// Read a module (through the configured cache, if any).
-    fn prepare(&self, bytes: Arc<[u8]>) -> Result<(Arc<[u8]>, Arc<ModuleInfo>), crate::ParseError> {
-        match &self.config.module_cache {
-            Some(cache) => cache.prepare(bytes),
-            None => crate::safepoints::prepare(bytes).map(|(b, info)| (b, Arc::new(info))),
-        }
+    fn prepare(&self, bytes: Arc<[u8]>) -> Result<Prepared, crate::ParseError> {
+        prepare(self.config.module_cache.as_ref(), bytes)
     }
 
     /// Apply a plan's changes after every op succeeded. Fails (changing nothing) if another
@@ -1784,16 +1810,8 @@ impl<'a> Txn<'a> {
         name: &str,
         requester: Option<ModuleId>,
     ) -> Result<Result<ModuleId, Vec<String>>, Error> {
-        if !name.contains('/') {
-            let by_name = self
-                .base
-                .names
-                .get(name)
-                .or_else(|| self.new_names.get(name))
-                .copied();
-            if let Some(id) = by_name {
-                return Ok(Ok(id));
-            }
+        if let Some(id) = self.loaded_by_name(name) {
+            return Ok(Ok(id));
         }
         let req = requester.map(|r| self.module(r));
         let cands = self.base.config.search.candidates(
@@ -1803,10 +1821,28 @@ impl<'a> Txn<'a> {
                 runtime_path: r.info.dylink.as_ref().map_or(&[][..], |d| &d.runtime_path),
             }),
         )?;
-        Ok(cands
+        Ok(self.located(name, cands))
+    }
+
+    /// [`Txn::locate`] with the candidates known (they depend on nothing loaded).
+    fn located(&self, name: &str, cands: Vec<String>) -> Result<ModuleId, Vec<String>> {
+        if let Some(id) = self.loaded_by_name(name) {
+            return Ok(id);
+        }
+        cands
             .iter()
             .find_map(|p| self.loaded_by_path(p))
-            .ok_or(cands))
+            .ok_or(cands)
+    }
+
+    /// A module loaded under `name`, a file name (a name with `/` is a path).
+    fn loaded_by_name(&self, name: &str) -> Option<ModuleId> {
+        if name.contains('/') {
+            return None;
+        }
+        (self.base.names.get(name))
+            .or_else(|| self.new_names.get(name))
+            .copied()
     }
 
     /// Load `roots` and everything they need, breadth first. Returns the modules of the tree
@@ -1821,33 +1857,47 @@ impl<'a> Txn<'a> {
             roots.iter().cloned().collect();
         let mut out: Vec<ModuleId> = Vec::new();
         let mut listed: HashSet<ModuleId> = HashSet::new();
-        while let Some((name, req)) = queue.pop_front() {
-            let id = match self.locate(&name, req)? {
-                Ok(id) => id,
-                Err(cands) => {
-                    let id = self.read_library(&name, req, cands, source)?;
-                    let needed = self
-                        .module(id)
-                        .info
-                        .dylink
-                        .as_ref()
-                        .map(|d| d.needed.clone())
-                        .unwrap_or_default();
-                    for n in needed {
-                        queue.push_back((n, Some(id)));
-                    }
-                    id
-                }
+        // Level by level: each level's new files are read (on the workers, if any) before
+        // the level is walked in order, so the walk decides exactly as a walk reading one
+        // file at a time would.
+        while !queue.is_empty() {
+            let level: Vec<(String, Option<ModuleId>)> = queue.drain(..).collect();
+            let (mut ahead, mut cands) = match self.base.config.workers.clone() {
+                Some(workers) => self.read_ahead(&level, source, &workers),
+                None => Default::default(),
             };
-            if let Some(r) = req {
-                if let Some(m) = self.module_mut(r) {
-                    if !m.needed.contains(&id) && r != id {
-                        m.needed.push(id);
+            for (i, (name, req)) in level.into_iter().enumerate() {
+                let found = match cands.get_mut(i).and_then(Option::take) {
+                    Some(cands) => self.located(&name, cands),
+                    None => self.locate(&name, req)?,
+                };
+                let id = match found {
+                    Ok(id) => id,
+                    Err(cands) => {
+                        let id = self.read_library(&name, req, cands, source, &mut ahead)?;
+                        let needed = self
+                            .module(id)
+                            .info
+                            .dylink
+                            .as_ref()
+                            .map(|d| d.needed.clone())
+                            .unwrap_or_default();
+                        for n in needed {
+                            queue.push_back((n, Some(id)));
+                        }
+                        id
+                    }
+                };
+                if let Some(r) = req {
+                    if let Some(m) = self.module_mut(r) {
+                        if !m.needed.contains(&id) && r != id {
+                            m.needed.push(id);
+                        }
                     }
                 }
-            }
-            if listed.insert(id) {
-                out.push(id);
+                if listed.insert(id) {
+                    out.push(id);
+                }
             }
         }
         self.index_symbols();
@@ -1859,15 +1909,98 @@ impl<'a> Txn<'a> {
         Ok(out)
     }
 
+    /// Read every file the walk of `level` will read, as the walk would find it, and parse
+    /// them on `workers` when there is enough to read. Nothing is decided here: a name that
+    /// an earlier name of the level turns out to load is read for nothing, and errors are
+    /// kept for the walk to meet in its order. Also returns each name's candidates, if it
+    /// was not loaded already, for the walk to use instead of searching again.
+    #[allow(clippy::type_complexity)]
+    fn read_ahead(
+        &self,
+        level: &[(String, Option<ModuleId>)],
+        source: &dyn ModuleSource,
+        workers: &crate::Workers,
+    ) -> (HashMap<String, Ahead>, Vec<Option<Vec<String>>>) {
+        let mut ahead: HashMap<String, Ahead> = HashMap::new();
+        let mut jobs: Vec<(String, Arc<[u8]>)> = Vec::new();
+        let mut bytes = 0;
+        let mut searched = Vec::with_capacity(level.len());
+        for (name, req) in level {
+            let Ok(Err(cands)) = self.locate(name, *req) else {
+                searched.push(None);
+                continue;
+            };
+            for path in &cands {
+                match ahead.get(path) {
+                    Some(Ahead::Absent) => continue,
+                    Some(_) => break,
+                    None => {}
+                }
+                let cache = self.base.config.module_cache.as_ref();
+                let (read, found) = match source.read(path) {
+                    Ok(None) => (Ahead::Absent, false),
+                    // Read before: a lookup, no job.
+                    Ok(Some(b)) => match cache.and_then(|c| c.get(&b)) {
+                        Some(prepared) => (Ahead::Prepared(Ok(prepared)), true),
+                        None => {
+                            bytes += b.len();
+                            jobs.push((path.clone(), b.clone()));
+                            (Ahead::Read(b), true)
+                        }
+                    },
+                    Err(message) => (Ahead::Failed(message), true),
+                };
+                ahead.insert(path.clone(), read);
+                if found {
+                    break;
+                }
+            }
+            searched.push(Some(cands));
+        }
+        if !workers.worth(jobs.len(), bytes) {
+            return (ahead, searched);
+        }
+        let cache = self.base.config.module_cache.as_ref();
+        let done: Vec<spin::Mutex<Option<Result<Prepared, crate::ParseError>>>> =
+            jobs.iter().map(|_| spin::Mutex::new(None)).collect();
+        workers.run(jobs.len(), &|i| {
+            if let (Some((_, bytes)), Some(slot)) = (jobs.get(i), done.get(i)) {
+                *slot.lock() = Some(prepare(cache, bytes.clone()));
+            }
+        });
+        for ((path, _), slot) in jobs.into_iter().zip(done) {
+            // A job a faulty pool skipped stays `Read`: the walk parses it itself.
+            if let Some(prepared) = slot.into_inner() {
+                ahead.insert(path, Ahead::Prepared(prepared));
+            }
+        }
+        (ahead, searched)
+    }
+
+    /// Load the first of `cands` the source has, using what [`Txn::read_ahead`] read.
     fn read_library(
         &mut self,
         name: &str,
         req: Option<ModuleId>,
         cands: Vec<String>,
         source: &dyn ModuleSource,
+        ahead: &mut HashMap<String, Ahead>,
     ) -> Result<ModuleId, Error> {
         for path in &cands {
-            let bytes = source.read(path).map_err(|message| Error::Source {
+            let read = match ahead.remove(path) {
+                Some(Ahead::Absent) => Ok(None),
+                Some(Ahead::Failed(message)) => Err(message),
+                Some(Ahead::Read(bytes)) => Ok(Some(bytes)),
+                Some(Ahead::Prepared(prepared)) => {
+                    let (bytes, info) = prepared.map_err(|error| Error::Parse {
+                        path: path.clone(),
+                        error,
+                    })?;
+                    return self.add_module(name, path, info, bytes, false);
+                }
+                None => source.read(path),
+            };
+            let bytes = read.map_err(|message| Error::Source {
                 path: path.clone(),
                 message,
             })?;

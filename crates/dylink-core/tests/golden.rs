@@ -10,11 +10,17 @@ use std::path::Path;
 
 use dylink_core::*;
 
-fn run_case(text: &str, cache: Option<&ModuleCache>, reuse_plans: bool) -> String {
+fn run_case(
+    text: &str,
+    cache: Option<&ModuleCache>,
+    reuse_plans: bool,
+    workers: Option<Workers>,
+) -> String {
     let mut files: Vec<(String, String)> = Vec::new();
     let mut config = Config {
         module_cache: cache.cloned(),
         reuse_startup_plans: reuse_plans,
+        workers,
         ..Config::default()
     };
     let mut current: Option<(String, String)> = None;
@@ -74,6 +80,18 @@ fn run_case(text: &str, cache: Option<&ModuleCache>, reuse_plans: bool) -> Strin
     out
 }
 
+/// Reads every level's modules on real threads, however few.
+struct Eager(dylink_fs::Threads);
+
+impl Parallel for Eager {
+    fn run(&self, n: usize, job: &(dyn Fn(usize) + Sync)) {
+        self.0.run(n, job)
+    }
+    fn worth(&self, _: usize, _: usize) -> bool {
+        true
+    }
+}
+
 /// A host that defines every `wasi_snapshot_preview1` import, as a WASI embedding does.
 struct WasiHost;
 
@@ -100,7 +118,16 @@ fn golden_plans() {
     {
         count += 1;
         let text = std::fs::read_to_string(&path).unwrap();
-        let actual = run_case(&text, None, false);
+        let actual = run_case(&text, None, false, None);
+        // Modules read on threads: the same text.
+        let workers = Workers::new(Eager(dylink_fs::Threads::new(2.try_into().unwrap())));
+        let threaded = run_case(&text, None, false, Some(workers));
+        assert_eq!(
+            threaded,
+            actual,
+            "{}: reading on workers differs",
+            path.display()
+        );
         // Through a module cache, first filled, then answering every read, then handing out
         // the stored startup plan: the same text.
         let cache = ModuleCache::new(1 << 24);
@@ -110,7 +137,7 @@ fn golden_plans() {
             ("filling", true),
             ("plan", true),
         ] {
-            let cached = run_case(&text, Some(&cache), reuse);
+            let cached = run_case(&text, Some(&cache), reuse, None);
             assert_eq!(
                 cached,
                 actual,

@@ -3,6 +3,9 @@
 //! [`DirSource`] implements [`dylink_core::ModuleSource`] over host directories opened with
 //! cap-std: a path is resolved inside its directory by a capability-based view, so `..`,
 //! absolute symlinks and symlinks that climb out are refused however they are spelled.
+//!
+//! [`Threads`] is the other half of what the `no_std` core leaves to its host: OS threads on
+//! which it reads the modules of a large NEEDED tree at once ([`dylink_core::Config::workers`]).
 #![deny(missing_docs)]
 
 use std::io::{self, ErrorKind};
@@ -12,6 +15,9 @@ use std::sync::Arc;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use dylink_core::ModuleSource;
+
+mod threads;
+pub use threads::Threads;
 
 /// Host directories mounted at virtual paths. A name is read through the mount whose virtual
 /// directory contains it; cap-std resolves it inside that directory only, so `..`, absolute

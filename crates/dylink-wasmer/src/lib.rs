@@ -119,11 +119,14 @@ impl Options {
     /// their compiled code is kept in a process-wide cache: set `config.module_cache` to
     /// `None` to read every module afresh. The same cache keeps each startup plan, so a
     /// program started again in this process is not planned again while every file and
-    /// host name it depended on reads the same (`config.reuse_startup_plans`).
+    /// host name it depended on reads the same (`config.reuse_startup_plans`). The modules
+    /// of a large NEEDED tree are read on the machine's threads (`config.workers`,
+    /// [`dylink_fs::Threads`]); the plan is the same as read on one.
     pub fn new(source: impl ModuleSource + Send + Sync + 'static) -> Self {
         Self {
             config: Config {
                 module_cache: Some(dylink_core::ModuleCache::process().clone()),
+                workers: Some(dylink_fs::Threads::available().workers()),
                 ..Config::default()
             },
             source: Arc::new(source),
