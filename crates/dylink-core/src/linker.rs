@@ -3871,7 +3871,7 @@ impl<'a> Txn<'a> {
                     memory64: self.mem.memory64,
                 }
             });
-            let bytes: Arc<[u8]> = self.trampolines.encode(checked).into();
+            let bytes = self.trampolines.encode(checked);
             Op::InstantiateGenerated {
                 gen_id,
                 bytes,

@@ -149,7 +149,7 @@ impl Set {
     }
 
     /// The module [`encode`] describes, for these trampolines.
-    pub(crate) fn encode(&self, checked: Option<MemoryType>) -> Vec<u8> {
+    pub(crate) fn encode(&self, checked: Option<MemoryType>) -> Arc<[u8]> {
         encode_set(&self.types, &self.of, checked)
     }
 }
@@ -170,11 +170,13 @@ pub fn encode(types: &[FuncType], checked: Option<MemoryType>) -> Vec<u8> {
     for ty in types {
         set.push(ty);
     }
-    set.encode(checked)
+    set.encode(checked).to_vec()
 }
 
-/// [`encode`] of trampolines whose types are `distinct[of[i]]`.
-fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) -> Vec<u8> {
+/// [`encode`] of trampolines whose types are `distinct[of[i]]`, written in place into the
+/// shared slice the plan's op holds (through a vector, it was copied once more: a megabyte
+/// and a half, most of it page faults, for 50,000 trampolines).
+fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) -> Arc<[u8]> {
     let mut module = Module::new();
     let mut section = TypeSection::new();
     // Each distinct signature's index in the type section. With the check, type 0 is
@@ -299,7 +301,13 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
     let head = module.finish();
     let section = |len: usize| 1 + uleb_len(len as u32) + len;
     let size = head.len() + section(funcs_len) + section(exports_len) + section(code_len);
-    let mut out = Vec::with_capacity(size);
+    // One allocation of exactly `size` (a `TrustedLen` iterator collects in place).
+    let mut module: Arc<[u8]> = core::iter::repeat_n(0u8, size).collect();
+    let Some(buf) = Arc::get_mut(&mut module) else {
+        // A slice just made has no other owner.
+        return module;
+    };
+    let mut out = Out { buf, at: 0 };
     out.extend_from_slice(&head);
 
     out.push(SectionId::Function as u8);
@@ -331,8 +339,47 @@ fn encode_set(distinct: &[FuncType], of: &[u32], checked: Option<MemoryType>) ->
         sleb(&mut out, i as i32);
         out.extend_from_slice(tail);
     }
-    debug_assert_eq!(out.len(), size, "trampoline module size computed wrong");
-    out
+    debug_assert_eq!(out.at, size, "trampoline module size computed wrong");
+    module
+}
+
+/// Writes into a slice sized beforehand. Past its end nothing is written (and debug builds
+/// stop: the sizes computed first were wrong).
+struct Out<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Out<'_> {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        match self.buf.get_mut(self.at..end) {
+            Some(room) => room.copy_from_slice(bytes),
+            None => debug_assert!(false, "trampoline module larger than computed"),
+        }
+        self.at = end;
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.extend_from_slice(&[byte]);
+    }
+}
+
+impl Leb for Out<'_> {
+    fn push(&mut self, byte: u8) {
+        Out::push(self, byte)
+    }
+}
+
+impl Leb for Vec<u8> {
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte)
+    }
+}
+
+/// Somewhere LEB128 bytes go.
+trait Leb {
+    fn push(&mut self, byte: u8);
 }
 
 /// Bytes of `v` as unsigned LEB128.
@@ -362,7 +409,7 @@ fn decimal_len(mut i: usize) -> usize {
     n
 }
 
-fn uleb(out: &mut Vec<u8>, mut v: u32) {
+fn uleb(out: &mut impl Leb, mut v: u32) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -374,7 +421,7 @@ fn uleb(out: &mut Vec<u8>, mut v: u32) {
     }
 }
 
-fn sleb(out: &mut Vec<u8>, mut v: i32) {
+fn sleb(out: &mut impl Leb, mut v: i32) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
