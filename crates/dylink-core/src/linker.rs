@@ -1853,15 +1853,15 @@ impl<'a> Txn<'a> {
         _requester: Option<ModuleId>,
         source: &dyn ModuleSource,
     ) -> Result<Vec<ModuleId>, Error> {
-        let mut queue: alloc::collections::VecDeque<(String, Option<ModuleId>)> =
-            roots.iter().cloned().collect();
+        // The next level: names, each with the module that needs it.
+        let mut queue: Vec<(String, Option<ModuleId>)> = roots.to_vec();
         let mut out: Vec<ModuleId> = Vec::new();
         let mut listed: HashSet<ModuleId> = HashSet::new();
         // Level by level: each level's new files are read (on the workers, if any) before
         // the level is walked in order, so the walk decides exactly as a walk reading one
         // file at a time would.
         while !queue.is_empty() {
-            let level: Vec<(String, Option<ModuleId>)> = queue.drain(..).collect();
+            let level = core::mem::take(&mut queue);
             let (mut ahead, mut cands) = match self.base.config.workers.clone() {
                 Some(workers) => self.read_ahead(&level, source, &workers),
                 None => Default::default(),
@@ -1883,7 +1883,7 @@ impl<'a> Txn<'a> {
                             .map(|d| d.needed.clone())
                             .unwrap_or_default();
                         for n in needed {
-                            queue.push_back((n, Some(id)));
+                            queue.push((n, Some(id)));
                         }
                         id
                     }
