@@ -1,6 +1,7 @@
 //! OS threads for the core's parallel reading ([`dylink_core::workers`]).
 
 use std::num::NonZeroUsize;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -20,9 +21,14 @@ impl Threads {
         Self { threads }
     }
 
-    /// As many threads as the machine runs at once (one if that cannot be told).
+    /// As many threads as the machine runs at once (one if that cannot be told). Asked once
+    /// per process: on Linux the answer reads the cgroup's CPU quota from files, tens of
+    /// microseconds that every program load would otherwise pay.
     pub fn available() -> Self {
-        Self::new(thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+        static COUNT: OnceLock<NonZeroUsize> = OnceLock::new();
+        let count =
+            COUNT.get_or_init(|| thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+        Self::new(*count)
     }
 
     /// These threads, as [`dylink_core::Config::workers`] takes them.
