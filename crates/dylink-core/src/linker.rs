@@ -1015,14 +1015,8 @@ impl Linker {
             .iter()
             .map(|p| (p.clone(), None))
             .collect();
-        let needed = t
-            .module(main)
-            .info
-            .dylink
-            .as_ref()
-            .map(|d| d.needed.clone())
-            .unwrap_or_default();
-        roots.extend(needed.into_iter().map(|n| (n, Some(main))));
+        let needed = t.module(main).info.needed();
+        roots.extend(needed.iter().map(|n| (n.clone(), Some(main))));
         let loaded = t.load_tree(&roots, Some(main), source)?;
         let mut all = vec![main];
         all.extend(loaded.iter().copied().filter(|m| *m != main));
@@ -1875,16 +1869,8 @@ impl<'a> Txn<'a> {
                     Ok(id) => id,
                     Err(cands) => {
                         let id = self.read_library(&name, req, cands, source, &mut ahead)?;
-                        let needed = self
-                            .module(id)
-                            .info
-                            .dylink
-                            .as_ref()
-                            .map(|d| d.needed.clone())
-                            .unwrap_or_default();
-                        for n in needed {
-                            queue.push((n, Some(id)));
-                        }
+                        let needed = self.module(id).info.needed();
+                        queue.extend(needed.iter().map(|n| (n.clone(), Some(id))));
                         id
                     }
                 };

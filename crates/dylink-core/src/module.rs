@@ -539,6 +539,11 @@ impl ModuleInfo {
         parse(bytes)
     }
 
+    /// The libraries its `dylink.0` section says it needs (none without the section).
+    pub fn needed(&self) -> &[String] {
+        self.dylink.as_ref().map_or(&[], |d| &d.needed)
+    }
+
     /// Where the module's own element segments put function `func`, as an offset from its
     /// `__table_base` (absolute for a non-PIE main).
     pub fn elem_offset(&self, func: u32) -> Option<u32> {

@@ -67,12 +67,7 @@ pub fn ldd(
         .as_ref()
         .map(|d| d.runtime_path.clone())
         .unwrap_or_default();
-    let needed = info
-        .dylink
-        .as_ref()
-        .map(|d| d.needed.clone())
-        .unwrap_or_default();
-    for n in needed.iter().rev() {
+    for n in info.needed().iter().rev() {
         work.push((
             1,
             n.clone(),
