@@ -50,6 +50,16 @@ enum Ahead {
     Prepared(Result<Prepared, crate::ParseError>),
 }
 
+/// What [`Txn::read_ahead`] read of one level, for the walk of that level.
+#[derive(Default)]
+struct ReadAhead {
+    /// What reading each path gave.
+    files: HashMap<String, Ahead>,
+    /// Each name's candidate paths, by its position in the level (`None`: the walk searches
+    /// itself, the name being loaded already or its search failing).
+    searched: Vec<Option<Vec<String>>>,
+}
+
 /// A definition: a module and the index of one of its exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Def {
@@ -1856,19 +1866,19 @@ impl<'a> Txn<'a> {
         // file at a time would.
         while !queue.is_empty() {
             let level = core::mem::take(&mut queue);
-            let (mut ahead, mut cands) = match self.base.config.workers.clone() {
+            let mut ahead = match self.base.config.workers.clone() {
                 Some(workers) => self.read_ahead(&level, source, &workers),
-                None => Default::default(),
+                None => ReadAhead::default(),
             };
             for (i, (name, req)) in level.into_iter().enumerate() {
-                let found = match cands.get_mut(i).and_then(Option::take) {
+                let found = match ahead.searched.get_mut(i).and_then(Option::take) {
                     Some(cands) => self.located(&name, cands),
                     None => self.locate(&name, req)?,
                 };
                 let id = match found {
                     Ok(id) => id,
                     Err(cands) => {
-                        let id = self.read_library(&name, req, cands, source, &mut ahead)?;
+                        let id = self.read_library(&name, req, cands, source, &mut ahead.files)?;
                         let needed = self.module(id).info.needed();
                         queue.extend(needed.iter().map(|n| (n.clone(), Some(id))));
                         id
@@ -1900,13 +1910,13 @@ impl<'a> Txn<'a> {
     /// an earlier name of the level turns out to load is read for nothing, and errors are
     /// kept for the walk to meet in its order. Also returns each name's candidates, if it
     /// was not loaded already, for the walk to use instead of searching again.
-    #[allow(clippy::type_complexity)]
     fn read_ahead(
         &self,
         level: &[(String, Option<ModuleId>)],
         source: &dyn ModuleSource,
         workers: &crate::Workers,
-    ) -> (HashMap<String, Ahead>, Vec<Option<Vec<String>>>) {
+    ) -> ReadAhead {
+        let cache = self.base.config.module_cache.as_ref();
         let mut ahead: HashMap<String, Ahead> = HashMap::new();
         let mut jobs: Vec<(String, Arc<[u8]>)> = Vec::new();
         let mut bytes = 0;
@@ -1922,7 +1932,6 @@ impl<'a> Txn<'a> {
                     Some(_) => break,
                     None => {}
                 }
-                let cache = self.base.config.module_cache.as_ref();
                 let (read, found) = match source.read(path) {
                     Ok(None) => (Ahead::Absent, false),
                     // Read before: a lookup, no job.
@@ -1944,9 +1953,11 @@ impl<'a> Txn<'a> {
             searched.push(Some(cands));
         }
         if !workers.worth(jobs.len(), bytes) {
-            return (ahead, searched);
+            return ReadAhead {
+                files: ahead,
+                searched,
+            };
         }
-        let cache = self.base.config.module_cache.as_ref();
         let done: Vec<spin::Mutex<Option<Result<Prepared, crate::ParseError>>>> =
             jobs.iter().map(|_| spin::Mutex::new(None)).collect();
         workers.run(jobs.len(), &|i| {
@@ -1960,7 +1971,10 @@ impl<'a> Txn<'a> {
                 ahead.insert(path, Ahead::Prepared(prepared));
             }
         }
-        (ahead, searched)
+        ReadAhead {
+            files: ahead,
+            searched,
+        }
     }
 
     /// Load the first of `cands` the source has, using what [`Txn::read_ahead`] read.
