@@ -359,15 +359,16 @@ impl Out<'_> {
         }
         self.at = end;
     }
+}
 
-    fn push(&mut self, byte: u8) {
-        self.extend_from_slice(&[byte]);
-    }
+/// Somewhere bytes go one at a time: the module being written, or a part of a body.
+trait Leb {
+    fn push(&mut self, byte: u8);
 }
 
 impl Leb for Out<'_> {
     fn push(&mut self, byte: u8) {
-        Out::push(self, byte)
+        self.extend_from_slice(&[byte]);
     }
 }
 
@@ -375,11 +376,6 @@ impl Leb for Vec<u8> {
     fn push(&mut self, byte: u8) {
         Vec::push(self, byte)
     }
-}
-
-/// Somewhere LEB128 bytes go.
-trait Leb {
-    fn push(&mut self, byte: u8);
 }
 
 /// Bytes of `v` as unsigned LEB128.
