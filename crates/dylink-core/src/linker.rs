@@ -257,6 +257,9 @@ enum LogOp {
     InitTls { module: ModuleId },
 }
 
+/// What each used table slot holds, by slot.
+type SlotMap = alloc::collections::BTreeMap<u64, SlotUse>;
+
 /// The changes a plan makes, applied by [`Linker::commit`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Delta {
@@ -268,14 +271,19 @@ pub(crate) struct Delta {
     /// The new modules' definitions by name, in load order (`Txn::new_symbols`). Shared, so
     /// a stored startup plan's copies and the linkers committing them hold one table.
     symbols: Arc<SymbolTable<Def>>,
-    /// The new modules by requested name and by path (`Txn::new_names`).
-    names: HashMap<Name, ModuleId>,
-    canonical: HashMap<(ModuleId, u32), Slot>,
+    /// The new modules by requested name and by path (`Txn::new_names`). This and the
+    /// other `Arc`s are shared, not copied, by a stored startup plan's copies and the
+    /// linkers committing them.
+    names: Arc<HashMap<Name, ModuleId>>,
+    canonical: Arc<HashMap<(ModuleId, u32), Slot>>,
     slot_uses: Vec<(Slot, Option<SlotUse>)>,
+    /// A first load's slot uses, all set and in order, as the linker keeps them (then
+    /// `slot_uses` is empty).
+    slot_map: Option<Arc<SlotMap>>,
     pending: Option<HashMap<Name, Pending>>,
     counters: Counters,
     tags: Vec<(Name, TagId)>,
-    got_cache: ConstGlobals,
+    got_cache: Arc<ConstGlobals>,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
@@ -323,18 +331,20 @@ pub struct Linker {
     config: Config,
     generation: u64,
     modules: Vec<Option<LoadedModule>>,
-    /// Live modules by requested name and by path.
-    names: HashMap<Name, ModuleId>,
+    /// Live modules by requested name and by path. This and the other `Arc`s below are
+    /// shared with the plan that built them until a later commit changes them (copied then):
+    /// a program started again from a stored plan holds no copy of them.
+    names: Arc<HashMap<Name, ModuleId>>,
     /// Shared with the plan that built it until a later commit changes it (copied then).
     symbols: Arc<SymbolTable<Def>>,
     mem: MemState,
     table: TableState,
-    canonical: HashMap<(ModuleId, u32), Slot>,
-    slot_uses: alloc::collections::BTreeMap<u64, SlotUse>,
+    canonical: Arc<HashMap<(ModuleId, u32), Slot>>,
+    slot_uses: Arc<SlotMap>,
     pending: HashMap<Name, Pending>,
     counters: Counters,
     tags: HashMap<Name, TagId>,
-    got_cache: ConstGlobals,
+    got_cache: Arc<ConstGlobals>,
     stack_pointer: Option<GlobalId>,
     layout: Option<MainLayout>,
     main: Option<ModuleId>,
@@ -409,7 +419,7 @@ impl Linker {
             config,
             generation: 0,
             modules: Vec::new(),
-            names: HashMap::new(),
+            names: Arc::default(),
             symbols: Arc::default(),
             mem: MemState {
                 bytes: 0,
@@ -425,12 +435,12 @@ impl Linker {
                 table64: false,
                 max: None,
             },
-            canonical: HashMap::new(),
-            slot_uses: Default::default(),
+            canonical: Arc::default(),
+            slot_uses: Arc::default(),
             pending: HashMap::new(),
             counters: Counters::default(),
             tags: HashMap::new(),
-            got_cache: ConstGlobals::default(),
+            got_cache: Arc::default(),
             stack_pointer: None,
             layout: None,
             main: None,
@@ -558,10 +568,11 @@ impl Linker {
         if self.names.is_empty() {
             self.names = d.names;
         } else {
-            self.names.reserve(2 * d.new_modules.len());
+            let names = Arc::make_mut(&mut self.names);
+            names.reserve(2 * d.new_modules.len());
             for m in &d.new_modules {
-                self.names.entry(m.name.as_str().into()).or_insert(m.id);
-                self.names.insert(m.path.as_str().into(), m.id);
+                names.entry(m.name.as_str().into()).or_insert(m.id);
+                names.insert(m.path.as_str().into(), m.id);
             }
         }
         self.modules.reserve(d.new_modules.len());
@@ -587,11 +598,11 @@ impl Linker {
         let unloaded = !d.unload.is_empty();
         for id in d.unload {
             if let Some(m) = self.modules[id.index()].take() {
-                self.names.retain(|_, v| *v != id);
+                Arc::make_mut(&mut self.names).retain(|_, v| *v != id);
                 for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
                     Arc::make_mut(&mut self.symbols).retain(&e.name, |d| d.module != id);
                 }
-                self.canonical.retain(|(m, _), _| *m != id);
+                Arc::make_mut(&mut self.canonical).retain(|(m, _), _| *m != id);
             }
         }
         if let Some(mem) = d.mem {
@@ -601,20 +612,15 @@ impl Linker {
             self.table = t;
         }
         merge(&mut self.canonical, d.canonical);
-        // A first load's slots come in order: built in one go.
-        let in_order = || {
-            (d.slot_uses.windows(2)).all(|w| w[0].0.0 < w[1].0.0)
-                && d.slot_uses.iter().all(|(_, u)| u.is_some())
-        };
-        if self.slot_uses.is_empty() && in_order() {
-            self.slot_uses = (d.slot_uses.into_iter())
-                .filter_map(|(slot, u)| Some((slot.0, u?)))
-                .collect();
-        } else {
+        if let Some(map) = d.slot_map {
+            // Made for a linker with no slot in use (the generation check above keeps it so).
+            self.slot_uses = map;
+        } else if !d.slot_uses.is_empty() {
+            let uses = Arc::make_mut(&mut self.slot_uses);
             for (slot, u) in d.slot_uses {
                 match u {
-                    Some(u) => self.slot_uses.insert(slot.0, u),
-                    None => self.slot_uses.remove(&slot.0),
+                    Some(u) => uses.insert(slot.0, u),
+                    None => uses.remove(&slot.0),
                 };
             }
         }
@@ -623,7 +629,12 @@ impl Linker {
         }
         self.counters = d.counters;
         self.tags.extend(d.tags);
-        self.got_cache.append(d.got_cache);
+        merge_with(
+            &mut self.got_cache,
+            d.got_cache,
+            ConstGlobals::is_empty,
+            |mine, new| mine.append(new),
+        );
         if d.stack_pointer.is_some() {
             self.stack_pointer = d.stack_pointer;
         }
@@ -1536,11 +1547,26 @@ pub struct AddrInfo {
 }
 
 /// Add `new`'s entries to `base`, moving the whole table when `base` is empty.
-fn merge<K: Eq + core::hash::Hash, V>(base: &mut HashMap<K, V>, new: HashMap<K, V>) {
-    if base.is_empty() {
+fn merge<K: Eq + core::hash::Hash + Clone, V: Clone>(
+    base: &mut Arc<HashMap<K, V>>,
+    new: Arc<HashMap<K, V>>,
+) {
+    merge_with(base, new, HashMap::is_empty, |mine, new| mine.extend(new));
+}
+
+/// Add a plan's shared table `new` to the linker's `base`: taken whole into an empty one
+/// (no copy; a stored plan and the linkers started from it share it), else `add`ed in (the
+/// linker's own copy made first if it is shared).
+fn merge_with<T: Clone>(
+    base: &mut Arc<T>,
+    new: Arc<T>,
+    is_empty: impl Fn(&T) -> bool,
+    add: impl FnOnce(&mut T, T),
+) {
+    if is_empty(base) {
         *base = new;
-    } else {
-        base.extend(new);
+    } else if !is_empty(&new) {
+        add(Arc::make_mut(base), Arc::unwrap_or_clone(new));
     }
 }
 
@@ -2868,7 +2894,7 @@ impl fmt::Display for Linker {
             )?;
         }
         writeln!(f, "table: {} slots", self.table.size)?;
-        for (slot, u) in &self.slot_uses {
+        for (slot, u) in self.slot_uses.iter() {
             match u {
                 SlotUse::Func { module, func } => {
                     let name = self
@@ -3915,7 +3941,19 @@ impl<'a> Txn<'a> {
         let ops = Arc::new(all);
         let memory64 = self.mem.memory64;
         let base = self.base;
-        let slot_uses = self.slot_uses;
+        // A first load's slot uses come in order: the linker's map is built here, once, so a
+        // stored startup plan's copies share it.
+        let in_order = base.slot_uses.is_empty()
+            && (self.slot_uses.windows(2)).all(|w| w[0].0.0 < w[1].0.0)
+            && self.slot_uses.iter().all(|(_, u)| u.is_some());
+        let (slot_uses, slot_map) = if in_order && !self.slot_uses.is_empty() {
+            let map: SlotMap = (self.slot_uses.into_iter())
+                .filter_map(|(slot, u)| Some((slot.0, u?)))
+                .collect();
+            (Vec::new(), Some(Arc::new(map)))
+        } else {
+            (self.slot_uses, None)
+        };
         let delta = Delta {
             new_modules: self.new,
             updates: self.updates,
@@ -3923,13 +3961,14 @@ impl<'a> Txn<'a> {
             mem: (self.mem != base.mem).then_some(self.mem),
             table: (self.table != base.table).then_some(self.table),
             symbols: Arc::new(self.new_symbols),
-            names: self.new_names,
-            canonical: self.canonical,
+            names: Arc::new(self.new_names),
+            canonical: Arc::new(self.canonical),
             slot_uses,
+            slot_map,
             pending: self.pending,
             counters: self.counters,
             tags: self.tags,
-            got_cache: self.got_cache,
+            got_cache: Arc::new(self.got_cache),
             stack_pointer: self.stack_pointer,
             layout: self.layout,
             main: self.main,

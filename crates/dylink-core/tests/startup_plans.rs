@@ -351,3 +351,66 @@ fn a_library_whose_code_alone_changed_is_instantiated_from_its_new_bytes() {
     assert_eq!(b.bytes[..], b_returning(3)[..]);
     drop(plan);
 }
+
+#[test]
+fn linkers_started_from_one_stored_plan_change_apart() {
+    let cache = ModuleCache::new(1 << 20);
+    let cfg = config(&cache);
+    let mut src = files(lib_a(1));
+    // A plugin that takes a function pointer and a data address from `liba.so` and needs a
+    // new GOT global and slot of its own: its load changes every table the stored plan's
+    // linkers share (names, canonical slots, slot uses, constant globals).
+    src.insert(
+        "/lib/libplug.so",
+        side(
+            8,
+            1,
+            &["liba.so"],
+            r#"(import "GOT.func" "a" (global (mut i32)))
+               (import "GOT.mem" "a_data" (global (mut i32)))
+               (import "GOT.func" "plug" (global (mut i32)))
+               (func (export "plug"))"#,
+        ),
+    );
+    let (_, untouched) = run(&cfg, main_module(), &src, &clock_host());
+    let mut changed = Linker::new(cfg.clone());
+    let mut sim = Sim::default();
+    let plan = (changed.plan_startup(MAIN_PATH, main_module(), &src, &clock_host())).unwrap();
+    sim.apply(&plan).unwrap();
+    changed.commit(plan).unwrap();
+    assert_eq!(cache.startup_hits(), 1);
+    let before = changed.clone();
+    let facts = Facts {
+        memory_bytes: changed.memory_bytes(),
+    };
+    let open = (changed.plan_dlopen(
+        Some("libplug.so"),
+        rtld::NOW | rtld::GLOBAL,
+        None,
+        MAIN_GROUP,
+        facts,
+        &src,
+        &NoHost,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    sim.apply(&open).unwrap_or_else(|e| panic!("{e}\n{open}"));
+    let Outcome::Loaded(plug) = changed.commit(open).unwrap() else {
+        panic!("no handle")
+    };
+    assert!(changed.module(plug).is_some());
+    assert!(changed != before, "the dlopen changed nothing");
+    // The other linker started from the same plan, and a third started now, are as the
+    // plan left them.
+    let (_, third) = run(&cfg, main_module(), &src, &clock_host());
+    assert!(
+        untouched == before,
+        "a dlopen in one linker changed another"
+    );
+    assert!(third == before, "a dlopen changed the stored plan");
+    // Unloading the plugin again changes the first linker alone, too.
+    let close = changed.plan_dlclose(plug, MAIN_GROUP).unwrap();
+    sim.apply(&close).unwrap_or_else(|e| panic!("{e}\n{close}"));
+    changed.commit(close).unwrap();
+    assert!(changed.module(plug).is_none());
+    assert!(untouched == before && third == before);
+}
