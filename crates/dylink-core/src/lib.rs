@@ -68,7 +68,7 @@ pub mod workers;
 pub use cache::{BytesMap, ModuleCache};
 pub use config::*;
 pub use error::{Diagnostic, Error, ParseError, SymbolKind, Warning};
-pub use index::{Addr, GenId, GlobalId, GroupId, ModuleId, Slot, TagId};
+pub use index::{Addr, Entity, GenId, GlobalId, GroupId, IdMap, ModuleId, Slot, TagId};
 pub use layout::{FreeRange, Grant, PAGE, RegionAlloc, align_up};
 pub use linker::{AddrInfo, DlsymAnswer, Linker, LoadedModule, MAIN_GROUP, MainLayout};
 pub use module::*;

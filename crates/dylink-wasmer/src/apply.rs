@@ -17,7 +17,15 @@ use crate::{Error, Mem, Program, dl, lock};
 pub(crate) struct Undo {
     instances: Vec<ModuleId>,
     generated: Vec<dylink_core::GenId>,
+    /// The group's global count when the plan made its first global: every global from
+    /// there on is the plan's (a startup makes thousands, so they are not listed).
+    globals_from: Option<usize>,
+    /// Globals the plan made below `globals_from`.
     globals: Vec<dylink_core::GlobalId>,
+    /// The table's size before the plan: slots from there on were null (the plan grew them),
+    /// so writing one records nothing.
+    fresh_slots_from: Option<u32>,
+    /// Older slots the plan wrote, with what they held.
     slots: Vec<(u32, Option<Function>)>,
 }
 
@@ -153,7 +161,7 @@ fn slot_func(
             // Looked up in place: cloning a wasmer `Instance` copies its whole export map.
             let f = lock(&program.group)
                 .instances
-                .get(module)
+                .get(*module)
                 .and_then(|i| i.exports.get_function(name).ok().cloned());
             Some(f.ok_or_else(|| {
                 fail(
@@ -182,14 +190,17 @@ fn set_slot(
     f: Option<Function>,
     undo: &mut Undo,
 ) -> Result<(), Error> {
-    let old = match table.get(store, at) {
+    let fresh = undo.fresh_slots_from.is_some_and(|from| at >= from);
+    let old = match (!fresh).then(|| table.get(store, at)).flatten() {
         Some(Value::FuncRef(f)) => f,
         _ => None,
     };
     table
         .set(store, at, Value::FuncRef(f))
         .map_err(|e| trap(format!("setting table slot {at}"), e))?;
-    undo.slots.push((at, old));
+    if !fresh {
+        undo.slots.push((at, old));
+    }
     Ok(())
 }
 
@@ -220,7 +231,7 @@ fn binding(
         Binding::Export { module, name, .. } => {
             let inst = g
                 .instances
-                .get(module)
+                .get(*module)
                 .ok_or_else(|| missing(format!("module {module}")))?;
             inst.exports.get_extern(name).cloned().ok_or_else(|| {
                 fail(
@@ -232,7 +243,7 @@ fn binding(
         Binding::Generated { gen_id, index } => {
             let inst = &g
                 .generated
-                .get(gen_id)
+                .get(*gen_id)
                 .ok_or_else(|| missing(format!("generated module {gen_id}")))?
                 .0;
             let name = dylink_core::trampoline::export_name(*index as usize);
@@ -311,6 +322,23 @@ pub(crate) fn apply(
     ctx: &ApplyCtx<'_>,
     undo: &mut Undo,
 ) -> Result<(), Error> {
+    if undo.fresh_slots_from.is_none() {
+        let table = lock(&program.group).table.clone();
+        undo.fresh_slots_from = Some(table.map_or(0, |t| t.size(store)));
+    }
+    // Room for the plan's globals at once (grown one by one, the vector would double past
+    // them).
+    let globals_end = (ops.iter())
+        .filter_map(|op| match op {
+            Op::CreateGlobal { global, .. } => Some(global.index() + 1),
+            _ => None,
+        })
+        .max();
+    if let Some(end) = globals_end {
+        let mut g = lock(&program.group);
+        let more = end.saturating_sub(g.globals.len());
+        g.globals.reserve_exact(more);
+    }
     for op in ops {
         tracing::trace!(target: "dylink::ops", "{op}");
         match op {
@@ -342,7 +370,8 @@ pub(crate) fn apply(
                 lock(&program.group).memory = Some(Mem(m));
             }
             Op::AdoptMemory { module, export } => {
-                let m = lock(&program.group).instances[module]
+                let m = lock(&program.group)
+                    .instance(*module)?
                     .exports
                     .get_memory(export)
                     .map_err(|_| {
@@ -377,7 +406,8 @@ pub(crate) fn apply(
                 lock(&program.group).table = Some(t);
             }
             Op::AdoptTable { module, export } => {
-                let t = lock(&program.group).instances[module]
+                let t = lock(&program.group)
+                    .instance(*module)?
                     .exports
                     .get_table(export)
                     .map_err(|_| {
@@ -438,11 +468,14 @@ pub(crate) fn apply(
                     Global::new(store, v)
                 };
                 let mut grp = lock(&program.group);
+                let from = *undo.globals_from.get_or_insert(grp.globals.len());
                 if grp.globals.len() <= global.index() {
                     grp.globals.resize(global.index() + 1, None);
                 }
                 grp.globals[global.index()] = Some(g);
-                undo.globals.push(*global);
+                if global.index() < from {
+                    undo.globals.push(*global);
+                }
             }
             Op::SetGlobal { global, value } => {
                 let g = lock(&program.group).global(*global).ok_or_else(|| {
@@ -507,7 +540,7 @@ pub(crate) fn apply(
             }
             Op::Instantiate { module, imports } => {
                 let compiled = lock(&program.shared.compiled)
-                    .get(module)
+                    .get(*module)
                     .cloned()
                     .ok_or_else(|| {
                         fail("instantiating", format_args!("{module} was never compiled"))
@@ -543,7 +576,7 @@ pub(crate) fn apply(
                 let f = slot_func(program, store, value)?;
                 let table = lock(&program.group)
                     .generated
-                    .get(gen_id)
+                    .get(*gen_id)
                     .and_then(|(_, t)| t.clone())
                     .ok_or_else(|| {
                         fail(
@@ -567,7 +600,8 @@ pub(crate) fn apply(
                 }
             }
             Op::Call { module, func } => {
-                let f = lock(&program.group).instances[module]
+                let f = lock(&program.group)
+                    .instance(*module)?
                     .exports
                     .get_function(func.export_name())
                     .map_err(|_| {
@@ -586,7 +620,8 @@ pub(crate) fn apply(
                     .map_err(|e| trap(format!("{what} {}", ctx.path(*module)), e))?;
             }
             Op::InitTls { module, block } => {
-                let f = lock(&program.group).instances[module]
+                let f = lock(&program.group)
+                    .instance(*module)?
                     .exports
                     .get_function("__wasm_init_tls")
                     .map_err(|_| {
@@ -604,7 +639,8 @@ pub(crate) fn apply(
                 )?;
             }
             Op::Finalize { libc, dso } => {
-                let f = lock(&program.group).instances[libc]
+                let f = lock(&program.group)
+                    .instance(*libc)?
                     .exports
                     .get_function("__cxa_finalize")
                     .map_err(|_| fail("running atexit handlers", "no __cxa_finalize"))?
@@ -617,7 +653,7 @@ pub(crate) fn apply(
                 )?;
             }
             Op::Unload { module } => {
-                lock(&program.group).instances.remove(module);
+                lock(&program.group).instances.remove(*module);
             }
         }
     }
@@ -633,16 +669,25 @@ pub(crate) fn rollback(program: &Program, store: &mut impl AsStoreMut, undo: Und
         for (s, old) in undo.slots.into_iter().rev() {
             let _ = table.set(store, s, Value::FuncRef(old));
         }
+        // Slots the plan grew the table by were null before it.
+        for s in undo.fresh_slots_from.unwrap_or(0)..table.size(store) {
+            let _ = table.set(store, s, Value::FuncRef(None));
+        }
     }
     let mut g = lock(&program.group);
     for m in undo.instances {
-        g.instances.remove(&m);
+        g.instances.remove(m);
     }
     for gen_id in undo.generated {
-        g.generated.remove(&gen_id);
+        g.generated.remove(gen_id);
     }
     for id in undo.globals {
         if let Some(slot) = g.globals.get_mut(id.index()) {
+            *slot = None;
+        }
+    }
+    if let Some(from) = undo.globals_from {
+        for slot in g.globals.iter_mut().skip(from) {
             *slot = None;
         }
     }

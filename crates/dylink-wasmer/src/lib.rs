@@ -32,15 +32,14 @@ mod dl;
 mod mem;
 mod threads;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
-    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
-    ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
+    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap, Linker as Core,
+    ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmer::{
     AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module,
@@ -188,7 +187,7 @@ pub(crate) struct Shared {
     source: Arc<dyn ModuleSource + Send + Sync>,
     host: Imports,
     host_names: HostSet,
-    compiled: Mutex<HashMap<ModuleId, Module>>,
+    compiled: Mutex<IdMap<ModuleId, Module>>,
     /// The shared memory, when the program has one, for other groups' stores.
     shared_memory: Mutex<Option<wasmer::SharedMemory>>,
     memory_cell: MemoryCell,
@@ -262,9 +261,11 @@ pub(crate) struct Group {
     table: Option<Table>,
     globals: Vec<Option<Global>>,
     tags: Vec<Option<Tag>>,
-    instances: HashMap<ModuleId, Instance>,
+    /// Instances by module id (found by position: a module's import list looks one up per
+    /// import).
+    instances: IdMap<ModuleId, Instance>,
     /// Generated modules, each with the trampoline table it owns.
-    generated: HashMap<GenId, (Instance, Option<Table>)>,
+    generated: IdMap<GenId, (Instance, Option<Table>)>,
     dl_error: Option<String>,
     busy: bool,
     /// `Shared::commits` when this group last caught up from a wait.
@@ -276,6 +277,13 @@ pub(crate) struct Group {
 }
 
 impl Group {
+    /// The instance of `module`, or an error saying which module is missing.
+    pub(crate) fn instance(&self, module: ModuleId) -> Result<&Instance, Error> {
+        self.instances.get(module).ok_or_else(|| Error::Engine {
+            context: "looking up an instance".into(),
+            message: format!("{module} is not instantiated in this group"),
+        })
+    }
     fn global(&self, g: GlobalId) -> Option<Global> {
         self.globals.get(g.index()).cloned().flatten()
     }
@@ -324,7 +332,7 @@ impl Program {
             source: options.source,
             host: host.clone(),
             host_names,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(IdMap::new()),
             shared_memory: Mutex::new(None),
             memory_cell: options.memory,
             warnings: Mutex::new(Vec::new()),
@@ -498,7 +506,7 @@ impl Program {
     /// every group past their load in the log), so loading and unloading libraries for ever
     /// keeps a bounded cache.
     fn forget_unloaded(&self, core: &Core) {
-        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(*m));
+        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(m));
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as
@@ -529,7 +537,10 @@ impl Program {
         let main = lock(&self.shared.core)
             .main()
             .expect("a loaded program has a main module");
-        lock(&self.group).instances[&main].clone()
+        lock(&self.group)
+            .instance(main)
+            .expect("a loaded program's main module is instantiated")
+            .clone()
     }
 
     /// An export of the main module.
@@ -548,7 +559,7 @@ impl Program {
 
     /// The instance of a loaded module.
     pub fn instance(&self, module: ModuleId) -> Option<Instance> {
-        lock(&self.group).instances.get(&module).cloned()
+        lock(&self.group).instances.get(module).cloned()
     }
 
     /// The program's linear memory.

@@ -17,7 +17,15 @@ use crate::{Error, Mem, Program, dl, lock};
 pub(crate) struct Undo {
     instances: Vec<dylink_core::ModuleId>,
     generated: Vec<dylink_core::GenId>,
+    /// The group's global count when the plan made its first global: every global from
+    /// there on is the plan's (a startup makes thousands, so they are not listed).
+    globals_from: Option<usize>,
+    /// Globals the plan made below `globals_from`.
     globals: Vec<dylink_core::GlobalId>,
+    /// The table's size before the plan: slots from there on were null (the plan grew them),
+    /// so writing one records nothing.
+    fresh_slots_from: Option<u64>,
+    /// Older slots the plan wrote, with what they held.
     slots: Vec<(u64, Option<Func>)>,
 }
 
@@ -101,13 +109,10 @@ fn slot_func<T: Send + 'static>(
     Ok(match value {
         SlotValue::Null => None,
         SlotValue::Export { module, name } => {
-            let (inst, export) = {
-                let g = lock(&program.group);
-                let export = g.export_tables.get(module).and_then(|t| t.named(name));
-                (g.instances.get(module).copied(), export)
-            };
+            let found = (lock(&program.group).instances.get(*module))
+                .map(|l| (l.instance, l.exports.named(name)));
             // By the export's index when the compiled module has it, else by name.
-            let f = inst.and_then(|i| match export {
+            let f = found.and_then(|(i, export)| match export {
                 Some(e) => i.get_module_export(&mut store, &e)?.into_func(),
                 None => i.get_func(&mut store, name),
             });
@@ -142,13 +147,17 @@ fn set_slot(
     f: Option<Func>,
     undo: &mut Undo,
 ) -> Result<(), Error> {
-    let old = table
-        .get(&mut store, slot)
+    let fresh = undo.fresh_slots_from.is_some_and(|from| slot >= from);
+    let old = (!fresh)
+        .then(|| table.get(&mut store, slot))
+        .flatten()
         .and_then(|r| r.as_func().flatten().copied());
     table
         .set(&mut store, slot, Ref::Func(f))
         .map_err(engine_err_with(|| format!("setting table slot {slot}")))?;
-    undo.slots.push((slot, old));
+    if !fresh {
+        undo.slots.push((slot, old));
+    }
     Ok(())
 }
 
@@ -182,14 +191,12 @@ fn binding<T: Send + 'static>(
             index,
             name,
         } => {
-            let inst = *g
-                .instances
-                .get(module)
-                .ok_or_else(|| missing(format!("module {module}")))?;
+            let loaded =
+                (g.instances.get(*module)).ok_or_else(|| missing(format!("module {module}")))?;
+            let inst = loaded.instance;
             // By position when the module's export table has it (no name lookup), else by
             // name.
-            let by_index = (g.export_tables.get(module))
-                .and_then(|t| t.at.get(*index as usize).copied().flatten())
+            let by_index = (loaded.exports.at.get(*index as usize).copied().flatten())
                 .and_then(|e| inst.get_module_export(&mut store, &e));
             match by_index {
                 Some(e) => e,
@@ -204,7 +211,7 @@ fn binding<T: Send + 'static>(
         Binding::Generated { gen_id, index } => {
             let inst = g
                 .generated
-                .get(gen_id)
+                .get(*gen_id)
                 .ok_or_else(|| missing(format!("generated module {gen_id}")))?
                 .0;
             let name = dylink_core::trampoline::export_name(*index as usize);
@@ -253,6 +260,23 @@ pub(crate) fn apply<T: Send + 'static>(
     let engine = program.shared.engine.clone();
     // The group's table, once read (a slot write locked the group twice for it).
     let mut group_table: Option<Table> = None;
+    if undo.fresh_slots_from.is_none() {
+        let table = lock(&program.group).table;
+        undo.fresh_slots_from = Some(table.map_or(0, |t| t.size(&store)));
+    }
+    // Room for the plan's globals at once (grown one by one, the vector would double past
+    // them).
+    let globals_end = (ops.iter())
+        .filter_map(|op| match op {
+            Op::CreateGlobal { global, .. } => Some(global.index() + 1),
+            _ => None,
+        })
+        .max();
+    if let Some(end) = globals_end {
+        let mut g = lock(&program.group);
+        let more = end.saturating_sub(g.globals.len());
+        g.globals.reserve_exact(more);
+    }
     for op in ops {
         tracing::trace!(target: "dylink::ops", "{op}");
         match op {
@@ -286,7 +310,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 lock(&program.group).memory = Some(mem);
             }
             Op::AdoptMemory { module, export } => {
-                let inst = lock(&program.group).instances[module];
+                let inst = lock(&program.group).instance(*module)?;
                 let mem = match inst.get_export(&mut store, export) {
                     Some(Extern::Memory(m)) => Mem::Plain(m),
                     Some(Extern::SharedMemory(m)) => Mem::Shared(m),
@@ -318,7 +342,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 group_table = None;
             }
             Op::AdoptTable { module, export } => {
-                let inst = lock(&program.group).instances[module];
+                let inst = lock(&program.group).instance(*module)?;
                 let t = inst.get_table(&mut store, export).ok_or_else(|| {
                     fail(
                         "adopting the main module's table",
@@ -384,11 +408,14 @@ pub(crate) fn apply<T: Send + 'static>(
                 let g = Global::new(&mut store, gt, int_val(*ty, *value))
                     .map_err(engine_err_with(|| format!("creating global {global}")))?;
                 let mut grp = lock(&program.group);
+                let from = *undo.globals_from.get_or_insert(grp.globals.len());
                 if grp.globals.len() <= global.index() {
                     grp.globals.resize(global.index() + 1, None);
                 }
                 grp.globals[global.index()] = Some(g);
-                undo.globals.push(*global);
+                if global.index() < from {
+                    undo.globals.push(*global);
+                }
             }
             Op::SetGlobal { global, value } => {
                 let g = lock(&program.group).global(*global).ok_or_else(|| {
@@ -447,7 +474,7 @@ pub(crate) fn apply<T: Send + 'static>(
             }
             Op::Instantiate { module, imports } => {
                 let compiled = lock(&program.shared.compiled)
-                    .get(module)
+                    .get(*module)
                     .cloned()
                     .ok_or_else(|| {
                         fail("instantiating", format_args!("{module} was never compiled"))
@@ -467,9 +494,11 @@ pub(crate) fn apply<T: Send + 'static>(
                 let inst = Instance::new(&mut store, &compiled.module, &externs).map_err(
                     engine_err_with(|| format!("instantiating {}", ctx.path(*module))),
                 )?;
-                let mut g = lock(&program.group);
-                g.instances.insert(*module, inst);
-                g.export_tables.insert(*module, compiled.exports);
+                let loaded = crate::Loaded {
+                    instance: inst,
+                    exports: compiled.exports,
+                };
+                lock(&program.group).instances.insert(*module, loaded);
                 undo.instances.push(*module);
             }
             Op::SetSlot { slot, value } => {
@@ -492,7 +521,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 let f = slot_func(program, &mut store, value)?;
                 let table = lock(&program.group)
                     .generated
-                    .get(gen_id)
+                    .get(*gen_id)
                     .and_then(|(_, t)| *t)
                     .ok_or_else(|| {
                         fail(
@@ -513,7 +542,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     .map_err(engine_err("clearing an unloaded module's slots"))?;
             }
             Op::Call { module, func } => {
-                let inst = lock(&program.group).instances[module];
+                let inst = lock(&program.group).instance(*module)?;
                 let f = inst
                     .get_typed_func::<(), ()>(&mut store, func.export_name())
                     .map_err(engine_err_with(|| {
@@ -528,7 +557,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     .map_err(engine_err_with(|| format!("{what} {}", ctx.path(*module))))?;
             }
             Op::InitTls { module, block } => {
-                let inst = lock(&program.group).instances[module];
+                let inst = lock(&program.group).instance(*module)?;
                 let f = inst
                     .get_func(&mut store, "__wasm_init_tls")
                     .ok_or_else(|| {
@@ -545,7 +574,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     .map_err(engine_err_with(|| format!("initialising TLS of {module}")))?;
             }
             Op::Finalize { libc, dso } => {
-                let inst = lock(&program.group).instances[libc];
+                let inst = lock(&program.group).instance(*libc)?;
                 let f = inst
                     .get_func(&mut store, "__cxa_finalize")
                     .ok_or_else(|| fail("running atexit handlers", "no __cxa_finalize"))?;
@@ -557,9 +586,7 @@ pub(crate) fn apply<T: Send + 'static>(
                     .map_err(engine_err("running atexit handlers (__cxa_finalize)"))?;
             }
             Op::Unload { module } => {
-                let mut g = lock(&program.group);
-                g.instances.remove(module);
-                g.export_tables.remove(module);
+                lock(&program.group).instances.remove(*module);
             }
         }
     }
@@ -579,18 +606,122 @@ pub(crate) fn rollback<T: Send + 'static>(
         for (slot, old) in undo.slots.into_iter().rev() {
             let _ = table.set(&mut store, slot, Ref::Func(old));
         }
+        // Slots the plan grew the table by were null before it.
+        let (from, size) = (undo.fresh_slots_from.unwrap_or(0), table.size(&store));
+        if size > from {
+            let _ = table.fill(&mut store, from, Ref::Func(None), size - from);
+        }
     }
     let mut g = lock(&program.group);
     for m in undo.instances {
-        g.instances.remove(&m);
-        g.export_tables.remove(&m);
+        g.instances.remove(m);
     }
     for gen_id in undo.generated {
-        g.generated.remove(&gen_id);
+        g.generated.remove(gen_id);
     }
     for id in undo.globals {
         if let Some(slot) = g.globals.get_mut(id.index()) {
             *slot = None;
         }
+    }
+    if let Some(from) = undo.globals_from {
+        for slot in g.globals.iter_mut().skip(from) {
+            *slot = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dylink_core::{Addr, ModuleId, Name, Slot, drive::Phase};
+    use wasmtime::{Engine, Linker, Store};
+
+    /// A plan failing after it wrote slots, grew the table and made globals leaves the
+    /// group's table and globals as they were: old slots get their functions back, the grown
+    /// ones (not listed in the undo record) are null, and the new globals are gone.
+    #[test]
+    fn a_failed_plan_leaves_slots_and_globals_as_they_were() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../conformance/cases/basic_calls/out");
+        let engine = Engine::default();
+        let mut store = Store::new(&engine, ());
+        let mut dirs = crate::DirSource::new();
+        dirs.mount("/lib", &dir).unwrap();
+        let main = std::fs::read(dir.join("main.wasm")).unwrap();
+        let program = Program::load(
+            &mut store,
+            &Linker::new(&engine),
+            crate::Options::dirs(dirs),
+            "/lib/main.wasm",
+            &main,
+        )
+        .unwrap();
+        let table = program.table();
+        let size = table.size(&store);
+        let old = (1..size)
+            .find(|&s| program.func_at(&mut store, s).is_some())
+            .expect("the program has a function pointer");
+        let raw = |store: &mut Store<()>, s: u64| {
+            program
+                .func_at(&mut *store, s)
+                .map(|f| f.to_raw(&mut *store) as usize)
+        };
+        let old_raw = raw(&mut store, old);
+        let globals = lock(&program.group).globals.len();
+        let trap = || SlotValue::Trap {
+            symbol: Name::from("never_called"),
+            ty: Box::new(FuncType {
+                params: Vec::new().into(),
+                results: Vec::new().into(),
+            }),
+        };
+        let ops = [
+            Op::GrowTable {
+                from: size,
+                to: size + 2,
+            },
+            Op::CreateGlobal {
+                global: dylink_core::GlobalId::new(globals + 5),
+                ty: ValType::I32,
+                mutable: false,
+                value: 1,
+            },
+            Op::SetSlot {
+                slot: Slot(size + 1),
+                value: trap(),
+            },
+            Op::SetSlot {
+                slot: Slot(old),
+                value: trap(),
+            },
+            Op::InitTls {
+                module: ModuleId::new(9999),
+                block: Addr(0),
+            },
+        ];
+        let ctx = ApplyCtx {
+            core: None,
+            new: &[],
+            memory64: false,
+            phase: Phase::Structural,
+        };
+        let mut undo = Undo::default();
+        let err = apply(&program, &mut store, &ops, &ctx, &mut undo).unwrap_err();
+        assert!(err.to_string().contains("m9999"), "{err}");
+        assert_ne!(raw(&mut store, old), old_raw, "the plan did write the slot");
+        rollback(&program, &mut store, undo);
+        assert_eq!(
+            raw(&mut store, old),
+            old_raw,
+            "an old slot got its function back"
+        );
+        assert_eq!(
+            raw(&mut store, size + 1),
+            None,
+            "a grown slot is null again"
+        );
+        let g = lock(&program.group);
+        assert!(g.globals.iter().skip(globals).all(Option::is_none));
     }
 }

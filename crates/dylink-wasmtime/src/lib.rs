@@ -36,15 +36,14 @@ mod dl;
 mod mem;
 mod threads;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
-    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, Linker as Core, ModuleId,
-    ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
+    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap, Linker as Core,
+    ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmtime::{
     AsContextMut, Engine, Extern, Func, Global, Instance, Module, ModuleExport, Table, Tag, Val,
@@ -170,7 +169,7 @@ pub(crate) struct Shared<T: 'static> {
     host: wasmtime::Linker<T>,
     host_names: HostSet,
     /// Compiled modules by linker id.
-    compiled: Mutex<HashMap<ModuleId, Compiled>>,
+    compiled: Mutex<IdMap<ModuleId, Compiled>>,
     /// The shared memory, when the program has one.
     shared_memory: Mutex<Option<wasmtime::SharedMemory>>,
     memory_cell: MemoryCell,
@@ -284,11 +283,11 @@ pub(crate) struct Group {
     table: Option<Table>,
     globals: Vec<Option<Global>>,
     tags: Vec<Option<Tag>>,
-    instances: HashMap<ModuleId, Instance>,
-    /// Each instance's exports by position (see [`Compiled`]).
-    export_tables: HashMap<ModuleId, Arc<Exports>>,
+    /// Instances by module id (found by position: a module's import list looks one up per
+    /// import).
+    instances: IdMap<ModuleId, Loaded>,
     /// Generated modules, each with the trampoline table it owns.
-    generated: HashMap<GenId, (Instance, Option<Table>)>,
+    generated: IdMap<GenId, (Instance, Option<Table>)>,
     /// The message `dlerror` returns next.
     dl_error: Option<String>,
     /// A dl operation is being applied (constructors may run guest code that calls back).
@@ -299,7 +298,23 @@ pub(crate) struct Group {
     seen_global: Option<Global>,
 }
 
+/// A module's instance in a group, with its exports by position (see [`Compiled`]).
+pub(crate) struct Loaded {
+    pub(crate) instance: Instance,
+    pub(crate) exports: Arc<Exports>,
+}
+
 impl Group {
+    /// The instance of `module`, or an error saying which module is missing.
+    pub(crate) fn instance(&self, module: ModuleId) -> Result<Instance, Error> {
+        match self.instances.get(module) {
+            Some(l) => Ok(l.instance),
+            None => Err(Error::Engine {
+                context: "looking up an instance".into(),
+                source: wasmtime::format_err!("{module} is not instantiated in this group"),
+            }),
+        }
+    }
     fn global(&self, g: GlobalId) -> Option<Global> {
         self.globals.get(g.index()).copied().flatten()
     }
@@ -357,7 +372,7 @@ impl<T: Send + 'static> Program<T> {
             source: options.source,
             host: host.clone(),
             host_names,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(IdMap::new()),
             shared_memory: Mutex::new(None),
             memory_cell: options.memory,
             warnings: Mutex::new(Vec::new()),
@@ -498,7 +513,7 @@ impl<T: Send + 'static> Program<T> {
     /// every group past their load in the log), so loading and unloading libraries for ever
     /// keeps a bounded cache.
     fn forget_unloaded(&self, core: &Core) {
-        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(*m));
+        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(m));
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as
@@ -530,7 +545,9 @@ impl<T: Send + 'static> Program<T> {
         let main = lock(&self.shared.core)
             .main()
             .expect("a loaded program has a main module");
-        lock(&self.group).instances[&main]
+        lock(&self.group)
+            .instance(main)
+            .expect("a loaded program's main module is instantiated")
     }
 
     /// An export of the main module.
@@ -545,7 +562,7 @@ impl<T: Send + 'static> Program<T> {
 
     /// The instance of a loaded module.
     pub fn instance(&self, module: ModuleId) -> Option<Instance> {
-        lock(&self.group).instances.get(&module).copied()
+        lock(&self.group).instances.get(module).map(|l| l.instance)
     }
 
     /// The program's linear memory.
