@@ -204,11 +204,11 @@ impl<K: Entity, V> IdMap<K, V> {
     /// Keep only the values `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(K, &mut V) -> bool) {
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let Some(v) = slot {
-                if !keep(K::new(i), v) {
-                    *slot = None;
-                    self.len -= 1;
-                }
+            if let Some(v) = slot
+                && !keep(K::new(i), v)
+            {
+                *slot = None;
+                self.len -= 1;
             }
         }
     }

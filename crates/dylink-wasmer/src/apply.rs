@@ -692,3 +692,98 @@ pub(crate) fn rollback(program: &Program, store: &mut impl AsStoreMut, undo: Und
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dylink_core::{Addr, FuncType, Name, Slot, drive::Phase};
+    use wasmer::{Imports, Store};
+
+    /// A plan failing after it wrote slots, grew the table and made globals leaves the
+    /// group's table and globals as they were: old slots get their functions back, the grown
+    /// ones (not listed in the undo record) are null, and the new globals are gone.
+    #[test]
+    fn a_failed_plan_leaves_slots_and_globals_as_they_were() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../conformance/cases/basic_calls/out");
+        let mut store = Store::default();
+        let mut dirs = crate::DirSource::new();
+        dirs.mount("/lib", &dir).unwrap();
+        let main = std::fs::read(dir.join("main.wasm")).unwrap();
+        let program = Program::load(
+            &mut store,
+            &Imports::new(),
+            crate::Options::dirs(dirs),
+            "/lib/main.wasm",
+            &main,
+        )
+        .unwrap();
+        let size = program.table().size(&store) as u64;
+        let old = (1..size)
+            .find(|&s| program.func_at(&mut store, s).is_some())
+            .expect("the program has a function pointer");
+        // A slot's function by its engine-level reference (wasmer makes a new handle for
+        // every read of a table, so handles of the same function differ).
+        let raw = |store: &mut Store, s: u64| -> usize {
+            let v = Value::FuncRef(program.func_at(&mut *store, s));
+            let raw = v.as_raw(&*store);
+            // SAFETY: the raw value of a `FuncRef` is its `funcref` field, a plain usize.
+            #[allow(unsafe_code)]
+            unsafe {
+                raw.funcref
+            }
+        };
+        let old_func = raw(&mut store, old);
+        let globals = lock(&program.group).globals.len();
+        let trap = || SlotValue::Trap {
+            symbol: Name::from("never_called"),
+            ty: Box::new(FuncType {
+                params: Vec::new().into(),
+                results: Vec::new().into(),
+            }),
+        };
+        let ops = [
+            Op::GrowTable {
+                from: size,
+                to: size + 2,
+            },
+            Op::CreateGlobal {
+                global: dylink_core::GlobalId::new(globals + 5),
+                ty: dylink_core::ValType::I32,
+                mutable: false,
+                value: 1,
+            },
+            Op::SetSlot {
+                slot: Slot(size + 1),
+                value: trap(),
+            },
+            Op::SetSlot {
+                slot: Slot(old),
+                value: trap(),
+            },
+            Op::InitTls {
+                module: ModuleId::new(9999),
+                block: Addr(0),
+            },
+        ];
+        let ctx = ApplyCtx {
+            core: None,
+            new: &[],
+            memory64: false,
+            phase: Phase::Structural,
+        };
+        let mut undo = Undo::default();
+        let err = apply(&program, &mut store, &ops, &ctx, &mut undo).unwrap_err();
+        assert!(err.to_string().contains("m9999"), "{err}");
+        assert_ne!(raw(&mut store, old), old_func, "the plan wrote the slot");
+        rollback(&program, &mut store, undo);
+        assert_eq!(
+            raw(&mut store, old),
+            old_func,
+            "an old slot got its function back"
+        );
+        assert_eq!(raw(&mut store, size + 1), 0, "a grown slot is null again");
+        let g = lock(&program.group);
+        assert!(g.globals.iter().skip(globals).all(Option::is_none));
+    }
+}
