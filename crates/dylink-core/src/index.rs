@@ -223,11 +223,6 @@ impl<K: Entity, V> IdMap<K, V> {
         self.len == 0
     }
 
-    /// Make room for ids below `n` without growing again.
-    pub fn reserve_ids(&mut self, n: usize) {
-        self.slots.reserve(n.saturating_sub(self.slots.len()));
-    }
-
     /// The ids with values and their values, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
         (self.slots.iter().enumerate()).filter_map(|(i, v)| Some((K::new(i), v.as_ref()?)))

@@ -354,6 +354,17 @@ impl Op {
                 | Op::Finalize { .. }
         )
     }
+
+    /// One past the highest global `ops` create: the room an adapter keeps for a group's
+    /// global handles (reserved once, a vector grown global by global doubles past it).
+    pub fn globals_end(ops: &[Op]) -> Option<usize> {
+        (ops.iter())
+            .filter_map(|op| match op {
+                Op::CreateGlobal { global, .. } => Some(global.index() + 1),
+                _ => None,
+            })
+            .max()
+    }
 }
 
 /// A module a plan introduces: the adapter compiles `bytes` (or takes it from its cache)
@@ -609,5 +620,27 @@ impl fmt::Display for Plan {
             writeln!(f, "  note: {d}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globals_end_is_one_past_the_highest_global_made() {
+        let global = |i: usize| Op::CreateGlobal {
+            global: GlobalId::new(i),
+            ty: ValType::I32,
+            mutable: false,
+            value: 0,
+        };
+        let set = Op::SetGlobal {
+            global: GlobalId::new(40),
+            value: 1,
+        };
+        assert_eq!(Op::globals_end(&[]), None);
+        assert_eq!(Op::globals_end(&[set.clone()]), None, "set, not made");
+        assert_eq!(Op::globals_end(&[global(7), set, global(3)]), Some(8));
     }
 }

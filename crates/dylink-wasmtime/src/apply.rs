@@ -264,15 +264,7 @@ pub(crate) fn apply<T: Send + 'static>(
         let table = lock(&program.group).table;
         undo.fresh_slots_from = Some(table.map_or(0, |t| t.size(&store)));
     }
-    // Room for the plan's globals at once (grown one by one, the vector would double past
-    // them).
-    let globals_end = (ops.iter())
-        .filter_map(|op| match op {
-            Op::CreateGlobal { global, .. } => Some(global.index() + 1),
-            _ => None,
-        })
-        .max();
-    if let Some(end) = globals_end {
+    if let Some(end) = Op::globals_end(ops) {
         let mut g = lock(&program.group);
         let more = end.saturating_sub(g.globals.len());
         g.globals.reserve_exact(more);
