@@ -125,9 +125,10 @@ fn program_in(n: usize, shared: bool) -> (Arc<[u8]>, MemorySource, Vec<Vec<u8>>)
 }
 
 /// Two libraries for the call-cost measurement: `libcallee.so` exports `f`, `libcaller.so`
-/// exports `spin(n)`, which calls `f` `n` times. With `lazy`, the caller is instantiated
-/// first (the callee needs it), so its import of `f` goes through a trampoline; otherwise
-/// the callee comes first and the import is bound directly.
+/// exports `spin(n)`, which calls `f` `n` times. With `lazy`, the callee needs the caller and
+/// imports `spin` back (a cycle of calls), so the caller is instantiated first and its
+/// import of `f` goes through a trampoline; otherwise the callee comes first and the import
+/// is bound directly.
 pub fn call_program(lazy: bool) -> (Arc<[u8]>, MemorySource) {
     call_program_in(if lazy { Call::Lazy } else { Call::Direct }, false)
 }
@@ -158,8 +159,15 @@ pub fn call_program_in(call: Call, shared: bool) -> (Arc<[u8]>, MemorySource) {
     } else {
         r#"(needed "libcallee.so")"#
     };
+    // The lazy callee also imports `spin`: a cycle of calls, so one side's import must wait
+    // for its definer (the linker instantiates definers first where no cycle forbids it).
+    let callee_imports = if lazy {
+        r#"(import "env" "spin" (func (param i32) (result i32)))"#
+    } else {
+        ""
+    };
     let callee = format!(
-        r#"(module (@dylink.0 (mem-info (memory 0 0)) {callee_needed}) {memory}
+        r#"(module (@dylink.0 (mem-info (memory 0 0)) {callee_needed}) {memory} {callee_imports}
              (func (export "f") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#
     );
     let (import, call) = match call {

@@ -1,11 +1,13 @@
 //! Planning cost without any engine: `cargo bench -p dylink-core --bench plan`.
 //!
 //! Synthetic programs of N side modules, each exporting 50 functions and 50 data symbols and
-//! importing 50 functions and 50 data symbols (half through `GOT.func`) from a neighbour,
-//! so every `GOT.*` entry is resolved. Each N runs twice: importing from the next module,
-//! instantiated later, so every function import gets a trampoline (the worst case), and from
-//! the previous one, as when dependencies load first (imports bound directly). Prints the
-//! median of several runs per N, and the cost per symbol.
+//! importing 50 functions and 50 data symbols (half through `GOT.func`) from its
+//! neighbours, so every `GOT.*` entry is resolved. Each N runs twice: calling both ways
+//! round a ring (half the imports from the next module, half from the previous one), a
+//! cycle no instantiation order breaks, so about half the function imports get a trampoline
+//! (the worst case), and importing everything from the previous one, as when dependencies
+//! load first (one import closes the ring; the rest bind directly). Prints the median of
+//! several runs per N, and the cost per symbol.
 
 // The counting allocator below is the only unsafe code in the project: a bench-only measurement.
 #![allow(unsafe_code)]
@@ -51,17 +53,19 @@ const EXPORTS: usize = 50; // functions; as many data symbols again
 /// Which neighbour a module imports from.
 #[derive(Clone, Copy, PartialEq)]
 enum Order {
-    /// The next one, instantiated after the importer: every function import is bound to a
-    /// trampoline (the worst case).
+    /// The next one for even-numbered symbols, the previous one for odd: calls go both ways
+    /// round the ring, so whatever the order, about half the function imports are bound
+    /// before their definer is instantiated, to trampolines (the worst case).
     DefinerLater,
     /// The previous one, as when a library's dependencies load first: imports bind directly.
     DefinerFirst,
 }
 
 fn side_module(i: usize, n: usize, order: Order) -> Arc<[u8]> {
-    let j = match order {
-        Order::DefinerLater => (i + 1) % n,
-        Order::DefinerFirst => (i + n - 1) % n,
+    let (next, prev) = ((i + 1) % n, (i + n - 1) % n);
+    let from = |k: usize| match order {
+        Order::DefinerLater if k % 2 == 0 => next,
+        _ => prev,
     };
     let mut w = String::new();
     write!(
@@ -79,15 +83,26 @@ fn side_module(i: usize, n: usize, order: Order) -> Arc<[u8]> {
     for k in 0..EXPORTS {
         write!(
             w,
-            r#"(import "env" "f{j}_{k}" (func (param i32) (result i32)))"#
+            r#"(import "env" "f{j}_{k}" (func (param i32) (result i32)))"#,
+            j = from(k)
         )
         .unwrap();
     }
     for k in 0..EXPORTS {
         if k % 2 == 0 {
-            write!(w, r#"(import "GOT.mem" "d{j}_{k}" (global (mut i32)))"#).unwrap();
+            write!(
+                w,
+                r#"(import "GOT.mem" "d{j}_{k}" (global (mut i32)))"#,
+                j = from(k)
+            )
+            .unwrap();
         } else {
-            write!(w, r#"(import "GOT.func" "f{j}_{k}" (global (mut i32)))"#).unwrap();
+            write!(
+                w,
+                r#"(import "GOT.func" "f{j}_{k}" (global (mut i32)))"#,
+                j = from(k)
+            )
+            .unwrap();
         }
     }
     for k in 0..EXPORTS {
@@ -227,7 +242,7 @@ fn main() {
         println!(
             "  N={n:5}, {}, {}: {:8.3} ms median of {runs}{faults}, {ops} ops, {:.0} ns, {:.1} allocations and {:.0} bytes at peak per symbol",
             match order {
-                Order::DefinerLater => "definers later (trampolines)",
+                Order::DefinerLater => "calls both ways (trampolines)",
                 Order::DefinerFirst => "definers first (direct)     ",
             },
             match &workers {

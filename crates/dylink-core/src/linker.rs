@@ -100,7 +100,8 @@ pub struct LoadedModule {
     pub needed: Vec<ModuleId>,
     /// Modules its imports bound to (they stay loaded while it is).
     pub uses: Vec<ModuleId>,
-    /// Instantiation order.
+    /// Its place in load order (dependencies before dependents): constructors run in it,
+    /// destructors in reverse. Instances may be made in another order (`Txn::binding_order`).
     pub order: u64,
     /// The main module.
     pub is_main: bool,
@@ -1049,7 +1050,8 @@ impl Linker {
         t.set_closure(main);
         let order = t.instantiation_order(&all, if pie { None } else { Some(main) });
         t.layout_startup(main, &order, pie)?;
-        t.link(&order, host)?;
+        let binding = t.binding_order(&order, if pie { None } else { Some(main) });
+        t.link(&binding, &order, host)?;
         t.finish_startup(main);
         t.finish(PlanKind::Startup, Outcome::Loaded(main))
     }
@@ -1098,7 +1100,8 @@ impl Linker {
                 }
                 let order = t.instantiation_order(&new, None);
                 t.layout_dlopen(&order)?;
-                t.link(&order, host)?;
+                let binding = t.binding_order(&order, None);
+                t.link(&binding, &order, host)?;
                 t.adopt_pending(&new);
                 root
             }
@@ -2105,6 +2108,157 @@ impl<'a> Txn<'a> {
         order
     }
 
+    /// The order to instantiate `order` in (the new modules, dependencies first, as
+    /// [`Txn::instantiation_order`] gives them): each module after the new modules that
+    /// define the functions it imports, wherever that is possible. An import whose definer
+    /// is instantiated later is bound to a trampoline and called through the table, an
+    /// indirect call each time, and NEEDED entries need not follow the calls: a library may
+    /// call a function of a module that needs it, or of one nothing names.
+    ///
+    /// The modules' "imports a function from" graph is cut into strongly connected parts
+    /// (Tarjan's algorithm, roots taken in `order`): parts come definers first, and parts no
+    /// call connects keep their order. Within a part (a cycle of calls) some import must
+    /// wait for its definer: the part is walked depth first from its member last in `order`
+    /// and placed in post-order, so a two-module cycle stays as `order` has it and a ring of
+    /// N modules waits at one import, not N - 1. `first` stays first. Only the order of
+    /// instantiation changes: the memory layout, relocations and constructors keep `order`.
+    fn binding_order(&self, order: &[ModuleId], first: Option<ModuleId>) -> Vec<ModuleId> {
+        let n = order.len();
+        let at: HashMap<ModuleId, u32> = (order.iter().enumerate())
+            .map(|(i, &m)| (m, i as u32))
+            .collect();
+        // Each module's definers, by position in `order`: `to[starts[i]..starts[i + 1]]`.
+        let mut starts = Vec::with_capacity(n + 1);
+        let mut to: Vec<u32> = Vec::new();
+        let base = &self.base.symbols;
+        for (i, &m) in order.iter().enumerate() {
+            starts.push(to.len());
+            let from = to.len();
+            for imp in &self.module(m).info.imports {
+                if !matches!(imp.role, ImportRole::Func)
+                    || (!base.is_empty() && base.contains(&imp.name))
+                {
+                    continue;
+                }
+                let Some(defs) = self.new_symbols.get(&imp.name) else {
+                    continue;
+                };
+                // The global scope's choice: the first strong definition in load order, else
+                // the first (a wrong guess costs a trampoline, never a wrong binding).
+                let def = match defs {
+                    [only] => only,
+                    _ => (defs.iter())
+                        .find(|d| {
+                            !(self.module(d.module).info.exports)
+                                .get(d.export as usize)
+                                .is_some_and(|e| e.weak)
+                        })
+                        .unwrap_or(&defs[0]),
+                };
+                if let Some(&j) = at.get(&def.module)
+                    && j as usize != i
+                    && !to[from..].contains(&j)
+                {
+                    to.push(j);
+                }
+            }
+        }
+        starts.push(to.len());
+        if to.is_empty() {
+            return order.to_vec();
+        }
+        let edges = |v: usize| &to[starts[v]..starts[v + 1]];
+        let mut out = Vec::with_capacity(n);
+        // Tarjan's algorithm, iteratively: `index` in visiting order, `low` the lowest index
+        // reachable, `part` a member's part once it is complete.
+        const UNSEEN: u32 = u32::MAX;
+        let mut index = vec![UNSEEN; n];
+        let mut low = vec![0u32; n];
+        let mut part = vec![UNSEEN; n];
+        let mut open: Vec<usize> = Vec::new();
+        let mut calls: Vec<(usize, usize)> = Vec::new();
+        let mut next = 0u32;
+        let mut parts = 0u32;
+        if let Some(&f) = first.and_then(|f| at.get(&f)) {
+            // Placed already: edges to it are edges to a complete part.
+            index[f as usize] = next;
+            part[f as usize] = parts;
+            next += 1;
+            parts += 1;
+            out.push(order[f as usize]);
+        }
+        // The walk within a part.
+        let mut walk: Vec<(usize, usize)> = Vec::new();
+        let mut placed = vec![false; n];
+        for root in 0..n {
+            if index[root] != UNSEEN {
+                continue;
+            }
+            index[root] = next;
+            low[root] = next;
+            next += 1;
+            open.push(root);
+            calls.push((root, 0));
+            while let Some(&(v, e)) = calls.last() {
+                if let Some(&w) = edges(v).get(e) {
+                    let w = w as usize;
+                    if let Some(c) = calls.last_mut() {
+                        c.1 += 1;
+                    }
+                    if index[w] == UNSEEN {
+                        index[w] = next;
+                        low[w] = next;
+                        next += 1;
+                        open.push(w);
+                        calls.push((w, 0));
+                    } else if part[w] == UNSEEN {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                calls.pop();
+                if let Some(&(u, _)) = calls.last() {
+                    low[u] = low[u].min(low[v]);
+                }
+                if low[v] != index[v] {
+                    continue;
+                }
+                // `v` closes a part: the open modules from `v` on.
+                let Some(from) = open.iter().rposition(|&x| x == v) else {
+                    continue;
+                };
+                let members = open.split_off(from);
+                for &x in &members {
+                    part[x] = parts;
+                }
+                if let [only] = members[..] {
+                    out.push(order[only]);
+                } else {
+                    let start = members.iter().copied().max().unwrap_or(v);
+                    placed[start] = true;
+                    walk.push((start, 0));
+                    while let Some(&(x, e)) = walk.last() {
+                        if let Some(&y) = edges(x).get(e) {
+                            let y = y as usize;
+                            if let Some(c) = walk.last_mut() {
+                                c.1 += 1;
+                            }
+                            if part[y] == parts && !placed[y] {
+                                placed[y] = true;
+                                walk.push((y, 0));
+                            }
+                            continue;
+                        }
+                        walk.pop();
+                        out.push(order[x]);
+                    }
+                }
+                parts += 1;
+            }
+        }
+        out
+    }
+
     // ------------------------------------------------------------ layout
 
     fn layout_startup(
@@ -2932,9 +3086,15 @@ impl<'a> Txn<'a> {
             .is_none_or(|i| done.get(i).copied().unwrap_or(false))
     }
 
-    /// Bind every import of the new modules in `order`, and emit their instantiation and init
-    /// calls. All findings are collected; any error fails the whole plan.
-    fn link(&mut self, order: &[ModuleId], host: &dyn HostNames) -> Result<(), Error> {
+    /// Bind every import of the new modules and emit their instantiations, in `order`, then
+    /// their init calls, in `inits` (the same modules, dependencies first). All findings are
+    /// collected; any error fails the whole plan.
+    fn link(
+        &mut self,
+        order: &[ModuleId],
+        inits: &[ModuleId],
+        host: &dyn HostNames,
+    ) -> Result<(), Error> {
         // Room for what binding makes at most (a global per `GOT.*` or base import, a
         // canonical slot and its op per `GOT.func`, an instantiation per module) reserved
         // once: grown as they fill, the tables rehashed and the op lists were copied
@@ -3042,7 +3202,7 @@ impl<'a> Txn<'a> {
                 diagnostics: core::mem::take(&mut self.diags),
             });
         }
-        self.emit_inits(order);
+        self.emit_inits(inits);
         Ok(())
     }
 

@@ -120,10 +120,12 @@ fn side_calls_main_through_a_trampoline_patched_after_instantiation() {
         r#"(import "env" "from_main" (func (param i32) (result i32)))
         (func (export "g") (result i32) i32.const 1 call 0)"#,
     );
+    // The main calls the library back: a cycle, so one side waits for the other.
     let main = pie_main(
         16,
         &["libg.so"],
-        r#"(func (export "from_main") (param i32) (result i32) local.get 0)"#,
+        r#"(import "env" "g" (func (result i32)))
+        (func (export "from_main") (param i32) (result i32) local.get 0)"#,
     );
     let src = source(&[("/lib/libg.so", lib)]);
     let mut l = Linker::new(Config::default());
@@ -228,9 +230,125 @@ fn needed_cycles_and_diamonds_load_each_module_once() {
         let id = plan.modules.iter().find(|m| m.path == p).unwrap().id;
         order.iter().position(|m| *m == id).unwrap()
     };
-    assert!(pos("/lib/libd.so") < pos("/lib/libb.so") && pos("/lib/libd.so") < pos("/lib/libc.so"));
-    assert!(pos("/lib/libb.so") < pos("/lib/liba.so") && pos("/app/main.wasm") == 4);
+    // Instances follow the calls (b calls d, d calls a: no cycle, so no trampoline) ...
+    assert!(pos("/lib/liba.so") < pos("/lib/libd.so") && pos("/lib/libd.so") < pos("/lib/libb.so"));
+    assert_eq!(pos("/app/main.wasm"), 4);
+    assert!(
+        !plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::InstantiateGenerated { .. })),
+        "{plan}"
+    );
+    // ... constructors follow NEEDED, dependencies first (the cycle cut where first met).
+    let name = |id: &ModuleId| {
+        let p = &plan.modules.iter().find(|m| m.id == *id).unwrap().path;
+        p.trim_start_matches("/lib/").to_string()
+    };
+    let ctors: Vec<String> = plan
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Call {
+                module,
+                func: InitCall::CallCtors,
+            } => Some(name(module)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ctors, ["libd.so", "libb.so", "libc.so", "liba.so"]);
     commit(&mut l, plan);
+}
+
+/// The main module and its libraries, each library calling `f` of the one after it and the
+/// last calling the first: every NEEDED order instantiates all but one before its definer.
+fn ring(n: usize) -> (std::sync::Arc<[u8]>, MemorySource) {
+    let mut files = Vec::new();
+    for i in 0..n {
+        let next = (i + 1) % n;
+        files.push((
+            format!("/lib/lib{i}.so"),
+            side(
+                0,
+                0,
+                &[],
+                &format!(
+                    r#"(import "env" "f{next}" (func $g (result i32)))
+                       (func (export "f{i}") (result i32) call $g)"#
+                ),
+            ),
+        ));
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("lib{i}.so")).collect();
+    let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let main = pie_main(16, &names, "");
+    let mut src = MemorySource::new();
+    for (p, b) in files {
+        src.insert(&p, b);
+    }
+    (main, src)
+}
+
+#[test]
+fn modules_are_instantiated_after_the_definers_of_what_they_call() {
+    // A library calling the main module, which calls nothing back: the main comes first
+    // and the call is bound directly, with no trampoline; relocations and constructors
+    // keep their order.
+    let lib = side(
+        0,
+        0,
+        &[],
+        r#"(import "env" "from_main" (func (param i32) (result i32)))
+        (func (export "g") (result i32) i32.const 1 call 0)"#,
+    );
+    let main = pie_main(
+        16,
+        &["libg.so"],
+        r#"(func (export "from_main") (param i32) (result i32) local.get 0)"#,
+    );
+    let src = source(&[("/lib/libg.so", lib)]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    let instantiated: Vec<ModuleId> = plan
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Instantiate { module, .. } => Some(*module),
+            _ => None,
+        })
+        .collect();
+    let (main_id, lib_id) = (ModuleId(0), plan.modules[1].id);
+    assert_eq!(instantiated, [main_id, lib_id]);
+    assert!(sim.groups[&MAIN_GROUP].generated.is_empty(), "{plan}");
+    assert_eq!(
+        sim.groups[&MAIN_GROUP].calls,
+        [
+            format!("{lib_id}.__wasm_apply_data_relocs"),
+            format!("{main_id}.__wasm_apply_data_relocs"),
+            format!("{lib_id}.__wasm_call_ctors")
+        ]
+    );
+    commit(&mut l, plan);
+
+    // A ring of calls: one import waits for its definer, not all but one.
+    for n in [2, 3, 10] {
+        let (main, src) = ring(n);
+        let mut l = Linker::new(Config::default());
+        let mut sim = Sim::default();
+        let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+        let tramp = plan.ops.iter().find_map(|o| match o {
+            Op::InstantiateGenerated { imports, .. } => Some(imports.clone()),
+            _ => None,
+        });
+        // One trampoline: the generated module's table holds one slot.
+        assert_eq!(
+            tramp.as_deref().and_then(|i| i.first()),
+            Some(&Binding::TrampolineTable { slots: 1 }),
+            "ring of {n}: {plan}"
+        );
+        commit(&mut l, plan);
+    }
 }
 
 #[test]
