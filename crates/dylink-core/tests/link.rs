@@ -111,15 +111,20 @@ fn main_calls_side_directly_and_side_data_is_relocated() {
     );
 }
 
-#[test]
-fn side_calls_main_through_a_trampoline_patched_after_instantiation() {
-    let lib = side(
+/// A library whose `g` calls `from_main`, which the main module defines.
+fn calls_main() -> std::sync::Arc<[u8]> {
+    side(
         0,
         0,
         &[],
         r#"(import "env" "from_main" (func (param i32) (result i32)))
         (func (export "g") (result i32) i32.const 1 call 0)"#,
-    );
+    )
+}
+
+#[test]
+fn side_calls_main_through_a_trampoline_patched_after_instantiation() {
+    let lib = calls_main();
     // The main calls the library back: a cycle, so one side waits for the other.
     let main = pie_main(
         16,
@@ -294,13 +299,7 @@ fn modules_are_instantiated_after_the_definers_of_what_they_call() {
     // A library calling the main module, which calls nothing back: the main comes first
     // and the call is bound directly, with no trampoline; relocations and constructors
     // keep their order.
-    let lib = side(
-        0,
-        0,
-        &[],
-        r#"(import "env" "from_main" (func (param i32) (result i32)))
-        (func (export "g") (result i32) i32.const 1 call 0)"#,
-    );
+    let lib = calls_main();
     let main = pie_main(
         16,
         &["libg.so"],
