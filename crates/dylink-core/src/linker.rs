@@ -1048,7 +1048,7 @@ impl Linker {
             t.set_global_seq(m, seq);
         }
         t.set_closure(main);
-        let order = t.instantiation_order(&all, if pie { None } else { Some(main) });
+        let order = t.needed_order(&all, if pie { None } else { Some(main) });
         t.layout_startup(main, &order, pie)?;
         let binding = t.binding_order(&order, if pie { None } else { Some(main) });
         t.link(&binding, &order, host)?;
@@ -1098,7 +1098,7 @@ impl Linker {
                 if flags & rtld::GLOBAL != 0 {
                     t.promote(root);
                 }
-                let order = t.instantiation_order(&new, None);
+                let order = t.needed_order(&new, None);
                 t.layout_dlopen(&order)?;
                 let binding = t.binding_order(&order, None);
                 t.link(&binding, &order, host)?;
@@ -2066,8 +2066,10 @@ impl<'a> Txn<'a> {
     }
 
     /// Dependencies before dependents (depth-first post-order over NEEDED; a cycle is broken
-    /// where it is first met). `first` goes first regardless (a non-PIE main provides memory).
-    fn instantiation_order(&mut self, mods: &[ModuleId], first: Option<ModuleId>) -> Vec<ModuleId> {
+    /// where it is first met), numbered into each module's `order`: the order of layout,
+    /// relocations and constructors. `first` goes first regardless (a non-PIE main provides
+    /// memory). Instances are made in [`Txn::binding_order`].
+    fn needed_order(&mut self, mods: &[ModuleId], first: Option<ModuleId>) -> Vec<ModuleId> {
         let set: HashSet<ModuleId> = mods.iter().copied().collect();
         let mut order: Vec<ModuleId> = Vec::new();
         let mut state: HashMap<ModuleId, bool> = HashMap::new(); // false: visiting, true: done
@@ -2109,7 +2111,7 @@ impl<'a> Txn<'a> {
     }
 
     /// The order to instantiate `order` in (the new modules, dependencies first, as
-    /// [`Txn::instantiation_order`] gives them): each module after the new modules that
+    /// [`Txn::needed_order`] gives them): each module after the new modules that
     /// define the functions it imports, wherever that is possible. An import whose definer
     /// is instantiated later is bound to a trampoline and called through the table, an
     /// indirect call each time, and NEEDED entries need not follow the calls: a library may
