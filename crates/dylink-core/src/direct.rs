@@ -1,8 +1,8 @@
 //! Direct lazy calls: a module's calls to a lazily bound import go straight through the
 //! function table instead of through a trampoline.
 //!
-//! An import bound before its definer is instantiated (a NEEDED cycle, a main module calling
-//! into its libraries, a symbol a later `dlopen` defines) must be bound to something that
+//! An import bound before its definer is instantiated (modules that call each other, so
+//! one must wait; a symbol a later `dlopen` defines) must be bound to something that
 //! exists when the importer is instantiated: a generated trampoline that forwards through a
 //! table slot. Every call then costs two calls. When the core plans such a binding it also
 //! rewrites the importer's code so that each `call $f` to that import becomes
