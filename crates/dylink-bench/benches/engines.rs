@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use dylink_bench::{DATA, EXPORTS, FUNC_IMPORTS, GOT_FUNC, GOT_MEM, median, program};
+use dylink_bench::{Call, DATA, EXPORTS, FUNC_IMPORTS, GOT_FUNC, GOT_MEM, median, program};
 use dylink_core::{Config, Handle, Linker, MemorySource, NoHost, rtld};
 use serde_json::{Map, Value, json};
 
@@ -38,6 +38,8 @@ static GLOBAL: Counting = Counting;
 
 struct Settings {
     iters: usize,
+    /// Fresh loads of each call program for the call rows ([`PLACEMENTS`] in a full run).
+    placements: usize,
     calls: i32,
     micro: usize,
 }
@@ -68,11 +70,63 @@ fn paired<A: FnMut(), B: FnMut()>(iters: usize, mut a: A, mut b: B) -> (f64, f64
 }
 
 /// Where side module `i` of a hand-wired program puts its data.
-/// `lazy_call_ratio` and the two call costs, from seconds per call.
-fn call_rows(direct: f64, lazy: f64, out: &mut Map<String, Value>) {
-    out.insert("call_direct_ns".into(), json!(direct * 1e9));
-    out.insert("call_lazy_ns".into(), json!(lazy * 1e9));
-    out.insert("lazy_call_ratio".into(), json!(lazy / direct));
+/// How many times the call programs are loaded afresh for the call rows (a full run): on
+/// this machine's CPU the cost of an indirect call depends on where its code and data land
+/// (the same lazily bound loop reads 1.9 ns in one load and 3.1 in the next, in one quiet
+/// process), so one load's ratio says as much about its placement as about the binding.
+const PLACEMENTS: usize = 7;
+
+/// A program loaded for the call rows: `run(n)` runs `n` calls of its loop.
+type CallRun = Box<dyn FnMut(i32)>;
+
+/// The call rows over `placements` fresh loads of each of the direct, lazy and pointer
+/// programs (`load` loads one and returns its loop). Every load is kept until the end, so
+/// each lands somewhere new; within a load the three run alternately (load on this shared
+/// machine lands on all three). Per load, the median of `iters` runs of `calls` calls;
+/// the rows are medians over loads, with the per-load spread of the lazy ratio.
+fn call_rows(
+    placements: usize,
+    iters: usize,
+    calls: i32,
+    mut load: impl FnMut(Call) -> CallRun,
+    out: &mut Map<String, Value>,
+) {
+    let mut kept = Vec::with_capacity(placements);
+    let (mut direct, mut lazy, mut pointer) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut to_direct, mut to_pointer) = (Vec::new(), Vec::new());
+    for _ in 0..placements {
+        let mut runs = [Call::Direct, Call::Lazy, Call::Pointer].map(&mut load);
+        for run in runs.iter_mut() {
+            run(1);
+        }
+        let mut times = [(); 3].map(|_| Vec::with_capacity(iters));
+        for _ in 0..iters {
+            for (run, t) in runs.iter_mut().zip(times.iter_mut()) {
+                let start = Instant::now();
+                run(calls);
+                t.push(start.elapsed().as_secs_f64() / calls as f64);
+            }
+        }
+        let [d, l, p] = times.map(median);
+        to_direct.push(l / d);
+        to_pointer.push(l / p);
+        direct.push(d);
+        lazy.push(l);
+        pointer.push(p);
+        kept.push(runs);
+    }
+    let spread = |v: &[f64]| {
+        v.iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    };
+    let (lo, hi) = spread(&to_direct);
+    out.insert("call_direct_ns".into(), json!(median(direct) * 1e9));
+    out.insert("call_lazy_ns".into(), json!(median(lazy) * 1e9));
+    out.insert("call_pointer_ns".into(), json!(median(pointer) * 1e9));
+    out.insert("lazy_call_ratio".into(), json!(median(to_direct)));
+    out.insert("lazy_call_ratio_min".into(), json!(lo));
+    out.insert("lazy_call_ratio_max".into(), json!(hi));
+    out.insert("lazy_pointer_ratio".into(), json!(median(to_pointer)));
 }
 
 /// `link_overhead_100` and its two times, from seconds per link; then the same with the
@@ -91,7 +145,7 @@ fn link_rows(dylink: f64, by_hand: f64, afresh: (f64, f64), out: &mut Map<String
 
 /// `safe_point_call_ratio` and its calls, from seconds per call.
 fn safe_point_rows(plain: f64, checked: f64, lazy: f64, out: &mut Map<String, Value>) {
-    out.insert("call_pointer_ns".into(), json!(plain * 1e9));
+    out.insert("call_pointer_plain_ns".into(), json!(plain * 1e9));
     out.insert("call_pointer_shared_ns".into(), json!(checked * 1e9));
     out.insert("safe_point_call_ratio".into(), json!(checked / plain));
     out.insert("call_lazy_shared_ns".into(), json!(lazy * 1e9));
@@ -134,8 +188,8 @@ fn got_offset(name: &str) -> u64 {
 
 mod wt {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, link_rows,
-        median, paired, rtld, safe_point_rows, time,
+        CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base,
+        link_rows, median, paired, rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -345,38 +399,31 @@ mod wt {
         safe_point_rows(plain, checked, lazy, out);
     }
 
-    /// `lazy_call_ratio` and the two call costs.
+    /// `lazy_call_ratio`, the call costs and their spread over loads ([`call_rows`]).
     pub fn calls(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
-        // Timed alternately (`paired`), so load on this shared machine lands on both sides.
-        let mut runs = [false, true].map(|lazy| {
-            let (m, src) = call_program(lazy);
-            let (mut store, program) = load(engine, &m, &src);
-            let run = program
-                .main_func(&mut store, "run")
-                .unwrap()
-                .typed::<i32, i32>(&store)
-                .unwrap();
-            run.call(&mut store, 1).unwrap();
-            (store, program, run)
-        });
-        let [direct, lazy] = &mut runs;
-        let (d, l) = paired(
-            s.iters.max(3),
-            || {
-                direct.2.call(&mut direct.0, s.calls).unwrap();
-            },
-            || {
-                lazy.2.call(&mut lazy.0, s.calls).unwrap();
-            },
-        );
-        let before = lazy.1.host_calls();
-        lazy.2.call(&mut lazy.0, 1000).unwrap();
+        // A resolved lazy call stays in wasm.
+        let (m, src) = call_program(true);
+        let (mut store, program) = load(engine, &m, &src);
+        let run = program.main_func(&mut store, "run").unwrap();
+        let run = run.typed::<i32, i32>(&store).unwrap();
+        run.call(&mut store, 1).unwrap();
+        let before = program.host_calls();
+        run.call(&mut store, 1000).unwrap();
         assert_eq!(
-            lazy.1.host_calls(),
+            program.host_calls(),
             before,
             "a resolved lazy call never enters the host"
         );
-        call_rows(d / s.calls as f64, l / s.calls as f64, out);
+        let load_run = |call| -> CallRun {
+            let (m, src) = call_program_in(call, false);
+            let (mut store, program) = load(engine, &m, &src);
+            let run = program.main_func(&mut store, "run").unwrap();
+            let run = run.typed::<i32, i32>(&store).unwrap();
+            Box::new(move |n| {
+                run.call(&mut store, n).unwrap();
+            })
+        };
+        call_rows(s.placements, s.iters.clamp(3, 5), s.calls, load_run, out);
     }
 
     /// link_overhead_100: main + 100 libraries through dylink vs wired by hand, timed
@@ -482,8 +529,8 @@ mod wt {
 
 mod wm {
     use super::{
-        GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base, link_rows,
-        median, paired, rtld, safe_point_rows, time,
+        CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base,
+        link_rows, median, paired, rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -652,38 +699,31 @@ mod wm {
         safe_point_rows(plain, checked, lazy, out);
     }
 
-    /// `lazy_call_ratio` and the two call costs.
+    /// As for wasmtime.
     pub fn calls(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
-        // Timed alternately (`paired`), so load on this shared machine lands on both sides.
-        let mut runs = [false, true].map(|lazy| {
-            let (m, src) = call_program(lazy);
-            let mut store = Store::new(engine.clone());
-            let program = load(&m, &src, &mut store);
-            let run = program.main_func(&mut store, "run").unwrap();
-            run.call(&mut store, &[Value::I32(1)]).unwrap();
-            (store, program, run)
-        });
-        let [direct, lazy] = &mut runs;
-        let (d, l) = paired(
-            s.iters.max(3),
-            || {
-                direct
-                    .2
-                    .call(&mut direct.0, &[Value::I32(s.calls)])
-                    .unwrap();
-            },
-            || {
-                lazy.2.call(&mut lazy.0, &[Value::I32(s.calls)]).unwrap();
-            },
-        );
-        let before = lazy.1.host_calls();
-        lazy.2.call(&mut lazy.0, &[Value::I32(1000)]).unwrap();
+        let (m, src) = call_program(true);
+        let mut store = Store::new(engine.clone());
+        let program = load(&m, &src, &mut store);
+        let run = program.main_func(&mut store, "run").unwrap();
+        run.call(&mut store, &[Value::I32(1)]).unwrap();
+        let before = program.host_calls();
+        run.call(&mut store, &[Value::I32(1000)]).unwrap();
         assert_eq!(
-            lazy.1.host_calls(),
+            program.host_calls(),
             before,
             "a resolved lazy call never enters the host"
         );
-        call_rows(d / s.calls as f64, l / s.calls as f64, out);
+        let load_run = |call| -> CallRun {
+            let (m, src) = call_program_in(call, false);
+            let mut store = Store::new(engine.clone());
+            let program = load(&m, &src, &mut store);
+            let run = program.main_func(&mut store, "run").unwrap();
+            Box::new(move |n| {
+                run.call(&mut store, &[Value::I32(n)]).unwrap();
+                let _ = &program;
+            })
+        };
+        call_rows(s.placements, s.iters.clamp(3, 5), s.calls, load_run, out);
     }
 
     /// link_overhead_100: main + 100 libraries through dylink vs wired by hand, timed
@@ -842,12 +882,14 @@ fn main() {
     let s = if quick {
         Settings {
             iters: 1,
+            placements: 1,
             calls: 1000,
             micro: 100,
         }
     } else {
         Settings {
             iters: 15,
+            placements: PLACEMENTS,
             calls: 20_000_000,
             micro: 200_000,
         }

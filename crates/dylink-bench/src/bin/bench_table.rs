@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(1);
     });
     let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
-    let rows: [(&str, &str, &str); 20] = [
+    let rows: [(&str, &str, &str); 24] = [
         (
             "link_overhead_100",
             "link main + 100 libraries, dylink ÷ wired by hand",
@@ -33,8 +33,24 @@ fn main() {
             "call through a resolved lazy binding ÷ direct",
             "≤ 1.05×",
         ),
+        (
+            "lazy_call_ratio_min",
+            "… lowest of the seven loads (an indirect call's cost moves with where it lands)",
+            "",
+        ),
+        ("lazy_call_ratio_max", "… highest of the seven loads", ""),
+        (
+            "lazy_pointer_ratio",
+            "lazy-bound call ÷ call through a function pointer (the floor of an indirect call)",
+            "",
+        ),
         ("call_direct_ns", "… direct call, ns", ""),
         ("call_lazy_ns", "… lazy-bound call, ns", ""),
+        (
+            "call_pointer_ns",
+            "… call through a function pointer, ns",
+            "",
+        ),
         ("dlsym_ns", "dlsym of a resolved symbol, ns", "≤ 100"),
         (
             "dlopen_loaded_ns",
@@ -68,7 +84,7 @@ fn main() {
             "call through a function pointer, threaded (checked) ÷ not",
             "",
         ),
-        ("call_pointer_ns", "… not threaded, ns", ""),
+        ("call_pointer_plain_ns", "… not threaded, ns", ""),
         (
             "call_pointer_shared_ns",
             "… threaded, with the safe-point check, ns",
