@@ -419,8 +419,10 @@ mod wt {
             let (mut store, program) = load(engine, &m, &src);
             let run = program.main_func(&mut store, "run").unwrap();
             let run = run.typed::<i32, i32>(&store).unwrap();
+            // The program lives as long as its store: every load is kept.
             Box::new(move |n| {
                 run.call(&mut store, n).unwrap();
+                let _ = &program;
             })
         };
         call_rows(s.placements, s.iters.clamp(3, 5), s.calls, load_run, out);
@@ -718,6 +720,7 @@ mod wm {
             let mut store = Store::new(engine.clone());
             let program = load(&m, &src, &mut store);
             let run = program.main_func(&mut store, "run").unwrap();
+            // The program lives as long as its store: every load is kept.
             Box::new(move |n| {
                 run.call(&mut store, &[Value::I32(n)]).unwrap();
                 let _ = &program;
