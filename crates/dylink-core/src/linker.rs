@@ -1120,6 +1120,41 @@ impl Linker {
         t.finish(PlanKind::Dlopen, Outcome::Loaded(root))
     }
 
+    /// `dlopen(name, flags)` of a library already loaded under the file name `name`, done in
+    /// place when all it changes is the library's reference count (and its pin, for
+    /// `RTLD_NODELETE`): no op for any engine, nothing for other groups to replay. `None`
+    /// when this is not such a call (a path, a name not loaded, `RTLD_GLOBAL` for a library
+    /// not yet in the global scope, or `group` not caught up): then [`Linker::plan_dlopen`]
+    /// decides, as it would have. The answer is what committing `plan_dlopen`'s plan gives,
+    /// at a small fraction of its cost (a program that asks for its libraries again and
+    /// again, as plugin hosts do, pays only a name lookup).
+    pub fn dlopen_loaded(&mut self, name: &str, flags: i32, group: GroupId) -> Option<ModuleId> {
+        let main = self.main?;
+        if name.contains('/') || self.group(group)?.cursor != self.log.len() {
+            return None;
+        }
+        let id = *self.names.get(name)?;
+        let m = self.module(id)?;
+        if flags & rtld::GLOBAL != 0
+            && !m
+                .closure
+                .iter()
+                .all(|c| self.module(*c).is_some_and(|c| c.global_seq.is_some()))
+        {
+            return None;
+        }
+        // A plan made before this call must not commit over it (as after any commit).
+        self.generation += 1;
+        let m = self.modules[id.index()].as_mut()?;
+        if id != main {
+            m.refs = m.refs.saturating_add(1);
+        }
+        if flags & rtld::NODELETE != 0 {
+            m.pinned = true;
+        }
+        Some(id)
+    }
+
     // ---------------------------------------------------------------- dlsym
 
     /// Look `symbol` up for `dlsym(handle, symbol)` called from `caller` in `group`. A

@@ -750,6 +750,107 @@ fn dlopen_dlsym_dlclose_reuses_memory_and_slots() {
 }
 
 #[test]
+fn a_dlopen_of_a_loaded_library_done_in_place_is_the_plan_committed() {
+    let (mut l, mut sim) = program_with_heap();
+    let src = plugin_source();
+    let dlopen = |l: &mut Linker, sim: &mut Sim, flags| {
+        let plan = l
+            .plan_dlopen(
+                Some("libplugin.so"),
+                flags,
+                None,
+                MAIN_GROUP,
+                facts(sim),
+                &src,
+                &NoHost,
+            )
+            .unwrap();
+        sim.apply(&plan).unwrap();
+        let Outcome::Loaded(h) = commit(l, plan) else {
+            panic!()
+        };
+        h
+    };
+    // Nothing loaded under the name yet: the full plan decides.
+    assert_eq!(l.dlopen_loaded("libplugin.so", rtld::NOW, MAIN_GROUP), None);
+    let h = dlopen(&mut l, &mut sim, rtld::NOW | rtld::LOCAL);
+    // Each case against the same call planned and committed from the same state (a plan
+    // with no ops: the simulated store is not changed by it).
+    for flags in [
+        rtld::NOW,
+        rtld::LAZY,
+        rtld::NOW | rtld::NOLOAD,
+        rtld::NODELETE,
+    ] {
+        let mut planned = l.clone();
+        assert_eq!(dlopen(&mut planned, &mut sim, flags), h);
+        assert_eq!(l.dlopen_loaded("libplugin.so", flags, MAIN_GROUP), Some(h));
+        assert!(l == planned, "flags {flags:#x}");
+    }
+    assert_eq!(l.module(h).unwrap().refs, 5);
+    assert!(l.module(h).unwrap().pinned);
+    // What it leaves to the plan: a path, a name not loaded, and RTLD_GLOBAL for a library
+    // outside the global scope (it must be promoted, and its pending symbols adopted).
+    let before = l.clone();
+    for (name, flags) in [
+        ("/lib/libplugin.so", rtld::NOW),
+        ("libother.so", rtld::NOW),
+        ("libplugin.so", rtld::NOW | rtld::GLOBAL),
+    ] {
+        assert_eq!(l.dlopen_loaded(name, flags, MAIN_GROUP), None, "{name}");
+    }
+    assert!(l == before, "a refusal changes nothing");
+    // Once promoted, RTLD_GLOBAL changes nothing more and is done in place too.
+    dlopen(&mut l, &mut sim, rtld::NOW | rtld::GLOBAL);
+    let mut planned = l.clone();
+    dlopen(&mut planned, &mut sim, rtld::NOW | rtld::GLOBAL);
+    assert_eq!(
+        l.dlopen_loaded("libplugin.so", rtld::NOW | rtld::GLOBAL, MAIN_GROUP),
+        Some(h)
+    );
+    assert!(l == planned);
+    // A plan made before an in-place dlopen no longer commits (as after any commit).
+    let stale = l.plan_dlclose(h, MAIN_GROUP).unwrap();
+    l.dlopen_loaded("libplugin.so", rtld::NOW, MAIN_GROUP);
+    assert!(matches!(l.commit(stale), Err(Error::StalePlan)));
+}
+
+#[test]
+fn an_in_place_dlopen_waits_for_a_group_behind_the_log() {
+    let (mut l, mut sim, src) = threaded_program_with_libwork();
+    let plan = l.plan_group(facts(&sim)).unwrap();
+    let g1 = plan.group();
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    let plan = l
+        .plan_dlopen(
+            Some("libwork.so"),
+            rtld::NOW,
+            None,
+            g1,
+            facts(&sim),
+            &src,
+            &NoHost,
+        )
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    let Outcome::Loaded(h) = commit(&mut l, plan) else {
+        panic!()
+    };
+    // The main group has not replayed the load: it must catch up first.
+    assert_eq!(l.dlopen_loaded("libwork.so", rtld::NOW, MAIN_GROUP), None);
+    let (ops, cursor) = l.pending_ops(MAIN_GROUP).unwrap();
+    sim.apply_ops(MAIN_GROUP, &ops).unwrap();
+    l.caught_up(MAIN_GROUP, cursor);
+    assert_eq!(
+        l.dlopen_loaded("libwork.so", rtld::NOW, MAIN_GROUP),
+        Some(h)
+    );
+    assert_eq!(l.dlopen_loaded("libwork.so", rtld::NOW, g1), Some(h));
+    assert_eq!(l.module(h).unwrap().refs, 3);
+}
+
+#[test]
 fn an_aborted_dlopen_leaves_the_linker_exactly_as_before_at_every_step() {
     let (mut l, sim0) = program_with_heap();
     let src = plugin_source();

@@ -613,8 +613,12 @@ impl Program {
     ) -> Result<ModuleId, Error> {
         let mut core = lock(&self.shared.core);
         self.catch_up_locked(store, &mut core)?;
-        let facts = self.facts(store);
         let group = self.id;
+        // A library already loaded: a reference more, no plan to run.
+        if let Some(m) = name.and_then(|n| core.dlopen_loaded(n, flags, group)) {
+            return Ok(m);
+        }
+        let facts = self.facts(store);
         let plan = core.plan_dlopen(
             name,
             flags,
