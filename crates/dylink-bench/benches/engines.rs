@@ -54,6 +54,18 @@ fn time<F: FnMut()>(iters: usize, mut f: F) -> f64 {
     median(v)
 }
 
+/// Nanoseconds per call of `op`: the median of [`BATCHES`] batches of `micro / BATCHES`
+/// calls.
+fn per_call_ns(micro: usize, mut op: impl FnMut()) -> f64 {
+    let batch = micro / BATCHES;
+    time(BATCHES, || {
+        for _ in 0..batch {
+            op();
+        }
+    }) * 1e9
+        / batch as f64
+}
+
 /// Medians of `a` and `b` run alternately, so both see the same machine load (this machine
 /// is shared: a load that comes and goes would otherwise land on one side of a ratio).
 fn paired<A: FnMut(), B: FnMut()>(iters: usize, mut a: A, mut b: B) -> (f64, f64) {
@@ -206,8 +218,8 @@ fn got_offset(name: &str) -> u64 {
 
 mod wt {
     use super::{
-        BATCHES, CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset,
-        hand_base, link_rows, median, paired, rtld, safe_point_rows, time,
+        CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base,
+        link_rows, median, paired, per_call_ns, rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -493,26 +505,18 @@ mod wt {
         program
             .dlsym(&mut store, Handle::Default, "f5_3", None)
             .unwrap();
-        let batch = s.micro / BATCHES;
-        let dlsym = time(BATCHES, || {
-            for _ in 0..batch {
-                program
-                    .dlsym(&mut store, Handle::Default, "f5_3", None)
-                    .unwrap();
-            }
+        let dlsym = per_call_ns(s.micro, || {
+            program
+                .dlsym(&mut store, Handle::Default, "f5_3", None)
+                .unwrap();
         });
-        out.insert("dlsym_ns".into(), json!(dlsym * 1e9 / batch as f64));
-        let dlopen = time(BATCHES, || {
-            for _ in 0..batch {
-                program
-                    .dlopen(&mut store, Some("lib3.so"), rtld::NOW)
-                    .unwrap();
-            }
+        out.insert("dlsym_ns".into(), json!(dlsym));
+        let dlopen = per_call_ns(s.micro, || {
+            program
+                .dlopen(&mut store, Some("lib3.so"), rtld::NOW)
+                .unwrap();
         });
-        out.insert(
-            "dlopen_loaded_ns".into(),
-            json!(dlopen * 1e9 / batch as f64),
-        );
+        out.insert("dlopen_loaded_ns".into(), json!(dlopen));
         // dlopen_new_us
         let fresh = Module::new(&engine, fresh_library()).unwrap();
         let mut samples = Vec::new();
@@ -549,8 +553,8 @@ mod wt {
 
 mod wm {
     use super::{
-        BATCHES, CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset,
-        hand_base, link_rows, median, paired, rtld, safe_point_rows, time,
+        CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base,
+        link_rows, median, paired, per_call_ns, rtld, safe_point_rows, time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -802,26 +806,18 @@ mod wm {
         program
             .dlsym(&mut store, Handle::Default, "f5_3", None)
             .unwrap();
-        let batch = s.micro / BATCHES;
-        let dlsym = time(BATCHES, || {
-            for _ in 0..batch {
-                program
-                    .dlsym(&mut store, Handle::Default, "f5_3", None)
-                    .unwrap();
-            }
+        let dlsym = per_call_ns(s.micro, || {
+            program
+                .dlsym(&mut store, Handle::Default, "f5_3", None)
+                .unwrap();
         });
-        out.insert("dlsym_ns".into(), json!(dlsym * 1e9 / batch as f64));
-        let dlopen = time(BATCHES, || {
-            for _ in 0..batch {
-                program
-                    .dlopen(&mut store, Some("lib3.so"), rtld::NOW)
-                    .unwrap();
-            }
+        out.insert("dlsym_ns".into(), json!(dlsym));
+        let dlopen = per_call_ns(s.micro, || {
+            program
+                .dlopen(&mut store, Some("lib3.so"), rtld::NOW)
+                .unwrap();
         });
-        out.insert(
-            "dlopen_loaded_ns".into(),
-            json!(dlopen * 1e9 / batch as f64),
-        );
+        out.insert("dlopen_loaded_ns".into(), json!(dlopen));
         let fresh = Module::new(&store, fresh_library()).unwrap();
         let mut samples = Vec::new();
         for _ in 0..s.iters.max(3) {

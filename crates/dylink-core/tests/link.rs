@@ -815,8 +815,9 @@ fn a_dlopen_of_a_loaded_library_done_in_place_is_the_plan_committed() {
     assert!(matches!(l.commit(stale), Err(Error::StalePlan)));
 }
 
-#[test]
-fn an_in_place_dlopen_waits_for_a_group_behind_the_log() {
+/// A threaded program with a second group, which has dlopened `libwork.so` (handle
+/// returned with the group) while the main group has not replayed it.
+fn second_group_dlopens_libwork() -> (Linker, Sim, GroupId, ModuleId) {
     let (mut l, mut sim, src) = threaded_program_with_libwork();
     let plan = l.plan_group(facts(&sim)).unwrap();
     let g1 = plan.group();
@@ -837,6 +838,12 @@ fn an_in_place_dlopen_waits_for_a_group_behind_the_log() {
     let Outcome::Loaded(h) = commit(&mut l, plan) else {
         panic!()
     };
+    (l, sim, g1, h)
+}
+
+#[test]
+fn an_in_place_dlopen_waits_for_a_group_behind_the_log() {
+    let (mut l, mut sim, g1, h) = second_group_dlopens_libwork();
     // The main group has not replayed the load: it must catch up first.
     assert_eq!(l.dlopen_loaded("libwork.so", rtld::NOW, MAIN_GROUP), None);
     let (ops, cursor) = l.pending_ops(MAIN_GROUP).unwrap();
@@ -1326,27 +1333,8 @@ fn threaded_program_with_libwork() -> (Linker, Sim, MemorySource) {
 
 #[test]
 fn a_dlopen_in_one_group_reaches_the_others() {
-    let (mut l, mut sim, src) = threaded_program_with_libwork();
-    let plan = l.plan_group(facts(&sim)).unwrap();
-    let g1 = plan.group();
-    sim.apply(&plan).unwrap();
-    commit(&mut l, plan);
     // Group 1 dlopens and takes a function pointer.
-    let plan = l
-        .plan_dlopen(
-            Some("libwork.so"),
-            rtld::NOW,
-            None,
-            g1,
-            facts(&sim),
-            &src,
-            &NoHost,
-        )
-        .unwrap();
-    sim.apply(&plan).unwrap();
-    let Outcome::Loaded(h) = commit(&mut l, plan) else {
-        panic!()
-    };
+    let (mut l, mut sim, g1, h) = second_group_dlopens_libwork();
     let DlsymAnswer::Plan(plan) = l.plan_dlsym(Handle::Module(h), "work", None, g1).unwrap() else {
         panic!()
     };
