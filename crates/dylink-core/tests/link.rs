@@ -607,6 +607,26 @@ fn plugin_source() -> MemorySource {
     source(&[("/lib/libplugin.so", plugin), ("/lib/libutil.so", util)])
 }
 
+/// `dlopen(name, flags)` from the host in `group`, planned, applied to `sim` and committed:
+/// the handle.
+fn dlopen_applied(
+    l: &mut Linker,
+    sim: &mut Sim,
+    src: &MemorySource,
+    name: &str,
+    flags: i32,
+    group: GroupId,
+) -> ModuleId {
+    let plan = l
+        .plan_dlopen(Some(name), flags, None, group, facts(sim), src, &NoHost)
+        .unwrap();
+    sim.apply(&plan).unwrap();
+    let Outcome::Loaded(h) = commit(l, plan) else {
+        panic!("dlopen yields a module")
+    };
+    h
+}
+
 fn facts(sim: &Sim) -> Facts {
     Facts {
         memory_bytes: sim.memory_pages * PAGE,
@@ -754,22 +774,7 @@ fn a_dlopen_of_a_loaded_library_done_in_place_is_the_plan_committed() {
     let (mut l, mut sim) = program_with_heap();
     let src = plugin_source();
     let dlopen = |l: &mut Linker, sim: &mut Sim, flags| {
-        let plan = l
-            .plan_dlopen(
-                Some("libplugin.so"),
-                flags,
-                None,
-                MAIN_GROUP,
-                facts(sim),
-                &src,
-                &NoHost,
-            )
-            .unwrap();
-        sim.apply(&plan).unwrap();
-        let Outcome::Loaded(h) = commit(l, plan) else {
-            panic!()
-        };
-        h
+        dlopen_applied(l, sim, &src, "libplugin.so", flags, MAIN_GROUP)
     };
     // Nothing loaded under the name yet: the full plan decides.
     assert_eq!(l.dlopen_loaded("libplugin.so", rtld::NOW, MAIN_GROUP), None);
@@ -823,21 +828,7 @@ fn second_group_dlopens_libwork() -> (Linker, Sim, GroupId, ModuleId) {
     let g1 = plan.group();
     sim.apply(&plan).unwrap();
     commit(&mut l, plan);
-    let plan = l
-        .plan_dlopen(
-            Some("libwork.so"),
-            rtld::NOW,
-            None,
-            g1,
-            facts(&sim),
-            &src,
-            &NoHost,
-        )
-        .unwrap();
-    sim.apply(&plan).unwrap();
-    let Outcome::Loaded(h) = commit(&mut l, plan) else {
-        panic!()
-    };
+    let h = dlopen_applied(&mut l, &mut sim, &src, "libwork.so", rtld::NOW, g1);
     (l, sim, g1, h)
 }
 
@@ -984,21 +975,14 @@ fn rtld_local_isolates_and_global_promotion_satisfies_lazy_symbols() {
         Some("trap:late_fn")
     );
     // Loaded locally, the provider does not satisfy it.
-    let plan = l
-        .plan_dlopen(
-            Some("libprov.so"),
-            rtld::LAZY | rtld::LOCAL,
-            None,
-            MAIN_GROUP,
-            facts(&sim),
-            &src,
-            &NoHost,
-        )
-        .unwrap();
-    sim.apply(&plan).unwrap();
-    let Outcome::Loaded(prov) = commit(&mut l, plan) else {
-        panic!()
-    };
+    let prov = dlopen_applied(
+        &mut l,
+        &mut sim,
+        &src,
+        "libprov.so",
+        rtld::LAZY | rtld::LOCAL,
+        MAIN_GROUP,
+    );
     assert_eq!(
         sim.groups[&MAIN_GROUP].table[pending_slot as usize].as_deref(),
         Some("trap:late_fn")
@@ -1365,21 +1349,7 @@ fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
     let bootstrap_len = |l: &Linker, sim: &Sim| l.plan_group(facts(sim)).unwrap().ops.len();
     // Load, take a function pointer, unload: ten times, while one group never catches up.
     let cycle = |l: &mut Linker, sim: &mut Sim| {
-        let plan = l
-            .plan_dlopen(
-                Some("libwork.so"),
-                rtld::NOW,
-                None,
-                MAIN_GROUP,
-                facts(sim),
-                &src,
-                &NoHost,
-            )
-            .unwrap();
-        sim.apply(&plan).unwrap();
-        let Outcome::Loaded(h) = commit(l, plan) else {
-            panic!()
-        };
+        let h = dlopen_applied(l, sim, &src, "libwork.so", rtld::NOW, MAIN_GROUP);
         let DlsymAnswer::Plan(plan) = l
             .plan_dlsym(Handle::Module(h), "work", None, MAIN_GROUP)
             .unwrap()
