@@ -421,7 +421,7 @@ mod wt {
 
     /// What the safe points before indirect calls cost a threaded program: a call through a
     /// function pointer with a shared memory (checked) and without (not rewritten), and a
-    /// lazily bound call with a shared memory (the trampoline's check).
+    /// lazily bound call with a shared memory (redirected through its slot, no check).
     fn safe_point_calls(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
         let plain = per_call(engine, s, Call::Pointer, false);
         let checked = per_call(engine, s, Call::Pointer, true);

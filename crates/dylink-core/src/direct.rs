@@ -26,11 +26,16 @@
 //!
 //! A module that does not import the program's table (clang leaves the import out of a
 //! library that takes no function's address) gets the import appended, and its instantiation
-//! binds it like any other; no other index moves. Not rewritten: modules of a threaded
-//! program (their indirect calls need the safe-point check of [`crate::safepoints`], which a
-//! trampoline carries), modules that define a table of their own, and programs whose table
-//! the main module defines (engines differ in whether they see the host's writes to such a
-//! table before the call).
+//! binds it like any other; no other index moves. Not rewritten: modules that define a table
+//! of their own, and programs whose table the main module defines (engines differ in whether
+//! they see the host's writes to such a table before the call).
+//!
+//! In a threaded program (a shared memory) only calls to a definer loaded by the same plan
+//! are redirected, and without the safe-point check of [`crate::safepoints`]: its slot is
+//! written in every thread's table in the same catch-up that instantiates the caller there,
+//! before any thread runs the caller. A slot that waits for a symbol nothing defines yet may
+//! be filled by another thread's load, so calls to such an import keep their trampoline,
+//! which runs the check first.
 
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{CodeSection, EntityType, Function, ImportSection, Instruction};

@@ -3273,13 +3273,12 @@ impl<'a> Txn<'a> {
     }
 
     /// The table (index, 64-bit) a new module's lazily bound calls may go through directly,
-    /// if they may ([`crate::direct`]): not in a threaded program, not when the main module
-    /// defines the table.
+    /// if they may ([`crate::direct`]): not when the main module defines the table.
     fn direct_table(&self, info: &ModuleInfo) -> Option<crate::direct::TableRef> {
         let pie = self
             .main
             .is_none_or(|main| self.module(main).info.imports_memory());
-        if !self.base.config.direct_lazy_calls || info.shared_memory || !pie {
+        if !self.base.config.direct_lazy_calls || !pie {
             return None;
         }
         crate::direct::table_ref(info, self.table.table64)
@@ -3315,6 +3314,11 @@ impl<'a> Txn<'a> {
                 LazyTarget::Defined { module, func, name } => {
                     self.canonical_slot(module, func, name)?
                 }
+                // In a threaded program another thread's load may fill a waiting slot:
+                // only the trampoline, which runs the safe-point check first, may call
+                // through it. A definer of this plan has its slot written in every
+                // thread's table before any of them runs this module's code.
+                LazyTarget::Pending { .. } if info.shared_memory => continue,
                 LazyTarget::Pending { symbol, ty } => {
                     let slot = self.pending_slot(&symbol, Some(ty.clone()), m)?;
                     // Calls through the slot are checked against the type it was first

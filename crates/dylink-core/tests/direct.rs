@@ -33,23 +33,29 @@ fn operators(bytes: &[u8]) -> Vec<String> {
 }
 
 /// A library that calls `main_cb`, defined by the main module, which is instantiated after
-/// it (the main imports `side_fn` from the library): a call and a tail call.
-fn cycle() -> (std::sync::Arc<[u8]>, MemorySource, std::sync::Arc<[u8]>) {
-    let lib = side(
+/// it (the main imports `side_fn` from the library): a call and a tail call. With
+/// `threaded`, over a shared memory.
+fn cycle_in(threaded: bool) -> (std::sync::Arc<[u8]>, MemorySource, std::sync::Arc<[u8]>) {
+    let assemble = |src: String| if threaded { shared(&src) } else { wat(&src) };
+    let lib = assemble(side_src(
         16,
         0,
         &[],
         r#"(import "env" "main_cb" (func $cb (result i32)))
            (func (export "side_fn") (result i32) call $cb i32.const 1 i32.add)
            (func (export "side_tail") (result i32) return_call $cb)"#,
-    );
-    let main = pie_main(
+    ));
+    let main = assemble(pie_main_src(
         16,
         &["libside.so"],
         r#"(import "env" "side_fn" (func (result i32)))
            (func (export "main_cb") (result i32) i32.const 41)"#,
-    );
+    ));
     (main, source(&[("/lib/libside.so", lib.clone())]), lib)
+}
+
+fn cycle() -> (std::sync::Arc<[u8]>, MemorySource, std::sync::Arc<[u8]>) {
+    cycle_in(false)
 }
 
 fn lib_bytes(plan: &Plan) -> std::sync::Arc<[u8]> {
@@ -285,4 +291,93 @@ fn a_lazily_bound_import_the_module_never_calls_gets_no_slot() {
     assert!(!slotted.contains(&"main_other"), "{plan}");
     let ops = operators(&lib_bytes(&plan));
     assert!(ops.iter().any(|o| o.starts_with("CallIndirect")), "{ops:?}");
+}
+
+#[test]
+fn in_a_threaded_program_calls_to_a_definer_of_the_same_load_go_through_its_slot_unchecked() {
+    let (main, src, lib) = cycle_in(true);
+    let mut l = Linker::new(Config::default());
+    let plan = l
+        .plan_startup("/app/main.wasm", main, &src, &NoHost)
+        .unwrap();
+    let mut sim = Sim::default();
+    sim.apply(&plan).unwrap_or_else(|e| panic!("{e}\n{plan}"));
+    let slot = plan
+        .ops
+        .iter()
+        .find_map(|op| match op {
+            Op::SetSlot {
+                slot,
+                value: SlotValue::Export { name, .. },
+            } if &**name == "main_cb" => Some(slot.0),
+            _ => None,
+        })
+        .expect("main_cb gets a canonical slot");
+    let bytes = lib_bytes(&plan);
+    assert_ne!(&*bytes, &*lib, "the library is rewritten");
+    let ops = operators(&bytes);
+    assert!(
+        !ops.iter().any(|o| o == "Call { function_index: 0 }"),
+        "{ops:?}"
+    );
+    let call = ops
+        .iter()
+        .position(|o| o.starts_with("CallIndirect"))
+        .expect("a call_indirect");
+    assert_eq!(ops[call - 1], format!("I32Const {{ value: {slot} }}"));
+    // No safe-point check before it: the library gained no hook imports.
+    let info = ModuleInfo::parse(&bytes).unwrap();
+    assert!(
+        !info
+            .imports
+            .iter()
+            .any(|i| matches!(i.role, ImportRole::CatchUp | ImportRole::Seen)),
+        "{:?}",
+        info.imports
+    );
+    l.commit(plan).unwrap();
+    // A new thread's group has the slot filled once its plan is applied, before it runs
+    // any of the library's code.
+    let group = l
+        .plan_group(Facts {
+            memory_bytes: sim.memory_pages * PAGE,
+        })
+        .unwrap();
+    let g = group.group();
+    sim.apply(&group).unwrap_or_else(|e| panic!("{e}\n{group}"));
+    let table = &sim.groups[&g].table;
+    assert!(
+        table[slot as usize]
+            .as_deref()
+            .is_some_and(|v| v.ends_with(".main_cb")),
+        "{table:?}"
+    );
+}
+
+#[test]
+fn in_a_threaded_program_calls_to_a_symbol_nothing_defines_yet_keep_their_checked_trampoline() {
+    let lib = shared(&side_src(
+        16,
+        0,
+        &[],
+        r#"(import "env" "later_fn" (func $later (param i32) (result i32)))
+           (func (export "side_fn") (result i32) i32.const 2 call $later)"#,
+    ));
+    let main = shared(&pie_main_src(16, &["libside.so"], ""));
+    let src = source(&[("/lib/libside.so", lib.clone())]);
+    let l = Linker::new(Config::default());
+    let plan = l
+        .plan_startup("/app/main.wasm", main, &src, &NoHost)
+        .unwrap();
+    let mut sim = Sim::default();
+    sim.apply(&plan).unwrap_or_else(|e| panic!("{e}\n{plan}"));
+    // Another thread's dlopen may fill the slot it waits in; only the trampoline, which
+    // catches up first, calls through it.
+    assert_eq!(&*lib_bytes(&plan), &*lib);
+    assert!(
+        plan.ops
+            .iter()
+            .any(|op| matches!(op, Op::InstantiateGenerated { .. })),
+        "{plan}"
+    );
 }

@@ -108,7 +108,7 @@ fn main() {
         ),
         (
             "call_lazy_shared_ns",
-            "lazy-bound call, threaded (trampoline with the check), ns",
+            "lazy-bound call, threaded (one call_indirect of its slot), ns",
             "",
         ),
     ];

@@ -16,6 +16,11 @@ pub fn wat(src: &str) -> Arc<[u8]> {
 
 /// A side module in clang's shape. `body` is extra module fields.
 pub fn side(mem: u32, table: u32, needed: &[&str], body: &str) -> Arc<[u8]> {
+    wat(&side_src(mem, table, needed, body))
+}
+
+/// [`side`]'s text.
+pub fn side_src(mem: u32, table: u32, needed: &[&str], body: &str) -> String {
     let needed = if needed.is_empty() {
         String::new()
     } else {
@@ -28,7 +33,7 @@ pub fn side(mem: u32, table: u32, needed: &[&str], body: &str) -> Arc<[u8]> {
                 .join(" ")
         )
     };
-    wat(&format!(
+    format!(
         r#"(module
   (@dylink.0 (mem-info (memory {mem} 2) (table {table} 0)) {needed})
   (import "env" "memory" (memory 1))
@@ -40,11 +45,16 @@ pub fn side(mem: u32, table: u32, needed: &[&str], body: &str) -> Arc<[u8]> {
   (func (export "__wasm_apply_data_relocs"))
   (func (export "__wasm_call_ctors"))
 )"#
-    ))
+    )
 }
 
 /// A PIE main in clang's shape.
 pub fn pie_main(mem: u32, needed: &[&str], body: &str) -> Arc<[u8]> {
+    wat(&pie_main_src(mem, needed, body))
+}
+
+/// [`pie_main`]'s text.
+pub fn pie_main_src(mem: u32, needed: &[&str], body: &str) -> String {
     let needed = if needed.is_empty() {
         String::new()
     } else {
@@ -57,7 +67,7 @@ pub fn pie_main(mem: u32, needed: &[&str], body: &str) -> Arc<[u8]> {
                 .join(" ")
         )
     };
-    wat(&format!(
+    format!(
         r#"(module
   (@dylink.0 (mem-info (memory {mem} 4) (table 0 0)) {needed})
   (import "env" "memory" (memory 1))
@@ -70,7 +80,14 @@ pub fn pie_main(mem: u32, needed: &[&str], body: &str) -> Arc<[u8]> {
   (func (export "__wasm_apply_data_relocs"))
   (func (export "_start"))
 )"#
-    ))
+    )
+}
+
+/// A module's text with its memory import shared: a threaded program's module.
+pub fn shared(src: &str) -> Arc<[u8]> {
+    let memory = r#"(import "env" "memory" (memory 1))"#;
+    assert!(src.contains(memory), "no memory import to share:\n{src}");
+    wat(&src.replace(memory, r#"(import "env" "memory" (memory 1 100 shared))"#))
 }
 
 /// What the simulated store holds for one group.
