@@ -100,6 +100,9 @@ pub struct LoadedModule {
     pub needed: Vec<ModuleId>,
     /// Modules its imports bound to (they stay loaded while it is).
     pub uses: Vec<ModuleId>,
+    /// How many loaded modules need or use it ([`deps`]), kept by each commit: `dlclose`
+    /// tells from it whether a module is needed from outside what it unloads.
+    pub users: u32,
     /// Its place in load order (dependencies before dependents): constructors run in it,
     /// destructors in reverse. Instances may be made in another order (`Txn::binding_order`).
     pub order: u64,
@@ -242,6 +245,146 @@ struct LogChunk {
     ops: Arc<Vec<Op>>,
     /// Sorted by position.
     templates: Vec<(u32, LogOp)>,
+    /// What the ops refer to, so that a compaction passes over an entry that cannot hold
+    /// anything to forget without reading its ops.
+    reach: Reach,
+}
+
+impl LogChunk {
+    fn new(ops: Arc<Vec<Op>>, templates: Vec<(u32, LogOp)>) -> Self {
+        let mut reach = Reach::default();
+        for op in ops.iter() {
+            if let Some(m) = op_module(op) {
+                reach.modules.add(m.0 as u64);
+            }
+            if let Op::SetSlot { slot, .. } = op {
+                reach.slots.add(slot.0);
+            }
+        }
+        Self {
+            ops,
+            templates,
+            reach,
+        }
+    }
+}
+
+/// The modules a log entry's ops concern ([`op_module`]) and the slots its `SetSlot`s write,
+/// as spans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Reach {
+    modules: Span,
+    slots: Span,
+}
+
+/// The smallest range holding some numbers; empty at first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    lo: u64,
+    hi: u64,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Self {
+            lo: u64::MAX,
+            hi: 0,
+        }
+    }
+}
+
+impl Span {
+    fn add(&mut self, x: u64) {
+        self.lo = self.lo.min(x);
+        self.hi = self.hi.max(x);
+    }
+
+    fn add_range(&mut self, start: u64, len: u64) {
+        if len > 0 {
+            self.add(start);
+            self.add(start + (len - 1));
+        }
+    }
+
+    fn contains(&self, x: u64) -> bool {
+        (self.lo..=self.hi).contains(&x)
+    }
+
+    fn overlaps(&self, o: &Span) -> bool {
+        self.lo <= o.hi && o.lo <= self.hi
+    }
+}
+
+/// The module an op instantiates, initialises, unloads or points a slot or trampoline at:
+/// the op means nothing to a new group once that module is unloaded.
+fn op_module(op: &Op) -> Option<ModuleId> {
+    match op {
+        Op::Instantiate { module, .. } | Op::InitTls { module, .. } | Op::Unload { module } => {
+            Some(*module)
+        }
+        Op::SetSlot { value, .. } | Op::SetTrampoline { value, .. } => match value {
+            SlotValue::Export { module, .. } => Some(*module),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The table writes of a stretch of the log: where each slot was last set to a function, as
+/// (log entry, op) — a later `ClearSlots` or null write removes the slot — and every slot
+/// written or cleared at all.
+#[derive(Default)]
+struct SlotWrites {
+    last: HashMap<u64, (usize, usize)>,
+    touched: HashSet<u64>,
+    cleared: Vec<(u64, u64)>,
+    span: Span,
+}
+
+impl SlotWrites {
+    /// The writes of `log`, whose first entry is entry `first` of the whole log.
+    fn of(log: &[LogChunk], first: usize) -> Self {
+        let mut w = Self::default();
+        for (c, chunk) in log.iter().enumerate() {
+            for (i, op) in chunk.ops.iter().enumerate() {
+                match op {
+                    Op::SetSlot { slot, value } => {
+                        w.touched.insert(slot.0);
+                        w.span.add(slot.0);
+                        if *value == SlotValue::Null {
+                            w.last.remove(&slot.0);
+                        } else {
+                            w.last.insert(slot.0, (first + c, i));
+                        }
+                    }
+                    Op::ClearSlots { start, len } => {
+                        let (start, len) = (start.0, *len);
+                        w.cleared.push((start, len));
+                        w.span.add_range(start, len);
+                        if (len as usize) < w.last.len() {
+                            for s in start..start + len {
+                                w.last.remove(&s);
+                            }
+                        } else {
+                            w.last.retain(|s, _| !(start..start + len).contains(s));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        w
+    }
+
+    /// Whether `slot` is written or cleared in these entries.
+    fn touches(&self, slot: u64) -> bool {
+        self.span.contains(slot)
+            && (self.touched.contains(&slot)
+                || self
+                    .cleared
+                    .iter()
+                    .any(|&(s, n)| (s..s + n).contains(&slot)))
+    }
 }
 
 /// An op made concrete per group.
@@ -331,7 +474,11 @@ struct Counters {
 pub struct Linker {
     config: Config,
     generation: u64,
+    /// By id; an unloaded module's entry stays `None` (ids are never reused).
     modules: Vec<Option<LoadedModule>>,
+    /// The ids of the loaded modules, ascending: what iterating them costs does not grow
+    /// with how many were loaded and unloaded before.
+    live: Vec<ModuleId>,
     /// Live modules by requested name and by path. This and the other `Arc`s below are
     /// shared with the plan that built them until a later commit changes them (copied then):
     /// a program started again from a stored plan holds no copy of them.
@@ -357,6 +504,9 @@ pub struct Linker {
     /// another unload or nulled slot.
     compacted_upto: usize,
     log: Vec<LogChunk>,
+    /// Modules unloaded whose code an adapter may still hold, until
+    /// [`take_uninstantiable`](Linker::take_uninstantiable) hands them out.
+    unloaded_code: Vec<ModuleId>,
 }
 
 impl PartialEq for Linker {
@@ -378,6 +528,7 @@ impl PartialEq for Linker {
                             && a.pinned == b.pinned
                             && a.global_seq == b.global_seq
                             && a.uses == b.uses
+                            && a.users == b.users
                             && a.needed == b.needed
                     }
                     _ => false,
@@ -407,6 +558,7 @@ impl PartialEq for Linker {
             && self.log_has_dead == o.log_has_dead
             && self.compacted_upto == o.compacted_upto
             && self.log == o.log
+            && self.unloaded_code == o.unloaded_code
     }
 }
 
@@ -420,6 +572,7 @@ impl Linker {
             config,
             generation: 0,
             modules: Vec::new(),
+            live: Vec::new(),
             names: Arc::default(),
             symbols: Arc::default(),
             mem: MemState {
@@ -449,6 +602,7 @@ impl Linker {
             log_has_dead: false,
             compacted_upto: 0,
             log: Vec::new(),
+            unloaded_code: Vec::new(),
         }
     }
 
@@ -464,7 +618,7 @@ impl Linker {
 
     /// Every loaded module, in id order.
     pub fn modules(&self) -> impl Iterator<Item = &LoadedModule> {
-        self.modules.iter().flatten()
+        self.live.iter().filter_map(|id| self.module(*id))
     }
 
     /// The main module.
@@ -577,33 +731,69 @@ impl Linker {
             }
         }
         self.modules.reserve(d.new_modules.len());
+        self.live.reserve(d.new_modules.len());
+        let first_new = self.modules.len();
         for m in d.new_modules {
             debug_assert_eq!(m.id.index(), self.modules.len());
+            self.live.push(m.id);
             self.modules.push(Some(m));
+        }
+        for i in first_new..self.modules.len() {
+            let x = self.modules[i].as_ref().expect("just added");
+            for d in deps(x) {
+                self.add_users(d, 1);
+            }
         }
         for (id, u) in d.updates {
             let Some(m) = self.modules.get_mut(id.index()).and_then(|m| m.as_mut()) else {
                 continue;
             };
+            let mut new_user_of = None;
             match u {
                 Update::Refs(n) => m.refs = (m.refs as i64 + n).max(0) as u32,
                 Update::GlobalSeq(s) => m.global_seq = Some(s),
                 Update::Pin => m.pinned = true,
                 Update::Use(u) => {
                     if !m.uses.contains(&u) {
-                        m.uses.push(u)
+                        if !m.needed.contains(&u) {
+                            new_user_of = Some(u);
+                        }
+                        m.uses.push(u);
                     }
                 }
             }
+            if let Some(u) = new_user_of {
+                self.add_users(u, 1);
+            }
         }
-        let unloaded = !d.unload.is_empty();
-        for id in d.unload {
+        let unloads = d.unload;
+        for &id in &unloads {
             if let Some(m) = self.modules[id.index()].take() {
-                Arc::make_mut(&mut self.names).retain(|_, v| *v != id);
+                if let Ok(at) = self.live.binary_search(&id) {
+                    self.live.remove(at);
+                }
+                self.unloaded_code.push(id);
+                for d in deps(&m) {
+                    self.add_users(d, -1);
+                }
+                // Each of these holds the module's own keys only (its two names, its exported
+                // symbols, its exported functions' slots): removed one by one, so an unload
+                // costs what the module holds, not what is loaded.
+                let names = Arc::make_mut(&mut self.names);
+                for key in [m.name.as_str(), m.path.as_str()] {
+                    if names.get(key) == Some(&id) {
+                        names.remove(key);
+                    }
+                }
                 for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
                     Arc::make_mut(&mut self.symbols).retain(&e.name, |d| d.module != id);
                 }
-                Arc::make_mut(&mut self.canonical).retain(|(m, _), _| *m != id);
+                if !self.canonical.is_empty() {
+                    let canonical = Arc::make_mut(&mut self.canonical);
+                    for f in exported_funcs(&m.info) {
+                        canonical.remove(&(id, f));
+                    }
+                }
             }
         }
         if let Some(mem) = d.mem {
@@ -649,7 +839,7 @@ impl Linker {
             self.groups = g;
         }
         // Unloads and slots nulled or cleared leave ops a new group need not replay.
-        let forgets = unloaded
+        let forgets = !unloads.is_empty()
             || d.log.as_ref().is_some_and(|c| {
                 c.ops.iter().any(|op| {
                     matches!(
@@ -668,7 +858,7 @@ impl Linker {
         if let Some(g) = self.groups.get_mut(plan.group) {
             g.cursor = end;
         }
-        self.compact_log(forgets);
+        self.compact_log(forgets, &unloads);
         Ok(d.outcome.unwrap_or(Outcome::Done))
     }
 
@@ -676,78 +866,36 @@ impl Linker {
     /// unloaded since: ops that instantiate, initialise or point slots at an unloaded module
     /// (and its `Unload`) do not.
     fn replayable(&self, op: &Op) -> bool {
-        let live = |m: &ModuleId| self.module(*m).is_some();
-        match op {
-            Op::Instantiate { module, .. } | Op::InitTls { module, .. } | Op::Unload { module } => {
-                live(module)
-            }
-            Op::SetSlot { value, .. } | Op::SetTrampoline { value, .. } => match value {
-                SlotValue::Export { module, .. } => live(module),
-                _ => true,
-            },
-            _ => true,
-        }
-    }
-
-    /// Where each table slot was last set to a function, as (log entry, op); a later
-    /// `ClearSlots` or null write removes the slot.
-    fn last_slot_writes(&self) -> HashMap<u64, (usize, usize)> {
-        let mut last = HashMap::new();
-        for (c, chunk) in self.log.iter().enumerate() {
-            for (i, op) in chunk.ops.iter().enumerate() {
-                match op {
-                    Op::SetSlot {
-                        slot,
-                        value: SlotValue::Null,
-                    } => {
-                        last.remove(&slot.0);
-                    }
-                    Op::SetSlot { slot, .. } => {
-                        last.insert(slot.0, (c, i));
-                    }
-                    Op::ClearSlots { start, len } => {
-                        if (*len as usize) < last.len() {
-                            for s in start.0..start.0 + len {
-                                last.remove(&s);
-                            }
-                        } else {
-                            last.retain(|s, _| !(start.0..start.0 + len).contains(s));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        last
+        op_module(op).is_none_or(|m| self.module(m).is_some())
     }
 
     /// Whether a group created now must replay the logged op at `at`: not a shared-memory op
     /// (done once already), not table sizing (its table is created at the current size), not
     /// an op that concerns an unloaded module ([`replayable`](Self::replayable)), and not a
     /// write of a table slot that a later op writes again or that ends up null (a new table
-    /// starts null).
-    fn fresh_needs(
-        &self,
-        last: &HashMap<u64, (usize, usize)>,
-        at: (usize, usize),
-        op: &Op,
-    ) -> bool {
+    /// starts null). `writes` are the log's table writes from entry `at.0` on at least.
+    fn fresh_needs(&self, writes: &SlotWrites, at: (usize, usize), op: &Op) -> bool {
         match op {
-            Op::SetSlot { slot, .. } => last.get(&slot.0) == Some(&at) && self.replayable(op),
+            Op::SetSlot { slot, .. } => {
+                writes.last.get(&slot.0) == Some(&at) && self.replayable(op)
+            }
             Op::ClearSlots { .. } | Op::GrowTable { .. } | Op::CreateTable { .. } => false,
             _ => !op.is_memory_op() && self.replayable(op),
         }
     }
 
-    /// Drop from the log what concerns unloaded modules, in the entries every live group has
-    /// applied (a group still behind needs them as they are): new groups would skip those ops
-    /// anyway, so a program that loads and unloads libraries for ever keeps a log the size of
-    /// what is loaded, and a thread started late does not replay its history.
+    /// Drop from the log what a new group need not replay ([`fresh_needs`](Self::fresh_needs)),
+    /// in the entries every live group has applied (a group still behind needs them as they
+    /// are): a program that loads and unloads libraries for ever keeps a log the size of what
+    /// is loaded, and a thread started late does not replay its history.
     ///
-    /// It scans the log, so it runs only when there may be something new to drop: after a
-    /// plan that `forgets` (an unload, a nulled slot), or once the slowest group has moved past
-    /// where the last compaction had to stop.
-    fn compact_log(&mut self, forgets: bool) {
+    /// It runs only when there may be something new to drop: after a plan that `forgets`
+    /// (`unloaded` modules, a nulled slot), or once the slowest group has moved past where the
+    /// last compaction had to stop. Its cost does not grow with what stays loaded: the
+    /// entries below `compacted_upto` were compacted already, and an op there can only have
+    /// become droppable since by concerning a module in `unloaded` or by writing a slot that
+    /// a newer entry writes again; an entry whose [`Reach`] meets neither is passed over.
+    fn compact_log(&mut self, forgets: bool, unloaded: &[ModuleId]) {
         let upto = self
             .groups
             .iter()
@@ -760,21 +908,38 @@ impl Linker {
             return;
         }
         let total = self.log.len();
-        let last = self.last_slot_writes();
-        let mut kept = Vec::with_capacity(total);
-        let mut removed = 0;
-        for (c, chunk) in core::mem::take(&mut self.log).into_iter().enumerate() {
-            let needed = |i: usize, op: &Op| self.fresh_needs(&last, (c, i), op);
-            if c >= upto || chunk.ops.iter().enumerate().all(|(i, op)| needed(i, op)) {
-                kept.push(chunk);
+        // Entries below `clean` hold only ops that were needed at the last compaction.
+        let clean = self.compacted_upto.min(upto);
+        let writes = SlotWrites::of(&self.log[clean..], clean);
+        let still_needed = |op: &Op| match op {
+            Op::SetSlot { slot, .. } if writes.touches(slot.0) => false,
+            _ => op_module(op).is_none_or(|m| !unloaded.contains(&m)),
+        };
+        // (entry, what replaces it: None to remove it), in log order.
+        let mut changes: Vec<(usize, Option<LogChunk>)> = Vec::new();
+        for (c, chunk) in self.log[..upto].iter().enumerate() {
+            let keep_all = if c < clean {
+                let r = &chunk.reach;
+                !(unloaded.iter().any(|m| r.modules.contains(m.0 as u64))
+                    || r.slots.overlaps(&writes.span))
+                    || chunk.ops.iter().all(still_needed)
+            } else {
+                (chunk.ops.iter().enumerate()).all(|(i, op)| self.fresh_needs(&writes, (c, i), op))
+            };
+            if keep_all {
                 continue;
             }
             let mut ops = Vec::new();
             let mut templates = Vec::new();
             let mut tmpl = chunk.templates.iter().peekable();
-            for (at, op) in chunk.ops.iter().enumerate() {
-                let t = tmpl.next_if(|(p, _)| *p as usize == at);
-                if !needed(at, op) {
+            for (i, op) in chunk.ops.iter().enumerate() {
+                let t = tmpl.next_if(|(p, _)| *p as usize == i);
+                let needed = if c < clean {
+                    still_needed(op)
+                } else {
+                    self.fresh_needs(&writes, (c, i), op)
+                };
+                if !needed {
                     continue;
                 }
                 if let Some((_, t)) = t {
@@ -782,16 +947,28 @@ impl Linker {
                 }
                 ops.push(op.clone());
             }
-            if ops.is_empty() {
-                removed += 1;
-            } else {
-                kept.push(LogChunk {
-                    ops: ops.into(),
-                    templates,
-                });
-            }
+            changes.push((
+                c,
+                (!ops.is_empty()).then(|| LogChunk::new(ops.into(), templates)),
+            ));
         }
-        self.log = kept;
+        let removed = changes.iter().filter(|(_, new)| new.is_none()).count();
+        if !changes.is_empty() {
+            let mut changes = changes.into_iter().peekable();
+            let mut c = 0;
+            self.log.retain_mut(|chunk| {
+                let keep = match changes.next_if(|(at, _)| *at == c) {
+                    Some((_, Some(new))) => {
+                        *chunk = new;
+                        true
+                    }
+                    Some((_, None)) => false,
+                    None => true,
+                };
+                c += 1;
+                keep
+            });
+        }
         // Every removed entry lay below every cursor.
         for g in self.groups.states_mut() {
             g.cursor -= removed;
@@ -799,6 +976,16 @@ impl Linker {
         // Entries some group has not applied yet may still hold ops to forget.
         self.log_has_dead = upto < total;
         self.compacted_upto = upto - removed;
+        debug_assert!(self.compacted_log_is_minimal());
+    }
+
+    /// The invariant [`compact_log`](Self::compact_log) relies on, checked the slow way:
+    /// every op below `compacted_upto` is one a new group needs.
+    fn compacted_log_is_minimal(&self) -> bool {
+        let writes = SlotWrites::of(&self.log, 0);
+        (self.log[..self.compacted_upto].iter().enumerate()).all(|(c, chunk)| {
+            (chunk.ops.iter().enumerate()).all(|(i, op)| self.fresh_needs(&writes, (c, i), op))
+        })
     }
 
     /// Drop a plan whose ops failed. The linker is unchanged; whatever the adapter already
@@ -826,6 +1013,22 @@ impl Linker {
         self.module(m).is_some() || self.log_has_dead
     }
 
+    fn add_users(&mut self, id: ModuleId, n: i32) {
+        if let Some(m) = self.modules.get_mut(id.index()).and_then(|m| m.as_mut()) {
+            m.users = m.users.saturating_add_signed(n);
+        }
+    }
+
+    /// The unloaded modules no group can instantiate any more that this has not handed out
+    /// before: an adapter drops what it keeps for each (its compiled code), in time that does
+    /// not grow with how many modules were loaded and unloaded before.
+    pub fn take_uninstantiable(&mut self) -> Vec<ModuleId> {
+        if self.log_has_dead {
+            return Vec::new();
+        }
+        core::mem::take(&mut self.unloaded_code)
+    }
+
     /// Whether `group` has log entries left to apply (false for an unknown group).
     #[inline]
     pub fn is_behind(&self, group: GroupId) -> bool {
@@ -838,7 +1041,7 @@ impl Linker {
         if let Some(g) = self.groups.get_mut(group) {
             g.cursor = cursor.min(self.log.len());
         }
-        self.compact_log(false);
+        self.compact_log(false, &[]);
     }
 }
 
@@ -1376,6 +1579,78 @@ impl Linker {
         self.plan_close(handle, group, true)
     }
 
+    /// The modules no root reaches once `handle` drops `dropped` references, a root being a
+    /// pinned module or one with references left; reaching follows NEEDED entries and
+    /// bindings ([`deps`]).
+    ///
+    /// Every loaded module was reachable after the last commit, so only modules `handle`
+    /// reaches (stopping at pinned ones) can become unreachable. Among those, a module stays
+    /// if it keeps a reference, if a module outside them needs it (it has more users than
+    /// the ones among them, `LoadedModule::users`), or if one that stays reaches it. The cost
+    /// is what `handle` reaches, not what is loaded.
+    fn unreachable_after_drop(&self, handle: ModuleId, dropped: u32) -> Vec<ModuleId> {
+        // What `handle` reaches, each with its users among those.
+        let mut reached: HashMap<ModuleId, u32> = HashMap::new();
+        let mut order = Vec::new();
+        let mut stack = vec![handle];
+        while let Some(id) = stack.pop() {
+            match self.module(id) {
+                Some(x) if !x.pinned && !reached.contains_key(&id) => {
+                    reached.insert(id, 0);
+                    order.push(x);
+                    stack.extend(deps(x));
+                }
+                _ => {}
+            }
+        }
+        for x in &order {
+            for d in deps(x) {
+                if let Some(n) = reached.get_mut(&d) {
+                    *n += 1;
+                }
+            }
+        }
+        let refs_left = |x: &LoadedModule| x.refs > if x.id == handle { dropped } else { 0 };
+        let mut stack: Vec<&LoadedModule> = (order.iter().copied())
+            .filter(|x| refs_left(x) || x.users > reached[&x.id])
+            .collect();
+        let mut stays = HashSet::new();
+        while let Some(x) = stack.pop() {
+            if stays.insert(x.id) {
+                let next = deps(x).into_iter().filter(|d| reached.contains_key(d));
+                stack.extend(next.filter_map(|d| self.module(d)));
+            }
+        }
+        order
+            .into_iter()
+            .map(|x| x.id)
+            .filter(|id| !stays.contains(id))
+            .collect()
+    }
+
+    /// [`unreachable_after_drop`](Self::unreachable_after_drop) the slow way, marking from
+    /// every root, sorted; debug builds check the two agree on every `dlclose`.
+    fn unreachable_after_drop_slowly(&self, handle: ModuleId, dropped: u32) -> Vec<ModuleId> {
+        let mut alive = vec![false; self.modules.len()];
+        let mut stack: Vec<ModuleId> = self
+            .modules()
+            .filter(|x| x.pinned || x.refs > if x.id == handle { dropped } else { 0 })
+            .map(|x| x.id)
+            .collect();
+        while let Some(id) = stack.pop() {
+            if core::mem::replace(&mut alive[id.index()], true) {
+                continue;
+            }
+            if let Some(x) = self.module(id) {
+                stack.extend(deps(x));
+            }
+        }
+        self.modules()
+            .filter(|x| !alive[x.id.index()])
+            .map(|x| x.id)
+            .collect()
+    }
+
     fn plan_close(&self, handle: ModuleId, group: GroupId, failed: bool) -> Result<Plan, Error> {
         let m = self.module(handle).ok_or(Error::BadHandle {
             handle: Handle::value(handle),
@@ -1392,23 +1667,17 @@ impl Linker {
         }
         let dropped = if failed { m.refs } else { 1 };
         t.updates.push((handle, Update::Refs(-(dropped as i64))));
-        // Mark everything still reachable from a pinned or referenced module.
-        let mut alive: HashSet<ModuleId> = HashSet::new();
-        let mut stack: Vec<ModuleId> = self
-            .modules()
-            .filter(|x| x.pinned || x.refs > if x.id == handle { dropped } else { 0 })
-            .map(|x| x.id)
-            .collect();
-        while let Some(id) = stack.pop() {
-            if !alive.insert(id) {
-                continue;
-            }
-            if let Some(x) = self.module(id) {
-                stack.extend(x.needed.iter().chain(x.uses.iter()).copied());
-            }
-        }
+        let mut dead = self.unreachable_after_drop(handle, dropped);
+        debug_assert_eq!(
+            {
+                let mut d = dead.clone();
+                d.sort();
+                d
+            },
+            self.unreachable_after_drop_slowly(handle, dropped),
+        );
         let mut dead: Vec<&LoadedModule> =
-            self.modules().filter(|x| !alive.contains(&x.id)).collect();
+            dead.drain(..).filter_map(|id| self.module(id)).collect();
         dead.sort_by_key(|x| core::cmp::Reverse(x.order));
         t.unload_modules(&dead.iter().map(|x| x.id).collect::<Vec<_>>(), !failed);
         t.finish(PlanKind::Dlclose, Outcome::Done)
@@ -1510,13 +1779,13 @@ impl Linker {
             min: t.table.size,
             table64: t.table.table64,
         });
-        let last = self.last_slot_writes();
+        let writes = SlotWrites::of(&self.log, 0);
         for (c, chunk) in self.log.iter().enumerate() {
             // What a new group need not replay is skipped (see `fresh_needs`).
             materialize(
                 chunk,
                 &state,
-                |i, op| self.fresh_needs(&last, (c, i), op),
+                |i, op| self.fresh_needs(&writes, (c, i), op),
                 &mut all,
             );
         }
@@ -1826,6 +2095,7 @@ impl<'a> Txn<'a> {
             closure: Arc::from([id].as_slice()),
             needed: Vec::new(),
             uses: Vec::new(),
+            users: 0,
             order: 0,
             is_main,
         });
@@ -3033,6 +3303,25 @@ fn dso_handle(m: &LoadedModule) -> Option<u64> {
         .then(|| m.memory_base + m.memory_size - 4)
 }
 
+/// The modules `x` keeps loaded, each once: its NEEDED entries and the modules its imports
+/// bound to.
+fn deps(x: &LoadedModule) -> SmallVec<[ModuleId; 8]> {
+    let mut d: SmallVec<[ModuleId; 8]> = x.needed.iter().chain(&x.uses).copied().collect();
+    d.sort_unstable();
+    d.dedup();
+    d
+}
+
+/// The module's exported functions (a function exported under two names comes twice): the
+/// only functions a canonical slot is kept for, as `Txn::canonical_slot` is asked for
+/// definitions, which are exports.
+fn exported_funcs(info: &ModuleInfo) -> impl Iterator<Item = u32> + '_ {
+    info.exports.iter().filter_map(|e| match e.kind {
+        ExportKind::Func { index, .. } => Some(index),
+        _ => None,
+    })
+}
+
 fn has_tls_block(info: &ModuleInfo) -> bool {
     info.init.init_tls && info.init.tls_base && info.init.tls_size.is_some()
 }
@@ -3960,14 +4249,11 @@ impl<'a> Txn<'a> {
             .unwrap_or_else(|| self.base.groups.clone());
         for &m in dead {
             let x = self.module(m).clone();
-            let mut slots: Vec<Slot> = self
-                .base
-                .canonical
-                .iter()
-                .filter(|((o, _), _)| *o == m)
-                .map(|(_, s)| *s)
+            let mut slots: Vec<Slot> = exported_funcs(&x.info)
+                .filter_map(|f| self.base.canonical.get(&(m, f)).copied())
                 .collect();
             slots.sort();
+            slots.dedup();
             let region = x.table_base..x.table_base + x.table_size;
             for s in slots {
                 self.slot_uses.push((s, None));
@@ -4176,12 +4462,8 @@ impl<'a> Txn<'a> {
             groups: self.groups,
             // Only what other groups must replay is logged: a plan of shared-memory ops alone
             // leaves the log (and every group's cursor) as it was.
-            log: (ops.iter().any(|op| !op.is_memory_op()) || !templates.is_empty()).then(|| {
-                LogChunk {
-                    ops: ops.clone(),
-                    templates,
-                }
-            }),
+            log: (ops.iter().any(|op| !op.is_memory_op()) || !templates.is_empty())
+                .then(|| LogChunk::new(ops.clone(), templates)),
             outcome: Some(outcome),
         };
         Ok(Plan {

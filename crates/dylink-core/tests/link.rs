@@ -1380,6 +1380,7 @@ fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
         l.may_instantiate(first),
         "the laggard may still replay its load: adapters keep its code"
     );
+    assert_eq!(l.take_uninstantiable(), vec![]);
     sim.apply_ops(lagging, &ops).unwrap();
     l.caught_up(lagging, cursor);
     assert_eq!(sim.groups[&lagging].table, sim.groups[&MAIN_GROUP].table);
@@ -1387,6 +1388,12 @@ fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
         !l.may_instantiate(first),
         "no group can instantiate it any more"
     );
+    // Each unloaded library is handed out once, for the adapter to drop its code.
+    let gone = l.take_uninstantiable();
+    assert_eq!(gone.len(), 10);
+    assert_eq!(gone[0], first);
+    assert!(gone.iter().all(|m| !l.may_instantiate(*m)));
+    assert_eq!(l.take_uninstantiable(), vec![]);
     // Everyone has seen the unloads: the log keeps nothing of them.
     let state = l.to_string();
     for _ in 0..100 {
@@ -1398,7 +1405,147 @@ fn the_log_forgets_unloaded_libraries_once_every_group_has_seen_them_go() {
     assert_eq!(bootstrap_len(&l, &sim), fresh);
     assert!(l.pending_ops(lagging).unwrap().0.is_empty());
     assert_eq!(l.to_string(), state);
+    assert_eq!(l.take_uninstantiable().len(), 100);
     assert_eq!(sim.groups[&lagging].table, sim.groups[&MAIN_GROUP].table);
+}
+
+/// A group made now: its table, globals and instances must be the main group's (checked
+/// by the caller), then it exits.
+fn new_group_matches_main(l: &mut Linker, sim: &mut Sim, when: &str) {
+    let plan = l.plan_group(facts(sim)).unwrap();
+    let g = plan.group();
+    sim.apply(&plan).unwrap();
+    commit(l, plan);
+    let (new, main) = (&sim.groups[&g], &sim.groups[&MAIN_GROUP]);
+    assert_eq!(new.table, main.table, "{when}: table");
+    let mut ids: Vec<_> = new.instances.keys().collect();
+    let mut main_ids: Vec<_> = main.instances.keys().collect();
+    ids.sort();
+    main_ids.sort();
+    assert_eq!(ids, main_ids, "{when}: instances");
+    for (id, v) in &new.globals {
+        assert_eq!(main.globals.get(id), Some(v), "{when}: global {id:?}");
+    }
+    let plan = l.plan_group_exit(g).unwrap();
+    sim.apply(&plan).unwrap();
+    commit(l, plan);
+}
+
+#[test]
+fn a_thread_started_between_loads_and_unloads_gets_the_table_the_others_have() {
+    // Startup: libside waits for `later_fn`, which libdef defines; libwork is loaded and
+    // unloaded beside it. Compactions pass over entries they compacted already unless a
+    // newer entry writes their slots (the waiting slot) or unloads their modules.
+    let side = shared(&side_src(
+        16,
+        0,
+        &[],
+        r#"(import "env" "later_fn" (func $later (param i32) (result i32)))
+           (import "GOT.func" "later_fn" (global (mut i32)))
+           (func (export "side_fn") (result i32) i32.const 2 call $later)"#,
+    ));
+    let def = shared(&side_src(
+        16,
+        0,
+        &[],
+        r#"(func (export "later_fn") (param i32) (result i32) local.get 0)
+           (func (export "def_other") (result i32) i32.const 7)"#,
+    ));
+    let work = shared(&side_src(
+        16,
+        1,
+        &[],
+        r#"(import "env" "side_fn" (func (result i32)))
+           (func (export "work") (result i32) call 0)"#,
+    ));
+    let plain = shared(&side_src(
+        16,
+        0,
+        &[],
+        r#"(func (export "plain") (result i32) i32.const 3)"#,
+    ));
+    let main = shared(&pie_main_src(16, &["libside.so"], ""));
+    let src = source(&[
+        ("/lib/libside.so", side),
+        ("/lib/libdef.so", def),
+        ("/lib/libwork.so", work),
+        ("/lib/libplain.so", plain),
+    ]);
+    let mut l = Linker::new(Config::default());
+    let mut sim = Sim::default();
+    let plan = startup(&mut l, &mut sim, main, &src, &NoHost);
+    commit(&mut l, plan);
+    let pointer = |l: &mut Linker, sim: &mut Sim, h: ModuleId, name: &str| {
+        if let DlsymAnswer::Plan(plan) = l
+            .plan_dlsym(Handle::Module(h), name, None, MAIN_GROUP)
+            .unwrap()
+        {
+            sim.apply(&plan).unwrap();
+            commit(l, plan);
+        }
+    };
+    let close = |l: &mut Linker, sim: &mut Sim, h: ModuleId| {
+        let plan = l.plan_dlclose(h, MAIN_GROUP).unwrap();
+        sim.apply(&plan).unwrap();
+        commit(l, plan);
+    };
+    new_group_matches_main(&mut l, &mut sim, "after startup");
+    // A first unload compacts the startup entry, its waiting slot's write included, and
+    // libplain's load: that entry writes no slot, only its unload finds it.
+    let plain = dlopen_applied(&mut l, &mut sim, &src, "libplain.so", rtld::NOW, MAIN_GROUP);
+    let work = dlopen_applied(&mut l, &mut sim, &src, "libwork.so", rtld::NOW, MAIN_GROUP);
+    close(&mut l, &mut sim, work);
+    new_group_matches_main(&mut l, &mut sim, "after a first unload");
+    close(&mut l, &mut sim, plain);
+    new_group_matches_main(&mut l, &mut sim, "after unloading a library with no slots");
+    // A group that catches up only now and then keeps entries uncompacted for a while.
+    let plan = l.plan_group(facts(&sim)).unwrap();
+    let lagging = plan.group();
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    let mut log_lens = Vec::new();
+    for round in 0..12 {
+        let def = dlopen_applied(
+            &mut l,
+            &mut sim,
+            &src,
+            "libdef.so",
+            rtld::NOW | rtld::GLOBAL,
+            MAIN_GROUP,
+        );
+        pointer(&mut l, &mut sim, def, "def_other");
+        let work = dlopen_applied(&mut l, &mut sim, &src, "libwork.so", rtld::NOW, MAIN_GROUP);
+        pointer(&mut l, &mut sim, work, "work");
+        new_group_matches_main(&mut l, &mut sim, &format!("round {round}, both loaded"));
+        // Unload in either order.
+        let (first, second) = if round % 2 == 0 {
+            (def, work)
+        } else {
+            (work, def)
+        };
+        close(&mut l, &mut sim, first);
+        new_group_matches_main(&mut l, &mut sim, &format!("round {round}, one unloaded"));
+        close(&mut l, &mut sim, second);
+        new_group_matches_main(&mut l, &mut sim, &format!("round {round}, both unloaded"));
+        if round % 3 == 2 && round < 6 {
+            let (ops, cursor) = l.pending_ops(lagging).unwrap();
+            sim.apply_ops(lagging, &ops).unwrap();
+            l.caught_up(lagging, cursor);
+            assert_eq!(sim.groups[&lagging].table, sim.groups[&MAIN_GROUP].table);
+            log_lens.push(l.plan_group(facts(&sim)).unwrap().ops.len());
+        }
+        if round == 6 {
+            // Then it leaves: later rounds compact as they go.
+            let plan = l.plan_group_exit(lagging).unwrap();
+            sim.apply(&plan).unwrap();
+            commit(&mut l, plan);
+        }
+        if round >= 6 {
+            log_lens.push(l.plan_group(facts(&sim)).unwrap().ops.len());
+        }
+    }
+    // What a new group replays does not grow with the rounds.
+    assert!(log_lens.windows(2).all(|w| w[0] == w[1]), "{log_lens:?}");
 }
 
 #[test]

@@ -505,8 +505,14 @@ impl Program {
     /// Drop the compiled code of modules no group can instantiate any more (unloaded, and
     /// every group past their load in the log), so loading and unloading libraries for ever
     /// keeps a bounded cache.
-    fn forget_unloaded(&self, core: &Core) {
-        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(m));
+    fn forget_unloaded(&self, core: &mut Core) {
+        let gone = core.take_uninstantiable();
+        if !gone.is_empty() {
+            let mut compiled = lock(&self.shared.compiled);
+            for m in gone {
+                compiled.remove(m);
+            }
+        }
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as
@@ -657,7 +663,7 @@ impl Program {
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
     pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
         self.plan_and_run(store, |core, group| core.plan_dlclose(handle, group))?;
-        self.forget_unloaded(&lock(&self.shared.core));
+        self.forget_unloaded(&mut lock(&self.shared.core));
         Ok(())
     }
 

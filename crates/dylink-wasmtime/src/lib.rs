@@ -512,8 +512,14 @@ impl<T: Send + 'static> Program<T> {
     /// Drop the compiled code of modules no group can instantiate any more (unloaded, and
     /// every group past their load in the log), so loading and unloading libraries for ever
     /// keeps a bounded cache.
-    fn forget_unloaded(&self, core: &Core) {
-        lock(&self.shared.compiled).retain(|m, _| core.may_instantiate(m));
+    fn forget_unloaded(&self, core: &mut Core) {
+        let gone = core.take_uninstantiable();
+        if !gone.is_empty() {
+            let mut compiled = lock(&self.shared.compiled);
+            for m in gone {
+                compiled.remove(m);
+            }
+        }
     }
 
     /// This instance group's id in the core (for [`Program::with_core`] queries such as
@@ -665,7 +671,7 @@ impl<T: Send + 'static> Program<T> {
         handle: ModuleId,
     ) -> Result<(), Error> {
         self.plan_and_run(&mut store, |core, group| core.plan_dlclose(handle, group))?;
-        self.forget_unloaded(&lock(&self.shared.core));
+        self.forget_unloaded(&mut lock(&self.shared.core));
         Ok(())
     }
 
