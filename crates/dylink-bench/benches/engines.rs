@@ -8,7 +8,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dylink_bench::{Call, DATA, EXPORTS, FUNC_IMPORTS, GOT_FUNC, GOT_MEM, median, program};
 use dylink_core::{Config, Handle, Linker, MemorySource, NoHost, rtld};
@@ -52,6 +52,22 @@ fn time<F: FnMut()>(iters: usize, mut f: F) -> f64 {
         v.push(t.elapsed().as_secs_f64());
     }
     median(v)
+}
+
+/// Startup libraries of the larger program the `dlclose` cost is also read in: the cost of
+/// a `dlopen` + `dlclose` of one library should not grow with what else is loaded.
+const DL_BIG_LIBS: usize = 400;
+
+/// Medians of `cycles` runs of `cycle` (a `dlopen` + `dlclose` of one fresh library, each
+/// timed), µs: (dlopen, dlclose).
+fn open_close_us(cycles: usize, mut cycle: impl FnMut() -> (Duration, Duration)) -> (f64, f64) {
+    let (mut open, mut close) = (Vec::with_capacity(cycles), Vec::with_capacity(cycles));
+    for _ in 0..cycles {
+        let (o, c) = cycle();
+        open.push(o.as_secs_f64());
+        close.push(c.as_secs_f64());
+    }
+    (median(open) * 1e6, median(close) * 1e6)
 }
 
 /// Nanoseconds per call of `op`: the median of [`BATCHES`] batches of `micro / BATCHES`
@@ -218,8 +234,9 @@ fn got_offset(name: &str) -> u64 {
 
 mod wt {
     use super::{
-        CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base,
-        link_rows, median, paired, per_call_ns, rtld, safe_point_rows, time,
+        CallRun, DL_BIG_LIBS, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset,
+        hand_base, link_rows, median, open_close_us, paired, per_call_ns, rtld, safe_point_rows,
+        time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -497,7 +514,8 @@ mod wt {
         out
     }
 
-    /// dlsym_ns, dlopen_loaded_ns, dlopen_new_us and instantiating by hand.
+    /// dlsym_ns, dlopen_loaded_ns, dlopen_new_us, dlclose_us (also with [`DL_BIG_LIBS`]
+    /// libraries loaded) and instantiating by hand.
     pub fn dl(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
@@ -517,18 +535,25 @@ mod wt {
                 .unwrap();
         });
         out.insert("dlopen_loaded_ns".into(), json!(dlopen));
-        // dlopen_new_us
-        let fresh = Module::new(&engine, fresh_library()).unwrap();
-        let mut samples = Vec::new();
-        for _ in 0..s.iters.max(3) {
+        let cycle = |store: &mut Store<()>, program: &Program<()>| {
             let t = Instant::now();
             let h = program
-                .dlopen(&mut store, Some("libfresh.so"), rtld::NOW)
+                .dlopen(&mut *store, Some("libfresh.so"), rtld::NOW)
                 .unwrap();
-            samples.push(t.elapsed().as_secs_f64());
-            program.dlclose(&mut store, h).unwrap();
+            let opened = Instant::now();
+            program.dlclose(store, h).unwrap();
+            (opened - t, opened.elapsed())
+        };
+        let (dl, close) = open_close_us(s.iters.max(3), || cycle(&mut store, &program));
+        {
+            let (main, mut src, _) = dylink_bench::program(DL_BIG_LIBS);
+            src.insert("/lib/libfresh.so", fresh_library());
+            let (mut store, program) = load(&engine, &main, &src);
+            let (dl, close) = open_close_us(s.iters.max(3), || cycle(&mut store, &program));
+            out.insert("dlopen_new_us_400".into(), json!(dl));
+            out.insert("dlclose_us_400".into(), json!(close));
         }
-        let dl = median(samples);
+        let fresh = Module::new(&engine, fresh_library()).unwrap();
         let memory = match program.memory() {
             dylink_wasmtime::Mem::Plain(m) => m,
             dylink_wasmtime::Mem::Shared(_) => unreachable!("the program is not threaded"),
@@ -546,15 +571,17 @@ mod wt {
                 .call(&mut store, ())
                 .unwrap();
         });
-        out.insert("dlopen_new_us".into(), json!(dl * 1e6));
+        out.insert("dlopen_new_us".into(), json!(dl));
+        out.insert("dlclose_us".into(), json!(close));
         out.insert("instantiate_by_hand_us".into(), json!(by_hand * 1e6));
     }
 }
 
 mod wm {
     use super::{
-        CallRun, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset, hand_base,
-        link_rows, median, paired, per_call_ns, rtld, safe_point_rows, time,
+        CallRun, DL_BIG_LIBS, GOT_FUNC, Handle, MemorySource, Settings, call_rows, got_offset,
+        hand_base, link_rows, median, open_close_us, paired, per_call_ns, rtld, safe_point_rows,
+        time,
     };
     use dylink_bench::{
         Call, call_program, call_program_in, fresh_library, program, threaded_program,
@@ -797,7 +824,8 @@ mod wm {
         out
     }
 
-    /// dlsym_ns, dlopen_loaded_ns, dlopen_new_us and instantiating by hand.
+    /// dlsym_ns, dlopen_loaded_ns, dlopen_new_us, dlclose_us (also with [`DL_BIG_LIBS`]
+    /// libraries loaded) and instantiating by hand.
     pub fn dl(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
@@ -818,17 +846,26 @@ mod wm {
                 .unwrap();
         });
         out.insert("dlopen_loaded_ns".into(), json!(dlopen));
-        let fresh = Module::new(&store, fresh_library()).unwrap();
-        let mut samples = Vec::new();
-        for _ in 0..s.iters.max(3) {
+        let cycle = |store: &mut Store, program: &Program| {
             let t = Instant::now();
             let h = program
-                .dlopen(&mut store, Some("libfresh.so"), rtld::NOW)
+                .dlopen(&mut *store, Some("libfresh.so"), rtld::NOW)
                 .unwrap();
-            samples.push(t.elapsed().as_secs_f64());
-            program.dlclose(&mut store, h).unwrap();
+            let opened = Instant::now();
+            program.dlclose(store, h).unwrap();
+            (opened - t, opened.elapsed())
+        };
+        let (dl, close) = open_close_us(s.iters.max(3), || cycle(&mut store, &program));
+        {
+            let (main, mut src, _) = dylink_bench::program(DL_BIG_LIBS);
+            src.insert("/lib/libfresh.so", fresh_library());
+            let mut store = Store::new(engine.clone());
+            let program = load(&main, &src, &mut store);
+            let (dl, close) = open_close_us(s.iters.max(3), || cycle(&mut store, &program));
+            out.insert("dlopen_new_us_400".into(), json!(dl));
+            out.insert("dlclose_us_400".into(), json!(close));
         }
-        let dl = median(samples);
+        let fresh = Module::new(&store, fresh_library()).unwrap();
         let memory = program.memory().0;
         let by_hand = time(s.iters.max(3), || {
             let mb = Global::new(&mut store, Value::I32(4096));
@@ -841,7 +878,8 @@ mod wm {
                 .call(&mut store, &[])
                 .unwrap();
         });
-        out.insert("dlopen_new_us".into(), json!(dl * 1e6));
+        out.insert("dlopen_new_us".into(), json!(dl));
+        out.insert("dlclose_us".into(), json!(close));
         out.insert("instantiate_by_hand_us".into(), json!(by_hand * 1e6));
     }
 }

@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(1);
     });
     let r: Value = serde_json::from_str(&text).expect("results.json is JSON");
-    let rows: [(&str, &str, &str); 28] = [
+    let rows: [(&str, &str, &str); 31] = [
         (
             "link_overhead_100",
             "link main + 100 libraries, dylink ÷ wired by hand",
@@ -81,6 +81,17 @@ fn main() {
         (
             "instantiate_by_hand_us",
             "… instantiating it by hand, µs",
+            "",
+        ),
+        ("dlclose_us", "dlclose of that library, µs", ""),
+        (
+            "dlopen_new_us_400",
+            "dlopen of it with 400 libraries loaded, µs",
+            "",
+        ),
+        (
+            "dlclose_us_400",
+            "dlclose of it with 400 libraries loaded, µs",
             "",
         ),
         (
