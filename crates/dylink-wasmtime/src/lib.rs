@@ -513,12 +513,8 @@ impl<T: Send + 'static> Program<T> {
     /// every group past their load in the log), so loading and unloading libraries for ever
     /// keeps a bounded cache.
     fn forget_unloaded(&self, core: &mut Core) {
-        let gone = core.take_uninstantiable();
-        if !gone.is_empty() {
-            let mut compiled = lock(&self.shared.compiled);
-            for m in gone {
-                compiled.remove(m);
-            }
+        for m in core.take_uninstantiable() {
+            lock(&self.shared.compiled).remove(m);
         }
     }
 
