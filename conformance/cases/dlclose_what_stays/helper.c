@@ -1,0 +1,1 @@
+int helper_fn(int x) { return x + 1; }
