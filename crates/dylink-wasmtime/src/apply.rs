@@ -42,6 +42,27 @@ fn engine_err_with(context: impl FnOnce() -> String) -> impl FnOnce(wasmtime::Er
     }
 }
 
+/// An instantiation's error, saying what to do when the store is out of instances: a
+/// wasmtime store keeps every instance until it is dropped, those of unloaded libraries
+/// too, and refuses more than its limit (10,000 unless a limiter says otherwise).
+fn instantiate_err(what: impl FnOnce() -> String) -> impl FnOnce(wasmtime::Error) -> Error {
+    move |source| {
+        let mut context = format!("instantiating {}", what());
+        if source
+            .root_cause()
+            .to_string()
+            .contains("instance count too high")
+        {
+            context.push_str(
+                " (the store keeps every instance it made, unloaded libraries' too, until it \
+                 is dropped; raise its limit with `Store::limiter` and \
+                 `StoreLimitsBuilder::instances`)",
+            );
+        }
+        Error::Engine { context, source }
+    }
+}
+
 fn fail(context: impl Into<String>, message: impl std::fmt::Display) -> Error {
     Error::Engine {
         context: context.into(),
@@ -460,7 +481,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 }
                 drop(g);
                 let inst = Instance::new(&mut store, &module, &externs)
-                    .map_err(engine_err("instantiating trampolines"))?;
+                    .map_err(instantiate_err(|| "trampolines".into()))?;
                 lock(&program.group).generated.insert(*gen_id, (inst, own));
                 undo.generated.push(*gen_id);
             }
@@ -483,9 +504,8 @@ pub(crate) fn apply<T: Send + 'static>(
                         tracing::debug!(target: "dylink::bindings", "{path}: {}.{} -> {b}", imp.module(), imp.name());
                     }
                 }
-                let inst = Instance::new(&mut store, &compiled.module, &externs).map_err(
-                    engine_err_with(|| format!("instantiating {}", ctx.path(*module))),
-                )?;
+                let inst = Instance::new(&mut store, &compiled.module, &externs)
+                    .map_err(instantiate_err(|| ctx.path(*module).to_string()))?;
                 let loaded = crate::Loaded {
                     instance: inst,
                     exports: compiled.exports,

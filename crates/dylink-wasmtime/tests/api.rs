@@ -1,7 +1,7 @@
 //! The embedder API: in-memory sources, the compile cache, errors a user reads.
 
 use dylink_wasmtime::{MemorySource, Options, Program, compiled_modules, rtld};
-use wasmtime::{Config, Engine, Linker, Store};
+use wasmtime::{Config, Engine, Linker, Store, StoreLimitsBuilder};
 
 fn side(body: &str) -> Vec<u8> {
     wat::parse_str(format!(
@@ -219,4 +219,52 @@ fn a_program_started_again_reuses_its_startup_plan_until_a_library_changes() {
     );
     assert_eq!(run(changed), 43);
     assert_eq!(cache.startup_hits(), 1);
+}
+
+#[test]
+fn a_store_out_of_instances_says_how_to_raise_its_limit() {
+    let engine = Engine::default();
+    let linker = Linker::new(&engine);
+    // The main module and libanswer.so: no room for another instance.
+    let mut store = Store::new(&engine, StoreLimitsBuilder::new().instances(2).build());
+    store.limiter(|limits| limits);
+    let mut src = program_source();
+    src.insert(
+        "/lib/libmore.so",
+        side(r#"(func (export "more") (result i32) i32.const 7)"#),
+    );
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func $a (result i32))) (func (export "run") (result i32) call $a)"#,
+    );
+    let program = Program::load(
+        &mut store,
+        &linker,
+        Options::new(src),
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap();
+    let err = program
+        .dlopen(&mut store, Some("libmore.so"), rtld::NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("instantiating /lib/libmore.so")
+            && err.contains("StoreLimitsBuilder::instances")
+            && err.contains("instance count too high"),
+        "{err}"
+    );
+    // The failed dlopen left nothing: the program runs and the library is not loaded.
+    let run = program
+        .main_func(&mut store, "run")
+        .unwrap()
+        .typed::<(), i32>(&store)
+        .unwrap();
+    assert_eq!(run.call(&mut store, ()).unwrap(), 42);
+    assert!(
+        program
+            .dlopen(&mut store, Some("libmore.so"), rtld::NOW | rtld::NOLOAD)
+            .is_err()
+    );
 }
