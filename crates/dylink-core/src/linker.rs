@@ -1676,10 +1676,9 @@ impl Linker {
             },
             self.unreachable_after_drop_slowly(handle, dropped),
         );
-        let mut dead: Vec<&LoadedModule> =
-            dead.drain(..).filter_map(|id| self.module(id)).collect();
-        dead.sort_by_key(|x| core::cmp::Reverse(x.order));
-        t.unload_modules(&dead.iter().map(|x| x.id).collect::<Vec<_>>(), !failed);
+        // Destructors run newest first.
+        dead.sort_by_key(|id| core::cmp::Reverse(self.module(*id).map(|x| x.order)));
+        t.unload_modules(&dead, !failed);
         t.finish(PlanKind::Dlclose, Outcome::Done)
     }
 
