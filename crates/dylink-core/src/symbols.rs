@@ -18,10 +18,17 @@ use crate::prelude::*;
 /// Definitions (`V`) by name.
 #[derive(Clone)]
 pub(crate) struct SymbolTable<V> {
-    /// Positions in `entries`, hashed by the entry's name.
+    /// Positions in `entries`, hashed by the entry's name with [`hasher`].
     index: HashTable<u32>,
     entries: Vec<Entry<V>>,
-    hasher: DefaultHashBuilder,
+}
+
+/// The one hasher of every symbol table in the process (its seed is random per process):
+/// an entry's hash is valid in any table, so appending a plan's table to the linker's
+/// hashes no name again.
+fn hasher() -> &'static DefaultHashBuilder {
+    static HASHER: spin::Once<DefaultHashBuilder> = spin::Once::new();
+    HASHER.call_once(DefaultHashBuilder::default)
 }
 
 #[derive(Clone)]
@@ -36,7 +43,6 @@ impl<V> Default for SymbolTable<V> {
         Self {
             index: HashTable::new(),
             entries: Vec::new(),
-            hasher: DefaultHashBuilder::default(),
         }
     }
 }
@@ -66,7 +72,7 @@ impl<V: Copy> SymbolTable<V> {
         if self.entries.is_empty() {
             return None;
         }
-        let hash = self.hasher.hash_one(name);
+        let hash = hasher().hash_one(name);
         self.position(hash, name)
             .map(|i| self.entries[i].defs.as_slice())
     }
@@ -92,7 +98,7 @@ impl<V: Copy> SymbolTable<V> {
 
     /// Add `def` after the definitions `name` has.
     pub(crate) fn push(&mut self, name: &Name, def: V) {
-        let hash = self.hasher.hash_one(&**name);
+        let hash = hasher().hash_one(&**name);
         if self.index.len() == self.index.capacity() {
             self.reserve(self.entries.len().max(16));
         }
@@ -130,9 +136,7 @@ impl<V: Copy> SymbolTable<V> {
             return;
         }
         self.reserve(other.len());
-        for mut e in other.entries {
-            // Each table hashes with its own seed.
-            e.hash = self.hasher.hash_one(&*e.name);
+        for e in other.entries {
             match self.position(e.hash, &e.name) {
                 Some(i) => self.entries[i].defs.extend(e.defs),
                 None => {
@@ -149,7 +153,7 @@ impl<V: Copy> SymbolTable<V> {
     /// Keep only the definitions of `name` that `keep` accepts; a name left with none
     /// leaves the table.
     pub(crate) fn retain(&mut self, name: &str, keep: impl Fn(&V) -> bool) {
-        let hash = self.hasher.hash_one(name);
+        let hash = hasher().hash_one(name);
         let Some(i) = self.position(hash, name) else {
             return;
         };
