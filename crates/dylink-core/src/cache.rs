@@ -146,6 +146,113 @@ impl<T> fmt::Debug for BytesMap<T> {
     }
 }
 
+/// A [`BytesMap`] that holds at most `budget` bytes of content and `max_entries` entries,
+/// the oldest leaving first: what the adapters keep their process-wide compiled modules in,
+/// so a process that compiles new modules for ever (new libraries, new versions of them, a
+/// new engine per store) keeps a bounded cache. A value handed out stays valid when its
+/// entry leaves: its holder has its own clone.
+pub struct BoundedBytesMap<T> {
+    map: BytesMap<(u64, T)>,
+    budget: usize,
+    max_entries: usize,
+    bytes: usize,
+    next: u64,
+}
+
+impl<T> BoundedBytesMap<T> {
+    /// An empty map holding at most `budget` bytes of content in at most `max_entries`
+    /// entries.
+    pub fn new(budget: usize, max_entries: usize) -> Self {
+        Self {
+            map: BytesMap::new(),
+            budget,
+            max_entries,
+            bytes: 0,
+            next: 0,
+        }
+    }
+
+    /// The value stored for these bytes that `want` accepts ([`BytesMap::get`]).
+    pub fn get(&self, bytes: &Arc<[u8]>, want: impl Fn(&T) -> bool) -> Option<&T> {
+        self.map.get(bytes, |(_, v)| want(v)).map(|(_, v)| v)
+    }
+
+    /// Store `value` for `bytes`, making room first by removing the oldest entries; bytes
+    /// larger than the whole budget are not stored.
+    pub fn insert(&mut self, bytes: Arc<[u8]>, value: T) {
+        let size = bytes.len();
+        if size > self.budget || self.max_entries == 0 {
+            return;
+        }
+        while self.bytes + size > self.budget || self.map.len() >= self.max_entries {
+            let Some(oldest) = self.map.values().map(|(stamp, _)| *stamp).min() else {
+                break;
+            };
+            let mut freed = 0;
+            self.map.retain(|b, (stamp, _)| {
+                let gone = *stamp == oldest;
+                freed += if gone { b.len() } else { 0 };
+                !gone
+            });
+            self.bytes -= freed;
+        }
+        self.map.insert(bytes, (self.next, value));
+        self.next += 1;
+        self.bytes += size;
+    }
+
+    /// Every stored value.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.map.values().map(|(_, v)| v)
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes of content held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forget every entry.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
+
+impl<T> Default for BoundedBytesMap<T> {
+    /// [`ModuleCache::DEFAULT_BUDGET`] bytes in at most [`Self::DEFAULT_ENTRIES`] entries.
+    fn default() -> Self {
+        Self::new(ModuleCache::DEFAULT_BUDGET, Self::DEFAULT_ENTRIES)
+    }
+}
+
+impl<T> BoundedBytesMap<T> {
+    /// The entry cap of [`Default`]: room for a program of thousands of libraries, few
+    /// enough that engines dropped by the embedder and kept alive by their compiled modules
+    /// here do not pile up.
+    pub const DEFAULT_ENTRIES: usize = 4096;
+}
+
+impl<T> fmt::Debug for BoundedBytesMap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedBytesMap")
+            .field("entries", &self.map.len())
+            .field("bytes", &self.bytes)
+            .field("budget", &self.budget)
+            .field("max_entries", &self.max_entries)
+            .finish()
+    }
+}
+
 fn address(bytes: &Arc<[u8]>) -> usize {
     Arc::as_ptr(bytes) as *const u8 as usize
 }
@@ -542,6 +649,33 @@ mod tests {
         assert!(cache.prepare(bad.clone()).is_err());
         assert!(cache.prepare(bad).is_err());
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_bounded_map_keeps_its_budget_and_entry_cap_oldest_leaving_first() {
+        let (a, b, c) = (side("a"), side("b"), side("c"));
+        let mut m = BoundedBytesMap::new(a.len() + b.len(), 10);
+        m.insert(a.clone(), 1);
+        m.insert(b.clone(), 2);
+        m.insert(c.clone(), 3);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.bytes(), b.len() + c.len());
+        assert_eq!(m.get(&a, |_| true), None);
+        assert_eq!(m.get(&b, |_| true), Some(&2));
+        assert_eq!(m.get(&c, |_| true), Some(&3));
+        // Two values for one content (two engines): both count, and both can leave.
+        let mut m = BoundedBytesMap::new(usize::MAX, 2);
+        m.insert(a.clone(), 1);
+        m.insert(a.clone(), 2);
+        assert_eq!(m.get(&a, |v| *v == 2), Some(&2));
+        m.insert(b.clone(), 3);
+        assert_eq!((m.len(), m.bytes()), (2, a.len() + b.len()));
+        assert_eq!(m.get(&a, |v| *v == 1), None);
+        let mut too_small = BoundedBytesMap::new(4, 10);
+        too_small.insert(a.clone(), 1);
+        assert!(too_small.is_empty());
+        m.clear();
+        assert_eq!((m.len(), m.bytes()), (0, 0));
     }
 
     #[test]

@@ -65,7 +65,7 @@ mod sync;
 pub mod trampoline;
 pub mod workers;
 
-pub use cache::{BytesMap, ModuleCache};
+pub use cache::{BoundedBytesMap, BytesMap, ModuleCache};
 pub use config::*;
 pub use error::{Diagnostic, Error, ParseError, SymbolKind, Warning};
 pub use index::{Addr, Entity, GenId, GlobalId, GroupId, IdMap, ModuleId, Slot, TagId};

@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
-    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap, Linker as Core,
-    ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
+    BoundedBytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap,
+    Linker as Core, ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmer::{
     AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module,
@@ -218,11 +218,19 @@ pub fn compilations() -> u64 {
 
 /// Compiled modules by the bytes compiled, with the engine each was compiled on, shared
 /// by every program. Modules read through the core's module cache arrive as the same
-/// allocation every time and are found without hashing their bytes.
-fn compile_cache() -> &'static Mutex<BytesMap<(Engine, Module)>> {
-    static CACHE: std::sync::OnceLock<Mutex<BytesMap<(Engine, Module)>>> =
+/// allocation every time and are found without hashing their bytes. Bounded
+/// ([`BoundedBytesMap`]'s default: 256 MiB of module bytes, 4,096 modules), the oldest
+/// leaving first; an entry keeps its engine alive while it is held here.
+fn compile_cache() -> &'static Mutex<BoundedBytesMap<(Engine, Module)>> {
+    static CACHE: std::sync::OnceLock<Mutex<BoundedBytesMap<(Engine, Module)>>> =
         std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+/// Drop every module compiled and kept for reuse, on every engine: after dropping an
+/// engine, say, to release its code at once. Loaded programs keep what they use.
+pub fn clear_compiled_modules() {
+    lock(compile_cache()).clear();
 }
 
 /// How many distinct modules are compiled on `engine` and kept for reuse.

@@ -42,8 +42,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
-    BytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap, Linker as Core,
-    ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
+    BoundedBytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap,
+    Linker as Core, ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
 };
 use wasmtime::{
     AsContextMut, Engine, Extern, Func, Global, Instance, Module, ModuleExport, Table, Tag, Val,
@@ -232,10 +232,19 @@ impl Compiled {
 
 /// Compiled modules by the bytes compiled, shared by every program (each entry's module
 /// names its engine). Modules read through the core's module cache arrive as the same
-/// allocation every time and are found without hashing their bytes.
-fn compile_cache() -> &'static Mutex<BytesMap<Compiled>> {
-    static CACHE: std::sync::OnceLock<Mutex<BytesMap<Compiled>>> = std::sync::OnceLock::new();
+/// allocation every time and are found without hashing their bytes. Bounded
+/// ([`BoundedBytesMap`]'s default: 256 MiB of module bytes, 4,096 modules), the oldest
+/// leaving first; a compiled module keeps its engine alive while it is held here.
+fn compile_cache() -> &'static Mutex<BoundedBytesMap<Compiled>> {
+    static CACHE: std::sync::OnceLock<Mutex<BoundedBytesMap<Compiled>>> =
+        std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+/// Drop every module compiled and kept for reuse, on every engine: after dropping an
+/// engine, say, to release its code at once. Loaded programs keep what they use.
+pub fn clear_compiled_modules() {
+    lock(compile_cache()).clear();
 }
 
 static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
