@@ -785,7 +785,7 @@ fn a_dlopen_of_a_loaded_library_done_in_place_is_the_plan_committed() {
         rtld::NOW,
         rtld::LAZY,
         rtld::NOW | rtld::NOLOAD,
-        rtld::NODELETE,
+        rtld::LAZY | rtld::NODELETE,
     ] {
         let mut planned = l.clone();
         assert_eq!(dlopen(&mut planned, &mut sim, flags), h);
@@ -803,6 +803,28 @@ fn a_dlopen_of_a_loaded_library_done_in_place_is_the_plan_committed() {
         ("libplugin.so", rtld::NOW | rtld::GLOBAL),
     ] {
         assert_eq!(l.dlopen_loaded(name, flags, MAIN_GROUP), None, "{name}");
+    }
+    assert!(l == before, "a refusal changes nothing");
+    // Neither RTLD_LAZY nor RTLD_NOW: refused, as glibc does, loaded or not.
+    for (name, flags) in [
+        ("libplugin.so", rtld::NODELETE),
+        ("libplugin.so", 0),
+        ("libother.so", rtld::GLOBAL),
+    ] {
+        assert_eq!(l.dlopen_loaded(name, flags, MAIN_GROUP), None, "{name}");
+        let err = l
+            .plan_dlopen(
+                Some(name),
+                flags,
+                None,
+                MAIN_GROUP,
+                facts(&sim),
+                &src,
+                &NoHost,
+            )
+            .unwrap_err();
+        assert_eq!(err, Error::BadMode { flags });
+        assert!(err.to_string().contains("RTLD_LAZY or RTLD_NOW"), "{err}");
     }
     assert!(l == before, "a refusal changes nothing");
     // Once promoted, RTLD_GLOBAL changes nothing more and is done in place too.
@@ -1018,7 +1040,7 @@ fn rtld_local_isolates_and_global_promotion_satisfies_lazy_symbols() {
     assert!(matches!(
         l.plan_dlopen(
             Some("libzz.so"),
-            rtld::NOLOAD,
+            rtld::NOW | rtld::NOLOAD,
             None,
             MAIN_GROUP,
             facts(&sim),

@@ -1,0 +1,1 @@
+int lib_fn(void) { return 3; }
