@@ -103,6 +103,9 @@ pub struct LoadedModule {
     /// How many loaded modules need or use it ([`deps`]), kept by each commit: `dlclose`
     /// tells from it whether a module is needed from outside what it unloads.
     pub users: u32,
+    /// Its destructors ran (a `dlclose` that would unload it ran them in a plan of their
+    /// own); they do not run again.
+    pub finalized: bool,
     /// Its place in load order (dependencies before dependents): constructors run in it,
     /// destructors in reverse. Instances may be made in another order (`Txn::binding_order`).
     pub order: u64,
@@ -442,6 +445,8 @@ enum Update {
     GlobalSeq(u64),
     Pin,
     Use(ModuleId),
+    /// Its destructors ran.
+    Finalized,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -529,6 +534,7 @@ impl PartialEq for Linker {
                             && a.global_seq == b.global_seq
                             && a.uses == b.uses
                             && a.users == b.users
+                            && a.finalized == b.finalized
                             && a.needed == b.needed
                     }
                     _ => false,
@@ -753,6 +759,7 @@ impl Linker {
                 Update::Refs(n) => m.refs = (m.refs as i64 + n).max(0) as u32,
                 Update::GlobalSeq(s) => m.global_seq = Some(s),
                 Update::Pin => m.pinned = true,
+                Update::Finalized => m.finalized = true,
                 Update::Use(u) => {
                     if !m.uses.contains(&u) {
                         if !m.needed.contains(&u) {
@@ -1571,8 +1578,11 @@ impl Linker {
     // ---------------------------------------------------------------- dlclose
 
     /// Plan `dlclose(handle)`: drop one reference; when nothing keeps the library (and the
-    /// dependencies only it kept) loaded, run destructors and unload them, reclaiming memory
-    /// regions and table slots.
+    /// dependencies only it kept) loaded, unload them, reclaiming memory regions and table
+    /// slots. If some of them have destructors that have not run, the plan is a
+    /// [`PlanKind::Destructors`] plan instead (nothing is released): drive it (its guest calls
+    /// run after its commit, free to call the dl functions, as glibc allows), then plan the
+    /// `dlclose` again.
     pub fn plan_dlclose(&self, handle: ModuleId, group: GroupId) -> Result<Plan, Error> {
         self.plan_close(handle, group, false)
     }
@@ -1671,7 +1681,6 @@ impl Linker {
             return t.finish(PlanKind::Dlclose, Outcome::Done);
         }
         let dropped = if failed { m.refs } else { 1 };
-        t.updates.push((handle, Update::Refs(-(dropped as i64))));
         let mut dead = self.unreachable_after_drop(handle, dropped);
         debug_assert_eq!(
             {
@@ -1683,7 +1692,17 @@ impl Linker {
         );
         // Destructors run newest first.
         dead.sort_by_key(|id| core::cmp::Reverse(self.module(*id).map(|x| x.order)));
-        t.unload_modules(&dead, !failed);
+        if !failed && dead.iter().any(|&m| t.has_destructors(m)) {
+            // Their own plan, run after its commit as a load's constructors are: they may
+            // call the dl functions. Then the dlclose is planned again.
+            for &m in &dead {
+                t.updates.push((m, Update::Finalized));
+            }
+            t.destructor_ops(&dead);
+            return t.finish(PlanKind::Destructors, Outcome::Done);
+        }
+        t.updates.push((handle, Update::Refs(-(dropped as i64))));
+        t.unload_modules(&dead);
         t.finish(PlanKind::Dlclose, Outcome::Done)
     }
 
@@ -2100,6 +2119,7 @@ impl<'a> Txn<'a> {
             needed: Vec::new(),
             uses: Vec::new(),
             users: 0,
+            finalized: false,
             order: 0,
             is_main,
         });
@@ -4222,9 +4242,19 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn unload_modules(&mut self, dead: &[ModuleId], run_dtors: bool) {
-        // Destructors first, newest module first, while everything is still there.
-        for &m in dead.iter().filter(|_| run_dtors) {
+    /// Whether unloading `m` has destructors to run that have not run yet.
+    fn has_destructors(&self, m: ModuleId) -> bool {
+        let x = self.module(m);
+        !x.finalized && (x.info.init.call_dtors || dso_handle(x).is_some())
+    }
+
+    /// The destructor calls of `dead` (newest first) that have not run yet: its
+    /// `__wasm_call_dtors` and `__cxa_finalize(__dso_handle)`.
+    fn destructor_ops(&mut self, dead: &[ModuleId]) {
+        for &m in dead {
+            if !self.has_destructors(m) {
+                continue;
+            }
             let info = self.module(m).info.clone();
             if info.init.call_dtors {
                 self.body.push(Op::Call {
@@ -4247,6 +4277,11 @@ impl<'a> Txn<'a> {
                 }
             }
         }
+    }
+
+    /// Unload `dead` (newest first); their destructors ran in a plan of their own
+    /// ([`PlanKind::Destructors`]) or are not to run (a load whose constructors failed).
+    fn unload_modules(&mut self, dead: &[ModuleId]) {
         let mut groups = self
             .groups
             .take()

@@ -407,6 +407,10 @@ pub enum PlanKind {
     Dlsym,
     /// `dlclose`.
     Dlclose,
+    /// The destructors of the libraries a `dlclose` would unload, which have not run yet:
+    /// guest calls only, run after the commit (as a load's constructors are), so they may
+    /// call the dl functions. Once it ran, plan the `dlclose` again: that plan unloads.
+    Destructors,
     /// Closure slots.
     Closures,
     /// A new instance group.
@@ -451,12 +455,12 @@ impl Plan {
     }
 
     /// Where the trailing run of guest calls of a load plan (relocations, TLS initialisation,
-    /// constructors) begins. An adapter may commit after applying the ops before it and run
+    /// constructors) or of a [`PlanKind::Destructors`] plan (all of it) begins. An adapter may commit after applying the ops before it and run
     /// these afterwards without holding the linker, so a constructor can itself `dlopen`.
     /// For other plans, `ops.len()`: every op is applied before the commit.
     pub fn guest_tail(&self) -> usize {
         match self.kind {
-            PlanKind::Startup | PlanKind::Dlopen => self
+            PlanKind::Startup | PlanKind::Dlopen | PlanKind::Destructors => self
                 .ops
                 .iter()
                 .rposition(|op| !op.is_guest_call())

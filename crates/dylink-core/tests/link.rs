@@ -1571,6 +1571,59 @@ fn a_thread_started_between_loads_and_unloads_gets_the_table_the_others_have() {
 }
 
 #[test]
+fn destructors_run_in_a_plan_of_their_own_before_the_dlclose_unloads() {
+    let (mut l, mut sim) = program_with_heap();
+    // libdtor has destructors and needs libplain; libplain has none.
+    let dtor = side(
+        16,
+        0,
+        &["libplain.so"],
+        r#"(func (export "__wasm_call_dtors"))"#,
+    );
+    let plain = side(
+        16,
+        0,
+        &[],
+        r#"(func (export "plain") (result i32) i32.const 1)"#,
+    );
+    let src = source(&[("/lib/libdtor.so", dtor), ("/lib/libplain.so", plain)]);
+    let h = dlopen_applied(&mut l, &mut sim, &src, "libdtor.so", rtld::NOW, MAIN_GROUP);
+    let before = l.module(h).unwrap().refs;
+    // First the destructors: guest calls only, all after the commit; nothing released.
+    let plan = l.plan_dlclose(h, MAIN_GROUP).unwrap();
+    assert_eq!(plan.kind(), PlanKind::Destructors);
+    assert_eq!(plan.guest_tail(), 0, "every op runs after the commit");
+    assert_eq!(
+        plan.ops.as_slice(),
+        [Op::Call {
+            module: h,
+            func: InitCall::CallDtors
+        }]
+    );
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    let m = l.module(h).unwrap();
+    assert!(
+        m.finalized && m.refs == before,
+        "loaded, its destructors marked as run"
+    );
+    // Then the dlclose proper: no destructor runs twice; both libraries go.
+    let plan = l.plan_dlclose(h, MAIN_GROUP).unwrap();
+    assert_eq!(plan.kind(), PlanKind::Dlclose);
+    assert!(!plan.ops.iter().any(|op| op.is_guest_call()), "{plan}");
+    sim.apply(&plan).unwrap();
+    commit(&mut l, plan);
+    assert!(l.module(h).is_none());
+    assert_eq!(l.modules().count(), 1, "only the main module is left");
+    // A dlclose that unloads nothing with destructors is one plan, as before.
+    let h = dlopen_applied(&mut l, &mut sim, &src, "libplain.so", rtld::NOW, MAIN_GROUP);
+    assert_eq!(
+        l.plan_dlclose(h, MAIN_GROUP).unwrap().kind(),
+        PlanKind::Dlclose
+    );
+}
+
+#[test]
 fn closures_allocate_batches_and_free_for_reuse() {
     let (mut l, mut sim) = program_with_heap();
     let plan = l.plan_closures(8, MAIN_GROUP).unwrap();

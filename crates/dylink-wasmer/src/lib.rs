@@ -39,7 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
     BoundedBytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap,
-    Linker as Core, ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
+    Linker as Core, ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, PlanKind, SymbolValue,
+    TagId,
 };
 use wasmer::{
     AsStoreMut, AsStoreRef, Engine, Extern, Function, Global, Imports, Instance, Module,
@@ -666,7 +667,19 @@ impl Program {
 
     /// `dlclose(handle)` from the host: runs destructors and unloads what nothing else needs.
     pub fn dlclose(&self, store: &mut impl AsStoreMut, handle: ModuleId) -> Result<(), Error> {
-        self.plan_and_run(store, |core, group| core.plan_dlclose(handle, group))?;
+        // Destructors first, in a plan of their own run like constructors (they may call the
+        // dl functions); then the dlclose is planned again and unloads.
+        loop {
+            let mut destructors = false;
+            self.plan_and_run(store, |core, group| {
+                let plan = core.plan_dlclose(handle, group)?;
+                destructors = plan.kind() == PlanKind::Destructors;
+                Ok(plan)
+            })?;
+            if !destructors {
+                break;
+            }
+        }
         self.forget_unloaded(&mut lock(&self.shared.core));
         Ok(())
     }

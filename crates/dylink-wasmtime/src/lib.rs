@@ -43,7 +43,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dylink_core::drive::{Applier, ApplyCtx, Phase};
 use dylink_core::{
     BoundedBytesMap, Config, Facts, GenId, GlobalId, GroupId, Handle, HostSet, IdMap,
-    Linker as Core, ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, SymbolValue, TagId,
+    Linker as Core, ModuleId, ModuleSource, NewModule, Op, Outcome, Plan, PlanKind, SymbolValue,
+    TagId,
 };
 use wasmtime::{
     AsContextMut, Engine, Extern, Func, Global, Instance, Module, ModuleExport, Table, Tag, Val,
@@ -675,7 +676,19 @@ impl<T: Send + 'static> Program<T> {
         mut store: impl AsContextMut<Data = T>,
         handle: ModuleId,
     ) -> Result<(), Error> {
-        self.plan_and_run(&mut store, |core, group| core.plan_dlclose(handle, group))?;
+        // Destructors first, in a plan of their own run like constructors (they may call the
+        // dl functions); then the dlclose is planned again and unloads.
+        loop {
+            let mut destructors = false;
+            self.plan_and_run(&mut store, |core, group| {
+                let plan = core.plan_dlclose(handle, group)?;
+                destructors = plan.kind() == PlanKind::Destructors;
+                Ok(plan)
+            })?;
+            if !destructors {
+                break;
+            }
+        }
         self.forget_unloaded(&mut lock(&self.shared.core));
         Ok(())
     }
