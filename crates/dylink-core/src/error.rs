@@ -356,12 +356,6 @@ pub enum Error {
         /// The slot.
         slot: u64,
     },
-    /// `dlopen` given neither `RTLD_LAZY` nor `RTLD_NOW` (POSIX requires one; glibc refuses
-    /// the same way).
-    BadMode {
-        /// The flags given.
-        flags: i32,
-    },
     /// `RTLD_NOLOAD` and the library is not loaded.
     NotLoaded {
         /// The name asked for.
@@ -472,10 +466,6 @@ impl fmt::Display for Error {
             Self::NotClosureSlot { slot } => write!(
                 f,
                 "function-pointer slot {slot} is not a closure slot (never allocated as one, or already freed); allocate closure slots first"
-            ),
-            Self::BadMode { flags } => write!(
-                f,
-                "invalid mode for dlopen ({flags:#x}): include RTLD_LAZY or RTLD_NOW"
             ),
             Self::NotLoaded { name } => write!(f, "`{name}` is not loaded (RTLD_NOLOAD)"),
             Self::SymbolNotFound { symbol, scope } => {

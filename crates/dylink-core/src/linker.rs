@@ -1269,8 +1269,9 @@ impl Linker {
     // ---------------------------------------------------------------- dlopen
 
     /// Plan `dlopen(name, flags)` called from module `caller` in `group`. `name` `None` is
-    /// `dlopen(NULL)`: the main program. `facts` is the engine's current state. `flags` must
-    /// include `RTLD_LAZY` or `RTLD_NOW` ([`Error::BadMode`] otherwise, as glibc).
+    /// `dlopen(NULL)`: the main program. `facts` is the engine's current state. `flags`
+    /// without `RTLD_NOW` bind lazily, `RTLD_LAZY` or not: a mode with neither is taken as
+    /// `RTLD_LAZY`, as musl, Emscripten and macOS take it (glibc refuses it).
     pub fn plan_dlopen(
         &self,
         name: Option<&str>,
@@ -1282,9 +1283,6 @@ impl Linker {
         host: &dyn HostNames,
     ) -> Result<Plan, Error> {
         let main = self.main.ok_or(Error::BadHandle { handle: 0 })?;
-        if flags & (rtld::LAZY | rtld::NOW) == 0 {
-            return Err(Error::BadMode { flags });
-        }
         let mut t = self.txn(group);
         t.observe(facts);
         if flags & rtld::NOW != 0 {
@@ -1338,14 +1336,13 @@ impl Linker {
     /// place when all it changes is the library's reference count (and its pin, for
     /// `RTLD_NODELETE`): no op for any engine, nothing for other groups to replay. `None`
     /// when this is not such a call (a path, a name not loaded, `RTLD_GLOBAL` for a library
-    /// not yet in the global scope, no binding mode, or `group` not caught up): then [`Linker::plan_dlopen`]
+    /// not yet in the global scope, or `group` not caught up): then [`Linker::plan_dlopen`]
     /// decides, as it would have. The answer is what committing `plan_dlopen`'s plan gives,
     /// at a small fraction of its cost (a program that asks for its libraries again and
     /// again, as plugin hosts do, pays only a name lookup).
     pub fn dlopen_loaded(&mut self, name: &str, flags: i32, group: GroupId) -> Option<ModuleId> {
         let main = self.main?;
-        let bad_mode = flags & (rtld::LAZY | rtld::NOW) == 0;
-        if bad_mode || name.contains('/') || self.group(group)?.cursor != self.log.len() {
+        if name.contains('/') || self.group(group)?.cursor != self.log.len() {
             return None;
         }
         let id = *self.names.get(name)?;
