@@ -6,6 +6,7 @@ use crate::error::{Diagnostic, Error};
 use crate::index::GroupId;
 use crate::linker::Linker;
 use crate::plan::{NewModule, Op, Outcome, Plan};
+use crate::prelude::*;
 
 /// Which part of a plan an [`Applier`] is asked to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub struct ApplyCtx<'a> {
     pub core: Option<&'a Linker>,
     /// The modules the plan introduces.
     pub new: &'a [NewModule],
+    /// The paths of other modules the ops name, for messages when `core` is `None` (a
+    /// plan's guest calls run without the lock: a closing library's destructors).
+    pub paths: &'a [(crate::ModuleId, alloc::string::String)],
     /// Pointers are 64-bit.
     pub memory64: bool,
     /// Which part of the plan this is.
@@ -42,6 +46,11 @@ impl ApplyCtx<'_> {
             .find(|n| n.id == m)
             .map(|n| n.path.clone())
             .or_else(|| self.core.and_then(|c| c.module(m)).map(|x| x.path.clone()))
+            .or_else(|| {
+                (self.paths.iter())
+                    .find(|(id, _)| *id == m)
+                    .map(|(_, p)| p.clone())
+            })
             .unwrap_or_else(|| m.to_string())
     }
 }
@@ -85,6 +94,7 @@ pub fn catch_up<A: Applier>(core: &mut Linker, applier: &mut A) -> Result<(), A:
         let ctx = ApplyCtx {
             core: Some(&*core),
             new: &[],
+            paths: &[],
             memory64: core.memory64(),
             phase: Phase::Structural,
         };
@@ -119,6 +129,7 @@ pub fn drive<G: DerefMut<Target = Linker>, A: Applier>(
     let ctx = ApplyCtx {
         core: Some(&core),
         new: &new,
+        paths: &[],
         memory64,
         phase: Phase::Structural,
     };
@@ -128,6 +139,16 @@ pub fn drive<G: DerefMut<Target = Linker>, A: Applier>(
         return Err(e);
     }
     let diagnostics = plan.diagnostics.clone();
+    // The guest calls run without the lock: the paths of the loaded modules they name, for
+    // their messages.
+    let paths: Vec<_> = (ops[tail..].iter())
+        .filter_map(|op| match op {
+            Op::Call { module, .. } | Op::InitTls { module, .. } | Op::Finalize { module, .. } => {
+                core.module(*module).map(|m| (*module, m.path.clone()))
+            }
+            _ => None,
+        })
+        .collect();
     let outcome = core.commit(plan)?;
     applier.committed();
     drop(core);
@@ -139,6 +160,7 @@ pub fn drive<G: DerefMut<Target = Linker>, A: Applier>(
     let ctx = ApplyCtx {
         core: None,
         new: &new,
+        paths: &paths,
         memory64,
         phase: Phase::GuestCalls,
     };
@@ -152,6 +174,7 @@ pub fn drive<G: DerefMut<Target = Linker>, A: Applier>(
             let ctx = ApplyCtx {
                 core: Some(&core),
                 new: &[],
+                paths: &[],
                 memory64,
                 phase: Phase::Cleanup,
             };

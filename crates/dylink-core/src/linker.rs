@@ -4269,6 +4269,7 @@ impl<'a> Txn<'a> {
                 if let Some(fin) = fin {
                     self.body.push(Op::Finalize {
                         libc: fin.module,
+                        module: m,
                         dso: Addr(dso),
                     });
                 }

@@ -323,6 +323,8 @@ pub enum Op {
     Finalize {
         /// The module exporting `__cxa_finalize`.
         libc: ModuleId,
+        /// The closing module.
+        module: ModuleId,
         /// The closing module's `__dso_handle` address.
         dso: Addr,
     },
@@ -589,7 +591,9 @@ impl fmt::Display for Op {
             Op::ClearSlots { start, len } => write!(f, "clear {start}+{len}"),
             Op::Call { module, func } => write!(f, "call {module}.{}", func.export_name()),
             Op::InitTls { module, block } => write!(f, "call {module}.__wasm_init_tls({block})"),
-            Op::Finalize { libc, dso } => write!(f, "call {libc}.__cxa_finalize({dso})"),
+            Op::Finalize { libc, module, dso } => {
+                write!(f, "call {libc}.__cxa_finalize({dso}) for {module}")
+            }
             Op::Unload { module } => write!(f, "unload {module}"),
         }
     }

@@ -630,7 +630,7 @@ pub(crate) fn apply(
                     format!("initialising TLS of {}", ctx.path(*module)),
                 )?;
             }
-            Op::Finalize { libc, dso } => {
+            Op::Finalize { libc, module, dso } => {
                 let f = lock(&program.group)
                     .instance(*libc)?
                     .exports
@@ -641,7 +641,10 @@ pub(crate) fn apply(
                     store,
                     &f,
                     dso.0,
-                    "running atexit handlers (__cxa_finalize)".into(),
+                    format!(
+                        "running destructors of {} (__cxa_finalize)",
+                        ctx.path(*module)
+                    ),
                 )?;
             }
             Op::Unload { module } => {
@@ -761,6 +764,7 @@ mod tests {
         let ctx = ApplyCtx {
             core: None,
             new: &[],
+            paths: &[],
             memory64: false,
             phase: Phase::Structural,
         };

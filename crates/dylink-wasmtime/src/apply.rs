@@ -585,7 +585,7 @@ pub(crate) fn apply<T: Send + 'static>(
                 f.call(&mut store, &[arg], &mut [])
                     .map_err(engine_err_with(|| format!("initialising TLS of {module}")))?;
             }
-            Op::Finalize { libc, dso } => {
+            Op::Finalize { libc, module, dso } => {
                 let inst = lock(&program.group).instance(*libc)?;
                 let f = inst
                     .get_func(&mut store, "__cxa_finalize")
@@ -595,7 +595,12 @@ pub(crate) fn apply<T: Send + 'static>(
                     _ => Val::I32(dso.0 as u32 as i32),
                 };
                 f.call(&mut store, &[arg], &mut [])
-                    .map_err(engine_err("running atexit handlers (__cxa_finalize)"))?;
+                    .map_err(engine_err_with(|| {
+                        format!(
+                            "running destructors of {} (__cxa_finalize)",
+                            ctx.path(*module)
+                        )
+                    }))?;
             }
             Op::Unload { module } => {
                 lock(&program.group).instances.remove(*module);
@@ -715,6 +720,7 @@ mod tests {
         let ctx = ApplyCtx {
             core: None,
             new: &[],
+            paths: &[],
             memory64: false,
             phase: Phase::Structural,
         };

@@ -279,7 +279,7 @@ impl Sim {
                     .ok_or("init_tls of missing instance")?;
                 g.calls.push(format!("{module}.__wasm_init_tls({block})"));
             }
-            Op::Finalize { libc, dso } => {
+            Op::Finalize { libc, dso, .. } => {
                 g.instances
                     .get(libc)
                     .ok_or("finalize via missing instance")?;
