@@ -1691,12 +1691,16 @@ impl Linker {
         dead.sort_by_key(|id| core::cmp::Reverse(self.module(*id).map(|x| x.order)));
         if !failed && dead.iter().any(|&m| t.has_destructors(m)) {
             // Their own plan, run after its commit as a load's constructors are: they may
-            // call the dl functions. Then the dlclose is planned again.
-            for &m in &dead {
-                t.updates.push((m, Update::Finalized));
-            }
+            // call the dl functions. Then the dlclose is planned again. (A `__dso_handle`
+            // with no `__cxa_finalize` to pass it to makes no call: no such plan then.)
+            let before = t.body.len();
             t.destructor_ops(&dead);
-            return t.finish(PlanKind::Destructors, Outcome::Done);
+            if t.body.len() > before {
+                for &m in &dead {
+                    t.updates.push((m, Update::Finalized));
+                }
+                return t.finish(PlanKind::Destructors, Outcome::Done);
+            }
         }
         t.updates.push((handle, Update::Refs(-(dropped as i64))));
         t.unload_modules(&dead);

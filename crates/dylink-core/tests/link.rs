@@ -1604,8 +1604,21 @@ fn destructors_run_in_a_plan_of_their_own_before_the_dlclose_unloads() {
     commit(&mut l, plan);
     assert!(l.module(h).is_none());
     assert_eq!(l.modules().count(), 1, "only the main module is left");
-    // A dlclose that unloads nothing with destructors is one plan, as before.
+    // A dlclose that unloads nothing with destructors is one plan, as before; so is one of
+    // a library with a `__dso_handle` but no `__cxa_finalize` anywhere to pass it to.
     let h = dlopen_applied(&mut l, &mut sim, &src, "libplain.so", rtld::NOW, MAIN_GROUP);
+    assert_eq!(
+        l.plan_dlclose(h, MAIN_GROUP).unwrap().kind(),
+        PlanKind::Dlclose
+    );
+    let dso = side(
+        16,
+        0,
+        &[],
+        r#"(global (export "__dso_handle") i32 (i32.const 0))"#,
+    );
+    let src = source(&[("/lib/libdso.so", dso)]);
+    let h = dlopen_applied(&mut l, &mut sim, &src, "libdso.so", rtld::NOW, MAIN_GROUP);
     assert_eq!(
         l.plan_dlclose(h, MAIN_GROUP).unwrap().kind(),
         PlanKind::Dlclose
