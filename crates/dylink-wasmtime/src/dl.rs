@@ -53,13 +53,15 @@ fn set_error<T: 'static>(program: &Program<T>, message: String) {
     lock(&program.group).dl_error = Some(message);
 }
 
-/// Refuse re-entry: a constructor run by a dl operation that calls back into the dl API.
+/// Refuse re-entry: guest code run while a dl operation applies its changes (under the
+/// linker lock) that calls back into the dl API. Constructors and destructors run outside
+/// that step, so only module code such as `__wasm_init_tls` could.
 fn busy<T: 'static>(program: &Program<T>, what: &str) -> bool {
     if lock(&program.group).busy {
         set_error(
             program,
             format!(
-                "{what} called from a constructor or destructor while another dl operation runs; call it after that operation returns"
+                "{what} called while another dl operation applies its changes; call it after that operation returns"
             ),
         );
         true
