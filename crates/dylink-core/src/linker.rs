@@ -1689,13 +1689,13 @@ impl Linker {
         );
         // Destructors run newest first.
         dead.sort_by_key(|id| core::cmp::Reverse(self.module(*id).map(|x| x.order)));
-        if !failed && dead.iter().any(|&m| t.has_destructors(m)) {
-            // Their own plan, run after its commit as a load's constructors are: they may
-            // call the dl functions. Then the dlclose is planned again. (A `__dso_handle`
-            // with no `__cxa_finalize` to pass it to makes no call: no such plan then.)
-            let before = t.body.len();
+        if !failed {
+            // Destructors not yet run get their own plan, run after its commit as a load's
+            // constructors are: they may call the dl functions. Then the dlclose is planned
+            // again. (A `__dso_handle` with no `__cxa_finalize` to pass it to makes no call:
+            // no such plan then.)
             t.destructor_ops(&dead);
-            if t.body.len() > before {
+            if !t.body.is_empty() {
                 for &m in &dead {
                     t.updates.push((m, Update::Finalized));
                 }

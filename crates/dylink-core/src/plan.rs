@@ -457,8 +457,9 @@ impl Plan {
     }
 
     /// Where the trailing run of guest calls of a load plan (relocations, TLS initialisation,
-    /// constructors) or of a [`PlanKind::Destructors`] plan (all of it) begins. An adapter may commit after applying the ops before it and run
-    /// these afterwards without holding the linker, so a constructor can itself `dlopen`.
+    /// constructors) or of a [`PlanKind::Destructors`] plan (all of it) begins. An adapter
+    /// may commit after applying the ops before it and run these afterwards without holding
+    /// the linker, so a constructor or destructor can itself call `dlopen` or `dlclose`.
     /// For other plans, `ops.len()`: every op is applied before the commit.
     pub fn guest_tail(&self) -> usize {
         match self.kind {
