@@ -17,6 +17,50 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// Host directory and the guest path it appears at.
     pub dirs: Vec<(PathBuf, String)>,
+    /// Where compiled code is kept between runs (wasmtime).
+    pub cache: CompileCache,
+}
+
+/// Where compiled code is kept between runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileCache {
+    /// Nowhere: everything is compiled afresh.
+    Off,
+    /// The directory the user named: failing to use it is an error.
+    Named(PathBuf),
+    /// The user's cache directory: if it cannot be used, the program runs without it.
+    Default(PathBuf),
+}
+
+/// wasmtime's on-disk cache of compiled code in the chosen directory. Keys are the module's
+/// bytes and the engine's settings and version, so a changed library or a new dylink
+/// compiles again; an entry that does not read back (truncated, say) is compiled again and
+/// rewritten. Code is loaded from there as the user's own files are: it is trusted.
+#[cfg(feature = "wasmtime")]
+fn wasmtime_cache(choice: &CompileCache) -> Result<Option<wasmtime::Cache>> {
+    let (dir, named) = match choice {
+        CompileCache::Off => return Ok(None),
+        CompileCache::Named(dir) => (dir, true),
+        CompileCache::Default(dir) => (dir, false),
+    };
+    let made = std::path::absolute(dir)
+        .map_err(wasmtime::Error::from)
+        .and_then(|dir| {
+            let mut config = wasmtime::CacheConfig::new();
+            config.with_directory(dir);
+            wasmtime::Cache::new(config)
+        });
+    match made {
+        Ok(cache) => Ok(Some(cache)),
+        Err(e) if named => Err(anyhow::anyhow!(
+            "cannot keep compiled code in {}: {e:#} (name a writable directory with --cache-dir, or pass --no-cache)",
+            dir.display()
+        )),
+        Err(e) => {
+            tracing::debug!(target: "dylink::cache", "running without a compile cache: {}: {e:#}", dir.display());
+            Ok(None)
+        }
+    }
 }
 
 /// The function that runs the program: a command's `_start`, or a reactor's `__main_void`
@@ -48,6 +92,8 @@ pub fn run_wasmtime(job: Job) -> Result<i32> {
         .shared_memory(true)
         .wasm_exceptions(true)
         .wasm_memory64(true);
+    let cache = wasmtime_cache(&job.cache)?;
+    cfg.cache(cache.clone());
     let engine = Engine::new(&cfg).map_err(|e| wt("configuring wasmtime", e))?;
     // Each thread's store gets a WASI context of its own, made the same way: the same
     // arguments, environment, stdio and directories (an fd opened on one thread is not
@@ -69,6 +115,15 @@ pub fn run_wasmtime(job: Job) -> Result<i32> {
     let mut options = Options::new(job.source);
     options.config = job.config;
     let program = Program::load(&mut store, &linker, options, &job.path, &job.bytes)?;
+    if let Some(cache) = &cache {
+        tracing::debug!(
+            target: "dylink::cache",
+            "{} modules read from the compile cache in {}, {} compiled and stored",
+            cache.cache_hits(),
+            cache.directory().display(),
+            cache.cache_misses()
+        );
+    }
     // wasi-threads: each thread runs in a store of its own. A thread that exits the
     // program (proc_exit) or traps ends the whole process, as in wasmtime's own CLI.
     program.enable_threads(move || {
@@ -131,6 +186,9 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
         .enable_all()
         .build()?;
     let _entered = runtime.enter();
+    if job.cache != CompileCache::Off {
+        tracing::debug!(target: "dylink::cache", "wasmer keeps no compiled code between runs: everything is compiled");
+    }
     let mut store = Store::default();
     // Each thread's store gets a WASI environment of its own, made the same way: the same
     // arguments, environment, stdio and directories.

@@ -39,6 +39,8 @@ enum DebugTopic {
     Libs,
     Bindings,
     Ops,
+    /// Compiled code read from and written to the disk cache.
+    Cache,
     All,
 }
 
@@ -90,6 +92,14 @@ enum Command {
         /// Also honour the host's LD_LIBRARY_PATH.
         #[arg(long)]
         host_library_path: bool,
+        /// Where wasmtime keeps the code it compiled, so the next run of the same program
+        /// and libraries compiles nothing (default: $XDG_CACHE_HOME/dylink, else
+        /// ~/.cache/dylink). wasmer compiles every run.
+        #[arg(long, value_name = "DIR", env = "DYLINK_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Compile everything afresh and keep nothing on disk (wins over --cache-dir).
+        #[arg(long)]
+        no_cache: bool,
         /// The program.
         program: PathBuf,
         /// Its arguments.
@@ -150,6 +160,7 @@ fn init_tracing(topics: &[DebugTopic]) {
         (DebugTopic::Libs, "dylink::libs"),
         (DebugTopic::Bindings, "dylink::bindings"),
         (DebugTopic::Ops, "dylink::ops"),
+        (DebugTopic::Cache, "dylink::cache"),
     ] {
         if all || topics.contains(&topic) {
             filter.push_str(&format!(",{target}=trace"));
@@ -221,6 +232,26 @@ fn link_config(
     Ok((config, source))
 }
 
+/// Where `run` keeps compiled code: the named directory, else the user's cache directory
+/// (`$XDG_CACHE_HOME/dylink`, else `$HOME/.cache/dylink`); none with `--no-cache`.
+fn compile_cache(named: Option<PathBuf>, off: bool) -> engines::CompileCache {
+    if off {
+        return engines::CompileCache::Off;
+    }
+    if let Some(dir) = named {
+        return engines::CompileCache::Named(dir);
+    }
+    let home = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    match home("XDG_CACHE_HOME").or_else(|| home("HOME").map(|h| h.join(".cache"))) {
+        Some(base) => engines::CompileCache::Default(base.join("dylink")),
+        None => engines::CompileCache::Off,
+    }
+}
+
 /// What a WASI preview1 host defines, for planning without an engine.
 struct WasiNames;
 
@@ -238,6 +269,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             env,
             host_library_path,
+            cache_dir,
+            no_cache,
             program,
             args,
         } => {
@@ -249,10 +282,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ld_path.extend(v.split(':').filter(|s| !s.is_empty()).map(String::from));
                 }
             }
-            if host_library_path {
-                if let Ok(v) = std::env::var("LD_LIBRARY_PATH") {
-                    ld_path.extend(v.split(':').filter(|s| !s.is_empty()).map(String::from));
-                }
+            if host_library_path && let Ok(v) = std::env::var("LD_LIBRARY_PATH") {
+                ld_path.extend(v.split(':').filter(|s| !s.is_empty()).map(String::from));
             }
             let (config, source) = link_config(&link, &ld_path, &path)?;
             let mut env_pairs = Vec::new();
@@ -281,6 +312,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 argv,
                 env: env_pairs,
                 dirs,
+                cache: compile_cache(cache_dir, no_cache),
             };
             let code = match engine {
                 EngineName::Wasmtime => engines::run_wasmtime(job)?,

@@ -11,11 +11,17 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// The tests' compile cache: under the target directory, not the user's home.
+fn test_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("dylink-cli-cache")
+}
+
 fn dylink(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dylink"))
         .args(args)
         .current_dir(repo())
         .env_remove("DYLINK_DEBUG")
+        .env("DYLINK_CACHE_DIR", test_cache())
         .output()
         .unwrap()
 }
@@ -285,6 +291,7 @@ fn debug_traces_libraries_bindings_and_ops() {
         .args(["--debug", "libs,bindings,ops", "run"])
         .args(HELLO)
         .current_dir(repo())
+        .env("DYLINK_CACHE_DIR", test_cache())
         .output()
         .unwrap();
     let err = text(&out.stderr);
@@ -294,4 +301,120 @@ fn debug_traces_libraries_bindings_and_ops() {
     );
     assert!(err.contains("env.greeting ->"), "{err}");
     assert!(err.contains("instantiate m1"), "{err}");
+}
+
+/// `run --debug cache` on wasmtime: (modules read from the compile cache, compiled and
+/// stored), from its one line about it.
+fn cache_counts(args: &[&str]) -> (u64, u64) {
+    let mut all = vec!["--debug", "cache", "run"];
+    all.extend(args);
+    let out = dylink(&all);
+    let err = text(&out.stderr);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello from libgreet.so!\n",
+        "{args:?}: {err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("modules read from the compile cache"))
+        .unwrap_or_else(|| panic!("{args:?}: no cache line in {err}"));
+    // "{hits} modules read from the compile cache in {dir}, {stored} compiled and stored"
+    let number_before = |words: &str| -> u64 {
+        let before = &line[..line.find(words).unwrap()];
+        let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        before[before.len() - digits..]
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"))
+    };
+    (
+        number_before(" modules read"),
+        number_before(" compiled and stored"),
+    )
+}
+
+#[test]
+fn compiled_code_is_kept_between_runs_and_a_damaged_entry_is_compiled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let mut args = vec!["--cache-dir", cache_arg];
+    args.extend(HELLO);
+    let (hits, stored) = cache_counts(&args);
+    assert_eq!(hits, 0, "a new cache has nothing to read");
+    assert!(
+        stored >= 2,
+        "the program and its library are stored: {stored}"
+    );
+    assert_eq!(
+        cache_counts(&args),
+        (stored, 0),
+        "the second run compiles nothing"
+    );
+    // Truncate every entry: each reads back as nothing usable, so it is compiled again.
+    let entries: Vec<PathBuf> = walk(&cache)
+        .into_iter()
+        .filter(|p| {
+            // modules/<compiler and version>/<key>, beside <key>.stats
+            p.extension().is_none()
+                && p.parent()
+                    .and_then(Path::parent)
+                    .is_some_and(|d| d.ends_with("modules"))
+        })
+        .collect();
+    assert_eq!(entries.len() as u64, stored, "{entries:?}");
+    for e in &entries {
+        let bytes = std::fs::read(e).unwrap();
+        std::fs::write(e, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    assert_eq!(
+        cache_counts(&args),
+        (0, stored),
+        "damaged entries are compiled again"
+    );
+    assert_eq!(cache_counts(&args), (stored, 0), "and rewritten");
+
+    // --no-cache wins over DYLINK_CACHE_DIR and writes nothing.
+    let unused = dir.path().join("unused");
+    let mut no_cache = vec!["run", "--no-cache"];
+    no_cache.extend(HELLO);
+    let out = Command::new(env!("CARGO_BIN_EXE_dylink"))
+        .args(&no_cache)
+        .current_dir(repo())
+        .env_remove("DYLINK_DEBUG")
+        .env("DYLINK_CACHE_DIR", &unused)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "Hello from libgreet.so!\n");
+    assert!(!unused.exists(), "--no-cache created {}", unused.display());
+
+    // A directory that cannot be made is an error naming it and the way out.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let in_file = file.join("cache");
+    let mut bad = vec!["run", "--cache-dir", in_file.to_str().unwrap()];
+    bad.extend(HELLO);
+    let out = dylink(&bad);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.starts_with("dylink: error: cannot keep compiled code in ")
+            && err.contains("--no-cache")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
