@@ -346,7 +346,7 @@ pub fn run_case(adapter: &dyn Adapter, case: &Case) -> Result<Vec<String>, Strin
                     Ok(())
                 }
                 (Ok(_), "") => Ok(()),
-                (Ok(v), x) if x == "nonzero" => match v {
+                (Ok(v), "nonzero") => match v {
                     Some(n) if n != 0 => Ok(()),
                     _ => Err(format!("`{line}` returned {v:?}; expected non-zero")),
                 },
@@ -549,9 +549,9 @@ fn write_report(engine: &str, cases: &[Case], results: &[(String, Status)]) {
             Status::Fail(d) => ("fail", d.as_str()),
             Status::ExpectedFail(d) => ("expected-fail", d.as_str()),
         };
-        write!(
+        writeln!(
             out,
-            "  {{\"case\": {}, \"title\": {}, \"status\": \"{s}\", \"detail\": {}}}{}\n",
+            "  {{\"case\": {}, \"title\": {}, \"status\": \"{s}\", \"detail\": {}}}{}",
             json_str(name),
             json_str(title),
             json_str(detail),
@@ -566,7 +566,9 @@ fn write_report(engine: &str, cases: &[Case], results: &[(String, Status)]) {
 /// The case × engine table, in Markdown, from every `target/conformance/*.json`.
 pub fn markdown_report() -> String {
     let dir = suite_dir().join("../target/conformance");
-    let mut engines: Vec<(String, HashMap<String, (String, String)>)> = Vec::new();
+    // Per engine: its (status, detail) by case.
+    type Rows = HashMap<String, (String, String)>;
+    let mut engines: Vec<(String, Rows)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
         let mut files: Vec<PathBuf> = rd
             .flatten()

@@ -519,7 +519,7 @@ mod wt {
     pub fn dl(engine: &Engine, s: &Settings, out: &mut Map<String, Json>) {
         let (main, mut src, _) = program(10);
         src.insert("/lib/libfresh.so", fresh_library());
-        let (mut store, program) = load(&engine, &main, &src);
+        let (mut store, program) = load(engine, &main, &src);
         program
             .dlsym(&mut store, Handle::Default, "f5_3", None)
             .unwrap();
@@ -548,12 +548,12 @@ mod wt {
         {
             let (main, mut src, _) = dylink_bench::program(DL_BIG_LIBS);
             src.insert("/lib/libfresh.so", fresh_library());
-            let (mut store, program) = load(&engine, &main, &src);
+            let (mut store, program) = load(engine, &main, &src);
             let (dl, close) = open_close_us(s.iters.max(3), || cycle(&mut store, &program));
             out.insert("dlopen_new_us_400".into(), json!(dl));
             out.insert("dlclose_us_400".into(), json!(close));
         }
-        let fresh = Module::new(&engine, fresh_library()).unwrap();
+        let fresh = Module::new(engine, fresh_library()).unwrap();
         let memory = match program.memory() {
             dylink_wasmtime::Mem::Plain(m) => m,
             dylink_wasmtime::Mem::Shared(_) => unreachable!("the program is not threaded"),

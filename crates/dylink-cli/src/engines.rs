@@ -158,7 +158,7 @@ pub fn run_wasmtime(job: Job) -> Result<i32> {
     if ran.is_ok() && returns == 1 {
         // A reactor's main returned: exit with its result, as a command's _start would.
         if let Some(exit) = program.main_func(&mut store, "exit") {
-            ran = exit.call(&mut store, &[results[0].clone()], &mut []);
+            ran = exit.call(&mut store, &[results[0]], &mut []);
         }
     }
     match ran {

@@ -64,7 +64,7 @@ enum Order {
 fn side_module(i: usize, n: usize, order: Order) -> Arc<[u8]> {
     let (next, prev) = ((i + 1) % n, (i + n - 1) % n);
     let from = |k: usize| match order {
-        Order::DefinerLater if k % 2 == 0 => next,
+        Order::DefinerLater if k.is_multiple_of(2) => next,
         _ => prev,
     };
     let mut w = String::new();

@@ -208,7 +208,7 @@ mod tests {
             a.free(0, total, false);
             let mut live: Vec<(u64, u64)> = Vec::new();
             for _ in 0..200 {
-                if rng.next() % 3 != 0 || live.is_empty() {
+                if !rng.next().is_multiple_of(3) || live.is_empty() {
                     let len = rng.next() % 700 + 1;
                     let align = 1 << (rng.next() % 9);
                     if let Some(g) = a.alloc(len, align) {

@@ -710,12 +710,11 @@ impl Linker {
         if let Some(g) = self
             .group(plan.group)
             .filter(|_| plan.kind != PlanKind::GroupExit)
+            && g.cursor != self.log.len()
         {
-            if g.cursor != self.log.len() {
-                return Err(Error::GroupBehind {
-                    group: plan.group.0,
-                });
-            }
+            return Err(Error::GroupBehind {
+                group: plan.group.0,
+            });
         }
         let d = *plan.delta;
         self.generation += 1;
@@ -1272,6 +1271,8 @@ impl Linker {
     /// `dlopen(NULL)`: the main program. `facts` is the engine's current state. `flags`
     /// without `RTLD_NOW` bind lazily, `RTLD_LAZY` or not: a mode with neither is taken as
     /// `RTLD_LAZY`, as musl, Emscripten and macOS take it (glibc refuses it).
+    // dlopen's two arguments, who calls, on which thread, and what the plan reads.
+    #[allow(clippy::too_many_arguments)]
     pub fn plan_dlopen(
         &self,
         name: Option<&str>,
@@ -1434,13 +1435,12 @@ impl Linker {
     ) -> Result<Def, Error> {
         let defs = self.symbols.get(symbol).unwrap_or(&[]);
         // The common case: one definition, in the global scope.
-        if let (Handle::Default, [d]) = (handle, defs) {
-            if self
+        if let (Handle::Default, [d]) = (handle, defs)
+            && self
                 .module(d.module)
                 .is_some_and(|m| m.global_seq.is_some())
-            {
-                return Ok(*d);
-            }
+        {
+            return Ok(*d);
         }
         let global_first = |after: Option<u64>| {
             defs.iter()
@@ -1502,17 +1502,17 @@ impl Linker {
     /// taken as a function pointer first; otherwise as a data address.
     pub fn dladdr(&self, value: u64) -> Option<AddrInfo> {
         if value != 0 && value < self.table.size {
-            if let Some(u) = self.slot_uses.get(&value) {
-                if let SlotUse::Func { module, func } = u {
-                    let m = self.module(*module)?;
-                    return Some(AddrInfo {
-                        module: m.id,
-                        path: m.path.clone(),
-                        base: m.memory_base,
-                        symbol: Some(m.info.func_name(*func)),
-                        symbol_value: value,
-                    });
-                }
+            if let Some(u) = self.slot_uses.get(&value)
+                && let SlotUse::Func { module, func } = u
+            {
+                let m = self.module(*module)?;
+                return Some(AddrInfo {
+                    module: m.id,
+                    path: m.path.clone(),
+                    base: m.memory_base,
+                    symbol: Some(m.info.func_name(*func)),
+                    symbol_value: value,
+                });
             }
             for m in self.modules() {
                 if m.table_size > 0 && value >= m.table_base && value < m.table_base + m.table_size
@@ -1731,12 +1731,12 @@ impl Linker {
         if self.slot_uses.get(&slot.0) != Some(&SlotUse::Closure) {
             return Err(Error::NotClosureSlot { slot: slot.0 });
         }
-        if let SlotValue::Export { module, .. } = &value {
-            if self.module(*module).is_none() {
-                return Err(Error::BadHandle {
-                    handle: Handle::value(*module),
-                });
-            }
+        if let SlotValue::Export { module, .. } = &value
+            && self.module(*module).is_none()
+        {
+            return Err(Error::BadHandle {
+                handle: Handle::value(*module),
+            });
         }
         let mut t = self.txn(group);
         t.body.push(Op::SetSlot { slot, value });
@@ -1798,7 +1798,7 @@ impl Linker {
         let mut all = Vec::with_capacity(logged + 4);
         all.push(Op::AttachMemory);
         all.extend(t.grow_ops());
-        all.extend(t.zero.drain(..));
+        all.append(&mut t.zero);
         all.push(Op::CreateTable {
             min: t.table.size,
             table64: t.table.table64,
@@ -2243,12 +2243,12 @@ impl<'a> Txn<'a> {
                         id
                     }
                 };
-                if let Some(r) = req {
-                    if let Some(m) = self.module_mut(r) {
-                        if !m.needed.contains(&id) && r != id {
-                            m.needed.push(id);
-                        }
-                    }
+                if let Some(r) = req
+                    && let Some(m) = self.module_mut(r)
+                    && !m.needed.contains(&id)
+                    && r != id
+                {
+                    m.needed.push(id);
                 }
                 if listed.insert(id) {
                     out.push(id);
@@ -2690,14 +2690,14 @@ impl<'a> Txn<'a> {
                 return Err(oom(heap_end));
             }
             let pages = (heap_end / PAGE).max(min_pages);
-            if let Some(mx) = max_pages {
-                if pages > mx {
-                    return Err(Error::OutOfSpace {
-                        what: "memory",
-                        needed: pages * PAGE,
-                        limit: mx * PAGE,
-                    });
-                }
+            if let Some(mx) = max_pages
+                && pages > mx
+            {
+                return Err(Error::OutOfSpace {
+                    what: "memory",
+                    needed: pages * PAGE,
+                    limit: mx * PAGE,
+                });
             }
             self.mem.bytes = pages * PAGE;
             self.layout = Some(MainLayout {
@@ -2798,15 +2798,15 @@ impl<'a> Txn<'a> {
                             ),
                         });
                     }
-                    if let (Some(want), Some(have)) = (t.max_pages, self.mem.max_pages) {
-                        if have > want {
-                            return Err(Error::Unsupported {
-                                path: self.module(m).path.clone(),
-                                message: format!(
-                                    "its memory import allows at most {want} pages but the program's memory may grow to {have}"
-                                ),
-                            });
-                        }
+                    if let (Some(want), Some(have)) = (t.max_pages, self.mem.max_pages)
+                        && have > want
+                    {
+                        return Err(Error::Unsupported {
+                            path: self.module(m).path.clone(),
+                            message: format!(
+                                "its memory import allows at most {want} pages but the program's memory may grow to {have}"
+                            ),
+                        });
                     }
                 }
             }
@@ -2902,14 +2902,14 @@ impl<'a> Txn<'a> {
                     needed: self.mem.bytes.saturating_add(grow),
                     limit,
                 })?;
-            if let Some(mx) = self.mem.max_pages {
-                if new_bytes / PAGE > mx {
-                    return Err(Error::OutOfSpace {
-                        what: "memory",
-                        needed: new_bytes,
-                        limit: mx * PAGE,
-                    });
-                }
+            if let Some(mx) = self.mem.max_pages
+                && new_bytes / PAGE > mx
+            {
+                return Err(Error::OutOfSpace {
+                    what: "memory",
+                    needed: new_bytes,
+                    limit: mx * PAGE,
+                });
             }
             self.mem.alloc.free(self.mem.bytes, grow, false);
             self.mem.bytes = new_bytes;
@@ -3528,12 +3528,11 @@ impl<'a> Txn<'a> {
                 }
             }
             self.direct = None;
-            if let (Some(table), false) = (table, lazy.is_empty()) {
-                if self.redirect_calls(m, &info, lazy, table)?
-                    && matches!(table, crate::direct::TableRef::Added { .. })
-                {
-                    bindings.push(Binding::Table);
-                }
+            if let (Some(table), false) = (table, lazy.is_empty())
+                && self.redirect_calls(m, &info, lazy, table)?
+                && matches!(table, crate::direct::TableRef::Added { .. })
+            {
+                bindings.push(Binding::Table);
             }
             let op = Op::Instantiate {
                 module: m,
@@ -4116,21 +4115,20 @@ impl<'a> Txn<'a> {
             if let Some(want) =
                 p.ty.as_ref()
                     .filter(|t| !p.trampolines.is_empty() || **t != FuncType::default())
+                && *want != have
             {
-                if *want != have {
-                    let d = Diagnostic::TypeMismatch {
-                        module: p
-                            .waiters
-                            .first()
-                            .map_or(String::new(), |w| self.module(*w).path.clone()),
-                        symbol: name.clone(),
-                        expected: want.to_string(),
-                        exporter: m.path.clone(),
-                        found: have.to_string(),
-                    };
-                    self.diags.push(d);
-                    continue;
-                }
+                let d = Diagnostic::TypeMismatch {
+                    module: p
+                        .waiters
+                        .first()
+                        .map_or(String::new(), |w| self.module(*w).path.clone()),
+                    symbol: name.clone(),
+                    expected: want.to_string(),
+                    exporter: m.path.clone(),
+                    found: have.to_string(),
+                };
+                self.diags.push(d);
+                continue;
             }
             let export = m.info.exports[def.export as usize].name.clone();
             let value = SlotValue::Export {

@@ -649,7 +649,11 @@ mod tests {
             value: 1,
         };
         assert_eq!(Op::globals_end(&[]), None);
-        assert_eq!(Op::globals_end(&[set.clone()]), None, "set, not made");
+        assert_eq!(
+            Op::globals_end(core::slice::from_ref(&set)),
+            None,
+            "set, not made"
+        );
         assert_eq!(Op::globals_end(&[global(7), set, global(3)]), Some(8));
     }
 }

@@ -61,7 +61,9 @@ pub fn ldd(
     };
     let mut seen: HashMap<String, ()> = HashMap::new();
     seen.insert(main_path.clone(), ());
-    let mut work: Vec<(usize, String, Option<(String, Vec<String>)>)> = Vec::new();
+    // (depth, name, the requesting module's path and RUNTIME_PATH; none for a preload)
+    type Asker = Option<(String, Vec<String>)>;
+    let mut work: Vec<(usize, String, Asker)> = Vec::new();
     let runtime_path = info
         .dylink
         .as_ref()

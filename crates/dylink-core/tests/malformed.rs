@@ -58,7 +58,7 @@ fn truncations_and_bit_flips_never_panic() {
     for _ in 0..2_000 {
         let len = (rng.next() % 200) as usize;
         let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        if rng.next() % 2 == 0 && b.len() >= 8 {
+        if rng.next().is_multiple_of(2) && b.len() >= 8 {
             b[..8].copy_from_slice(b"\0asm\x01\0\0\0");
         }
         let _ = ModuleInfo::parse(&b);
@@ -305,7 +305,7 @@ fn mutated_libraries_never_panic_at_startup_or_through_dlopen_dlsym_dlclose() {
         let flips = if it < 2 { 0 } else { 1 + rng.next() % 3 };
         for _ in 0..flips {
             let i = (rng.next() as usize) % b.len();
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 b[i] = rng.next() as u8;
             } else {
                 b[i] ^= 1 << (rng.next() % 8);

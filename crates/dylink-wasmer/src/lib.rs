@@ -164,8 +164,11 @@ pub struct ThreadHost {
     pub imports: Imports,
     /// Runs once the thread's group is built, before `wasi_thread_start` (a WASI
     /// environment learning the thread's memory, say).
-    pub before_start: Option<Box<dyn FnOnce(&mut Store, &Program) -> Result<(), String>>>,
+    pub before_start: Option<BeforeStart>,
 }
+
+/// See [`ThreadHost::before_start`].
+pub type BeforeStart = Box<dyn FnOnce(&mut Store, &Program) -> Result<(), String>>;
 
 impl fmt::Debug for ThreadHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -72,7 +72,7 @@ impl Mem {
     ) -> Option<R> {
         let view = self.0.view(store);
         let end = addr.checked_add(4)?;
-        if end > view.data_size() || addr % 4 != 0 {
+        if end > view.data_size() || !addr.is_multiple_of(4) {
             return None;
         }
         // SAFETY: four in-bounds bytes of the memory, aligned for a `u32` (the base is page

@@ -417,10 +417,10 @@ impl<T: Send + 'static> Program<T> {
     /// and the commit counter in shared memory the indirect-call safe points read.
     fn committed(&self) {
         self.shared.commits.fetch_add(1, Ordering::Release);
-        if let Some(addr) = self.shared.counter.get() {
-            if let Some(m) = lock(&self.shared.shared_memory).as_ref() {
-                mem::counter_add(m, *addr);
-            }
+        if let Some(addr) = self.shared.counter.get()
+            && let Some(m) = lock(&self.shared.shared_memory).as_ref()
+        {
+            mem::counter_add(m, *addr);
         }
     }
 
