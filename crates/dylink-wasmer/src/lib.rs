@@ -246,9 +246,13 @@ pub fn compiled_modules(engine: &Engine) -> usize {
 }
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
+/// The cache is not locked while compiling (a large module takes seconds): a thread loading
+/// something compiled already does not wait for another's compilation. Two threads
+/// compiling the same bytes at once both compile; the first to finish is kept and both get
+/// it, so a module has one compiled copy per engine.
 pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
-    let mut cache = lock(compile_cache());
-    if let Some((_, m)) = cache.get(bytes, |(e, _)| e.id() == engine.id()) {
+    let same = |(e, _): &(Engine, Module)| e.id() == engine.id();
+    if let Some((_, m)) = lock(compile_cache()).get(bytes, same) {
         return Ok(m.clone());
     }
     let module = Module::new(engine, &bytes[..]).map_err(|e| Error::Engine {
@@ -256,6 +260,10 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
         message: e.to_string(),
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
+    let mut cache = lock(compile_cache());
+    if let Some((_, m)) = cache.get(bytes, same) {
+        return Ok(m.clone());
+    }
     cache.insert(bytes.clone(), (engine.clone(), module.clone()));
     Ok(module)
 }

@@ -265,9 +265,13 @@ pub fn compiled_modules(engine: &Engine) -> usize {
 }
 
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
+/// The cache is not locked while compiling (a large module takes seconds): a thread loading
+/// something compiled already does not wait for another's compilation. Two threads
+/// compiling the same bytes at once both compile; the first to finish is kept and both get
+/// it, so a module has one compiled copy per engine.
 pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Compiled, Error> {
-    let mut cache = lock(compile_cache());
-    if let Some(c) = cache.get(bytes, |c| Engine::same(c.module.engine(), engine)) {
+    let same = |c: &Compiled| Engine::same(c.module.engine(), engine);
+    if let Some(c) = lock(compile_cache()).get(bytes, same) {
         return Ok(c.clone());
     }
     let module = Module::new(engine, &bytes[..]).map_err(|source| Error::Engine {
@@ -275,6 +279,10 @@ pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<
         source,
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
+    let mut cache = lock(compile_cache());
+    if let Some(c) = cache.get(bytes, same) {
+        return Ok(c.clone());
+    }
     let compiled = Compiled::new(module);
     cache.insert(bytes.clone(), compiled.clone());
     Ok(compiled)

@@ -1,13 +1,16 @@
-//! The process-wide compile cache can be emptied while programs run (its own process: the
-//! other tests count what the cache holds).
+//! The process-wide compile cache: emptied while programs run, filled from many threads at
+//! once (its own process: the other tests count what the cache holds).
 
 use dylink_wasmtime::{
     MemorySource, Options, Program, clear_compiled_modules, compiled_modules, rtld,
 };
 use wasmtime::{Engine, Linker, Store};
 
-#[test]
-fn clearing_the_compile_cache_leaves_loaded_programs_working() {
+/// The tests here count what the process-wide cache holds: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A main module calling `answer` from `libanswer.so`, and a source holding the library.
+fn program() -> (MemorySource, Vec<u8>) {
     let lib = wat::parse_str(
         r#"(module (@dylink.0 (mem-info (memory 8 2)))
              (import "env" "memory" (memory 1))
@@ -24,6 +27,13 @@ fn clearing_the_compile_cache_leaves_loaded_programs_working() {
     .unwrap();
     let mut src = MemorySource::new();
     src.insert("/lib/libanswer.so", lib);
+    (src, main)
+}
+
+#[test]
+fn clearing_the_compile_cache_leaves_loaded_programs_working() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (src, main) = program();
     let engine = Engine::default();
     let linker = Linker::new(&engine);
     let mut store = Store::new(&engine, ());
@@ -43,5 +53,31 @@ fn clearing_the_compile_cache_leaves_loaded_programs_working() {
     let mut store = Store::new(&engine, ());
     let options = Options::new(src);
     Program::load(&mut store, &linker, options, "/app/main.wasm", &main).unwrap();
+    assert_eq!(compiled_modules(&engine), 2);
+}
+
+#[test]
+fn programs_loaded_on_many_threads_at_once_share_one_compiled_copy() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    clear_compiled_modules();
+    let (src, main) = program();
+    let engine = Engine::default();
+    let start = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let linker = Linker::new(&engine);
+                let mut store = Store::new(&engine, ());
+                start.wait();
+                let options = Options::new(src.clone());
+                let program =
+                    Program::load(&mut store, &linker, options, "/app/main.wasm", &main).unwrap();
+                let run = program.main_func(&mut store, "run").unwrap();
+                let run = run.typed::<(), i32>(&store).unwrap();
+                assert_eq!(run.call(&mut store, ()).unwrap(), 42);
+            });
+        }
+    });
+    // Threads that compiled the same bytes at once keep the first copy made.
     assert_eq!(compiled_modules(&engine), 2);
 }
