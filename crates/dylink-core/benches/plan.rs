@@ -14,34 +14,44 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use dylink_core::*;
 
-/// Counts allocations and live bytes, so the bench can report them per symbol.
+/// Counts allocations and live bytes while [`COUNTING`] is on, so the bench can report them
+/// per symbol. The timed runs have it off: its atomic updates on every allocation were
+/// about 4% of a plan's time.
 struct Counting;
+static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static LIVE: AtomicU64 = AtomicU64::new(0);
-static PEAK: AtomicU64 = AtomicU64::new(0);
+// Signed: blocks allocated before a counted run may be freed during it.
+static LIVE: AtomicI64 = AtomicI64::new(0);
+static PEAK: AtomicI64 = AtomicI64::new(0);
 fn grew(by: usize) {
-    let now = LIVE.fetch_add(by as u64, Relaxed) + by as u64;
+    let now = LIVE.fetch_add(by as i64, Relaxed) + by as i64;
     PEAK.fetch_max(now, Relaxed);
 }
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        grew(l.size());
+        if COUNTING.load(Relaxed) {
+            ALLOCS.fetch_add(1, Relaxed);
+            grew(l.size());
+        }
         unsafe { std::alloc::System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        LIVE.fetch_sub(l.size() as u64, Relaxed);
+        if COUNTING.load(Relaxed) {
+            LIVE.fetch_sub(l.size() as i64, Relaxed);
+        }
         unsafe { std::alloc::System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        LIVE.fetch_sub(l.size() as u64, Relaxed);
-        grew(n);
+        if COUNTING.load(Relaxed) {
+            ALLOCS.fetch_add(1, Relaxed);
+            LIVE.fetch_sub(l.size() as i64, Relaxed);
+            grew(n);
+        }
         unsafe { std::alloc::System.realloc(p, l, n) }
     }
 }
@@ -204,13 +214,10 @@ fn main() {
         };
         let mut times = Vec::new();
         let mut ops = 0;
-        let mut allocs = 0;
-        let mut peak = 0;
+        let allocs;
+        let peak;
         let mut faults = Vec::new();
         for _ in 0..runs {
-            let a0 = ALLOCS.load(Relaxed);
-            let live0 = LIVE.load(Relaxed);
-            PEAK.store(live0, Relaxed);
             let f0 = minor_faults();
             let t = Instant::now();
             let linker = Linker::new(config.clone());
@@ -221,9 +228,22 @@ fn main() {
             if let (Some(a), Some(b)) = (f0, minor_faults()) {
                 faults.push(b - a);
             }
-            allocs = ALLOCS.load(Relaxed) - a0;
-            peak = PEAK.load(Relaxed) - live0;
             ops = plan.ops.len();
+        }
+        // One more run, counted and not timed: allocations and the peak of live bytes.
+        {
+            let a0 = ALLOCS.load(Relaxed);
+            let live0 = LIVE.load(Relaxed);
+            PEAK.store(live0, Relaxed);
+            COUNTING.store(true, Relaxed);
+            let linker = Linker::new(config.clone());
+            let plan = linker
+                .plan_startup("/app/main.wasm", main.clone(), &src, &NoHost)
+                .expect("synthetic program links");
+            COUNTING.store(false, Relaxed);
+            allocs = ALLOCS.load(Relaxed) - a0;
+            peak = (PEAK.load(Relaxed) - live0).max(0);
+            drop((plan, linker));
         }
         // The first run's memory is fresh to the process; later runs may reuse what the
         // allocator kept (a program plans its startup once, so the first is what it pays).
@@ -275,13 +295,15 @@ fn phases() {
         println!("parse only: {:?} ({n})", t.elapsed());
     }
     let live0 = LIVE.load(Relaxed);
+    COUNTING.store(true, Relaxed);
     let infos: Vec<_> = bytes
         .iter()
         .map(|b| ModuleInfo::parse(b).unwrap())
         .collect();
+    COUNTING.store(false, Relaxed);
     println!(
         "ModuleInfo: {} bytes per module ({} imports, {} exports)",
-        (LIVE.load(Relaxed) - live0) / infos.len() as u64,
+        (LIVE.load(Relaxed) - live0) / infos.len() as i64,
         infos[0].imports.len(),
         infos[0].exports.len()
     );
