@@ -107,6 +107,12 @@ pub fn catch_up<A: Applier>(core: &mut Linker, applier: &mut A) -> Result<(), A:
     Ok(())
 }
 
+/// How many times an adapter may drop a `dlopen` plan to compile its new modules without
+/// the linker's lock before compiling under it: each retry plans again, and a plan that
+/// still finds modules uncompiled (another thread changed what the `dlopen` needs, or the
+/// bounded compile cache let them go) should not retry for ever.
+pub const UNLOCKED_COMPILES: usize = 2;
+
 /// Apply `plan` through `applier` and commit it; on failure abort it after the applier
 /// rolled back, so the linker and everything reachable are as before.
 ///

@@ -245,6 +245,11 @@ pub fn compiled_modules(engine: &Engine) -> usize {
         .count()
 }
 
+/// Whether `bytes` are compiled on `engine` and kept for reuse.
+pub(crate) fn is_compiled(engine: &Engine, bytes: &Arc<[u8]>) -> bool {
+    (lock(compile_cache()).get(bytes, |(e, _)| e.id() == engine.id())).is_some()
+}
+
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
 /// The cache is not locked while compiling (a large module takes seconds): a thread loading
 /// something compiled already does not wait for another's compilation. Two threads
@@ -626,6 +631,15 @@ impl Program {
         self.dlopen_as(store, name, flags, None)
     }
 
+    /// `dlopen` on behalf of module `caller` (its RUNTIME_PATH and directory count).
+    ///
+    /// Compiling a library can take seconds; the linker's lock is not held meanwhile, so the
+    /// program's other threads keep making dl calls. A plan that needs a module not compiled
+    /// yet is dropped, the modules are compiled without the lock, and the `dlopen` is planned
+    /// again, finding them compiled (unless another thread changed what it needs or the
+    /// bounded compile cache let them go; after
+    /// [`UNLOCKED_COMPILES`](dylink_core::drive::UNLOCKED_COMPILES) tries, what is left is
+    /// compiled under the lock, as any plan's modules are).
     pub(crate) fn dlopen_as(
         &self,
         store: &mut impl AsStoreMut,
@@ -633,26 +647,42 @@ impl Program {
         flags: i32,
         caller: Option<ModuleId>,
     ) -> Result<ModuleId, Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(store, &mut core)?;
-        let group = self.id;
-        // A library already loaded: a reference more, no plan to run.
-        if let Some(m) = name.and_then(|n| core.dlopen_loaded(n, flags, group)) {
-            return Ok(m);
-        }
-        let facts = self.facts(store);
-        let plan = core.plan_dlopen(
-            name,
-            flags,
-            caller,
-            group,
-            facts,
-            &*self.shared.source,
-            &self.shared.host_names,
-        )?;
-        match self.run_plan(store, core, plan)? {
-            Outcome::Loaded(m) => Ok(m),
-            other => unreachable!("dlopen yields a module, not {other:?}"),
+        let mut tries = 0;
+        loop {
+            let mut core = lock(&self.shared.core);
+            self.catch_up_locked(store, &mut core)?;
+            let group = self.id;
+            // A library already loaded: a reference more, no plan to run.
+            if let Some(m) = name.and_then(|n| core.dlopen_loaded(n, flags, group)) {
+                return Ok(m);
+            }
+            let facts = self.facts(store);
+            let plan = core.plan_dlopen(
+                name,
+                flags,
+                caller,
+                group,
+                facts,
+                &*self.shared.source,
+                &self.shared.host_names,
+            )?;
+            let engine = store.as_store_ref().engine().clone();
+            let uncompiled: Vec<NewModule> = (plan.modules.iter())
+                .filter(|m| !is_compiled(&engine, &m.bytes))
+                .cloned()
+                .collect();
+            if uncompiled.is_empty() || tries == dylink_core::drive::UNLOCKED_COMPILES {
+                return match self.run_plan(store, core, plan)? {
+                    Outcome::Loaded(m) => Ok(m),
+                    other => unreachable!("dlopen yields a module, not {other:?}"),
+                };
+            }
+            core.abort(plan);
+            drop(core);
+            for m in &uncompiled {
+                compile(&engine, &m.bytes, &m.path)?;
+            }
+            tries += 1;
         }
     }
 

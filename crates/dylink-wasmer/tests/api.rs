@@ -196,3 +196,53 @@ fn a_program_started_again_reuses_its_startup_plan_until_a_library_changes() {
     assert_eq!(run(changed), 43);
     assert_eq!(cache.startup_hits(), 1);
 }
+
+#[test]
+fn a_library_the_engine_cannot_compile_fails_its_dlopen_and_changes_nothing() {
+    // The linker reads it (its sections are well formed); the engine's validation refuses
+    // the body, and that compilation happens without the linker's lock.
+    let mut src = program_source();
+    src.insert(
+        "/lib/libbad.so",
+        side(r#"(func (export "bad") (result i32) i32.add)"#),
+    );
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func $a (result i32))) (func (export "run") (result i32) call $a)"#,
+    );
+    let imports = Imports::new();
+    let mut store = Store::default();
+    let program = Program::load(
+        &mut store,
+        &imports,
+        Options::new(src),
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap();
+    let loaded = |program: &Program| program.with_core(|c| c.modules().count());
+    let before = loaded(&program);
+    for _ in 0..2 {
+        let err = program
+            .dlopen(&mut store, Some("libbad.so"), rtld::NOW)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compiling /lib/libbad.so"), "{err}");
+        assert_eq!(loaded(&program), before, "nothing stays loaded");
+    }
+    assert!(
+        program
+            .dlsym(
+                &mut store,
+                dylink_wasmer::core::Handle::Default,
+                "bad",
+                None
+            )
+            .is_err()
+    );
+    let run = program.main_func(&mut store, "run").unwrap();
+    assert_eq!(run.call(&mut store, &[]).unwrap()[0], Value::I32(42));
+    program
+        .dlopen(&mut store, Some("libanswer.so"), rtld::NOW)
+        .unwrap();
+}

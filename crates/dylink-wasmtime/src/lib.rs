@@ -264,6 +264,11 @@ pub fn compiled_modules(engine: &Engine) -> usize {
         .count()
 }
 
+/// Whether `bytes` are compiled on `engine` and kept for reuse.
+pub(crate) fn is_compiled(engine: &Engine, bytes: &Arc<[u8]>) -> bool {
+    (lock(compile_cache()).get(bytes, |c| Engine::same(c.module.engine(), engine))).is_some()
+}
+
 /// Compile `bytes`, or return the module compiled earlier from the same bytes on `engine`.
 /// The cache is not locked while compiling (a large module takes seconds): a thread loading
 /// something compiled already does not wait for another's compilation. Two threads
@@ -628,6 +633,14 @@ impl<T: Send + 'static> Program<T> {
     }
 
     /// `dlopen` on behalf of module `caller` (its RUNTIME_PATH and directory count).
+    ///
+    /// Compiling a library can take seconds; the linker's lock is not held meanwhile, so the
+    /// program's other threads keep making dl calls. A plan that needs a module not compiled
+    /// yet is dropped, the modules are compiled without the lock, and the `dlopen` is planned
+    /// again, finding them compiled (unless another thread changed what it needs or the
+    /// bounded compile cache let them go; after
+    /// [`UNLOCKED_COMPILES`](dylink_core::drive::UNLOCKED_COMPILES) tries, what is left is
+    /// compiled under the lock, as any plan's modules are).
     pub(crate) fn dlopen_as(
         &self,
         mut store: impl AsContextMut<Data = T>,
@@ -635,26 +648,42 @@ impl<T: Send + 'static> Program<T> {
         flags: i32,
         caller: Option<ModuleId>,
     ) -> Result<ModuleId, Error> {
-        let mut core = lock(&self.shared.core);
-        self.catch_up_locked(&mut store, &mut core)?;
-        let group = self.id;
-        // A library already loaded: a reference more, no plan to run.
-        if let Some(m) = name.and_then(|n| core.dlopen_loaded(n, flags, group)) {
-            return Ok(m);
-        }
-        let facts = self.facts(&mut store);
-        let plan = core.plan_dlopen(
-            name,
-            flags,
-            caller,
-            group,
-            facts,
-            &*self.shared.source,
-            &self.shared.host_names,
-        )?;
-        match self.run_plan(&mut store, core, plan)? {
-            Outcome::Loaded(m) => Ok(m),
-            other => unreachable!("dlopen yields a module, not {other:?}"),
+        let engine = &self.shared.engine;
+        let mut tries = 0;
+        loop {
+            let mut core = lock(&self.shared.core);
+            self.catch_up_locked(&mut store, &mut core)?;
+            let group = self.id;
+            // A library already loaded: a reference more, no plan to run.
+            if let Some(m) = name.and_then(|n| core.dlopen_loaded(n, flags, group)) {
+                return Ok(m);
+            }
+            let facts = self.facts(&mut store);
+            let plan = core.plan_dlopen(
+                name,
+                flags,
+                caller,
+                group,
+                facts,
+                &*self.shared.source,
+                &self.shared.host_names,
+            )?;
+            let uncompiled: Vec<NewModule> = (plan.modules.iter())
+                .filter(|m| !is_compiled(engine, &m.bytes))
+                .cloned()
+                .collect();
+            if uncompiled.is_empty() || tries == dylink_core::drive::UNLOCKED_COMPILES {
+                return match self.run_plan(&mut store, core, plan)? {
+                    Outcome::Loaded(m) => Ok(m),
+                    other => unreachable!("dlopen yields a module, not {other:?}"),
+                };
+            }
+            core.abort(plan);
+            drop(core);
+            for m in &uncompiled {
+                compile(engine, &m.bytes, &m.path)?;
+            }
+            tries += 1;
         }
     }
 
