@@ -100,8 +100,9 @@ pub struct LoadedModule {
     pub needed: Vec<ModuleId>,
     /// Modules its imports bound to (they stay loaded while it is).
     pub uses: Vec<ModuleId>,
-    /// How many loaded modules need or use it ([`deps`]), kept by each commit: `dlclose`
-    /// tells from it whether a module is needed from outside what it unloads.
+    /// How many loaded modules need or use it (through their `needed` or `uses`), kept by
+    /// each commit: `dlclose` tells from it whether a module is needed from outside what it
+    /// unloads.
     pub users: u32,
     /// Its destructors ran (a `dlclose` that would unload it ran them in a plan of their
     /// own); they do not run again.
