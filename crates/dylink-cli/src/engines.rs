@@ -1,6 +1,10 @@
 //! Running a program on each engine, with that engine's WASI preview1 implementation.
 
 use std::path::PathBuf;
+#[cfg(feature = "wasmer")]
+use std::sync::Arc;
+#[cfg(feature = "wasmer")]
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 use dylink_core::Config;
@@ -175,6 +179,71 @@ pub fn run_wasmtime(_: Job) -> Result<i32> {
     anyhow::bail!("this dylink was built without wasmtime; build it with `--features wasmtime`")
 }
 
+/// wasmer-wasix's on-disk module cache in `<chosen directory>/wasmer`, as the compile step
+/// of `dylink_wasmer::Options::compile_with`: a module read back is used as compiled; one
+/// that is not there (or does not read back) is compiled and stored. Keyed by the module's
+/// SHA-256 and the engine's settings and version.
+#[cfg(feature = "wasmer")]
+fn wasmer_cache(choice: &CompileCache) -> Result<Option<WasmerCache>> {
+    use wasmer_wasix::runtime::module_cache::{FileSystemCache, ModuleCache};
+    use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
+    let (dir, named) = match choice {
+        CompileCache::Off => return Ok(None),
+        CompileCache::Named(dir) => (dir, true),
+        CompileCache::Default(dir) => (dir, false),
+    };
+    let made = std::path::absolute(dir).and_then(|d| {
+        let d = d.join("wasmer");
+        std::fs::create_dir_all(&d).map(|()| d)
+    });
+    let dir = match made {
+        Ok(d) => d,
+        Err(e) if named => anyhow::bail!(
+            "cannot keep compiled code in {}: {e} (name a writable directory with --cache-dir, or pass --no-cache)",
+            dir.display()
+        ),
+        Err(e) => {
+            tracing::debug!(target: "dylink::cache", "running without a compile cache: {}: {e}", dir.display());
+            return Ok(None);
+        }
+    };
+    // The cache does its file work as tasks on a runtime that runs them by itself.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let tasks = Arc::new(TokioTaskManager::new(runtime));
+    let cache = FileSystemCache::new(&dir, tasks.clone());
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let counted = counts.clone();
+    let with: dylink_wasmer::CompileWith = Arc::new(move |engine, bytes| {
+        let key = wasmer_types::ModuleHash::sha256(bytes);
+        let tasks = tasks.runtime_handle();
+        // Asked first: loading a module that is not there logs a warning.
+        if tasks.block_on(cache.contains(key, engine)).unwrap_or(false)
+            && let Ok(module) = tasks.block_on(cache.load(key, engine))
+        {
+            counted[0].fetch_add(1, Ordering::Relaxed);
+            return Ok(module);
+        }
+        let module = wasmer::Module::new(engine, bytes).map_err(|e| e.to_string())?;
+        if tasks.block_on(cache.save(key, engine, &module)).is_ok() {
+            counted[1].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(module)
+    });
+    Ok(Some(WasmerCache { with, counts, dir }))
+}
+
+/// wasmer's compile step through the on-disk cache, and what it did, for `--debug cache`.
+#[cfg(feature = "wasmer")]
+struct WasmerCache {
+    with: dylink_wasmer::CompileWith,
+    /// Modules read back, modules compiled and stored.
+    counts: Arc<[AtomicU64; 2]>,
+    dir: PathBuf,
+}
+
 #[cfg(feature = "wasmer")]
 pub fn run_wasmer(job: Job) -> Result<i32> {
     use dylink_wasmer::{Options, Program};
@@ -186,9 +255,7 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
         .enable_all()
         .build()?;
     let _entered = runtime.enter();
-    if job.cache != CompileCache::Off {
-        tracing::debug!(target: "dylink::cache", "wasmer keeps no compiled code between runs: everything is compiled");
-    }
+    let cache = wasmer_cache(&job.cache)?;
     let mut store = Store::default();
     // Each thread's store gets a WASI environment of its own, made the same way: the same
     // arguments, environment, stdio and directories.
@@ -214,10 +281,16 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
         Ok(builder.finalize(store)?)
     };
     let env = make_wasi(&mut store)?;
-    let main = wasmer::Module::new(&store, &job.bytes)?;
+    // The main module compiled for WASI to see which version it imports: through the
+    // cache too, so a program started again compiles nothing.
+    let main = match &cache {
+        Some(c) => (c.with)(store.engine(), &job.bytes).map_err(anyhow::Error::msg)?,
+        None => wasmer::Module::new(&store, &job.bytes)?,
+    };
     let imports = env.import_object_for_all_wasi_versions(&mut store, &main)?;
     let mut options = Options::new(job.source);
     options.config = job.config;
+    options.compile_with = cache.as_ref().map(|c| c.with.clone());
     // WASI must know the memory before any constructor runs: wasmer-wasix finds it among
     // the main module's exports.
     let mut wasi = env.clone();
@@ -226,6 +299,15 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
             .map_err(|e| format!("WASI on wasmer needs the main module to export its memory: {e}"))
     }));
     let program = Program::load(&mut store, &imports, options, &job.path, &job.bytes)?;
+    if let Some(c) = &cache {
+        tracing::debug!(
+            target: "dylink::cache",
+            "{} modules read from the compile cache in {}, {} compiled and stored",
+            c.counts[0].load(Ordering::Relaxed),
+            c.dir.display(),
+            c.counts[1].load(Ordering::Relaxed)
+        );
+    }
     // wasi-threads: each thread runs in a store of its own with WASI made for it. A thread
     // that exits the program (proc_exit) or traps ends the whole process.
     let (handle, main_module) = (runtime.handle().clone(), main.clone());

@@ -92,9 +92,9 @@ enum Command {
         /// Also honour the host's LD_LIBRARY_PATH.
         #[arg(long)]
         host_library_path: bool,
-        /// Where wasmtime keeps the code it compiled, so the next run of the same program
+        /// Where the engine keeps the code it compiled, so the next run of the same program
         /// and libraries compiles nothing (default: $XDG_CACHE_HOME/dylink, else
-        /// ~/.cache/dylink). wasmer compiles every run.
+        /// ~/.cache/dylink).
         #[arg(long, value_name = "DIR", env = "DYLINK_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
         /// Compile everything afresh and keep nothing on disk (wins over --cache-dir).

@@ -303,7 +303,7 @@ fn debug_traces_libraries_bindings_and_ops() {
     assert!(err.contains("instantiate m1"), "{err}");
 }
 
-/// `run --debug cache` on wasmtime: (modules read from the compile cache, compiled and
+/// `run --debug cache`: (modules read from the compile cache, compiled and
 /// stored), from its one line about it.
 fn cache_counts(args: &[&str]) -> (u64, u64) {
     let mut all = vec!["--debug", "cache", "run"];
@@ -417,4 +417,59 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+#[cfg(feature = "wasmer")]
+#[test]
+fn wasmer_keeps_compiled_code_between_runs_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut args = vec!["--engine", "wasmer", "--cache-dir", cache.to_str().unwrap()];
+    args.extend(HELLO);
+    // The main module is compiled once for WASI to read its imports and reaches the linker
+    // from the cache: at most that one is read on a first run.
+    let (hits, stored) = cache_counts(&args);
+    assert!(
+        hits <= 1 && stored >= 2,
+        "first run: {hits} read, {stored} stored"
+    );
+    let (hits, stored_again) = cache_counts(&args);
+    assert!(
+        stored_again == 0 && hits >= stored,
+        "second run: {hits} read, {stored_again} stored"
+    );
+    // wasmer/<engine id>/<sha-256>.bin: truncated, each is compiled and stored again.
+    let entries: Vec<PathBuf> = walk(&cache.join("wasmer"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .collect();
+    assert_eq!(entries.len() as u64, stored, "{entries:?}");
+    for e in &entries {
+        let bytes = std::fs::read(e).unwrap();
+        std::fs::write(e, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let (_, restored) = cache_counts(&args);
+    assert!(
+        restored >= 2,
+        "damaged entries are compiled again: {restored}"
+    );
+    assert_eq!(cache_counts(&args).1, 0, "and rewritten");
+    // A directory that cannot be made is an error naming it and the way out.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let in_file = file.join("cache");
+    let mut bad = vec![
+        "run",
+        "--engine",
+        "wasmer",
+        "--cache-dir",
+        in_file.to_str().unwrap(),
+    ];
+    bad.extend(HELLO);
+    let out = dylink(&bad);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.starts_with("dylink: error: cannot keep compiled code in "),
+        "{err}"
+    );
 }

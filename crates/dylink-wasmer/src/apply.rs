@@ -122,7 +122,7 @@ fn trap_stub(
     ty: &FuncType,
 ) -> Result<Function, Error> {
     let bytes: std::sync::Arc<[u8]> = dylink_core::trampoline::encode_trap_stub(ty).into();
-    let module = crate::compile(&program.shared.engine, &bytes, "a trap stub")?;
+    let module = crate::compile(&program.shared.engine, &bytes, "a trap stub", None)?;
     let env = wasmer::FunctionEnv::new(
         store,
         TrapEnv {
@@ -508,6 +508,7 @@ pub(crate) fn apply(
                     &program.shared.engine,
                     bytes,
                     "a generated trampoline module",
+                    None,
                 )?;
                 let mut externs = Vec::with_capacity(imports.len());
                 let mut own = None;

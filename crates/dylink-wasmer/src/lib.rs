@@ -107,7 +107,16 @@ pub struct Options {
     /// before any constructor runs: set up host state that guest code needs from its first
     /// instruction (wasmer-wasix's `WasiEnv::initialize` with the main instance).
     pub before_init: Option<BeforeInit>,
+    /// Compiles a library's bytes in place of `Module::new` (which it should call for bytes
+    /// it has not seen): a cache of compiled code on disk, say (wasmer-wasix's
+    /// `FileSystemCache`, as the `dylink` command uses it). The process-wide cache of
+    /// compiled modules stays in front of it: each distinct module reaches it once per
+    /// engine. Its error is reported as the compilation's.
+    pub compile_with: Option<CompileWith>,
 }
+
+/// See [`Options::compile_with`].
+pub type CompileWith = Arc<dyn Fn(&Engine, &[u8]) -> Result<Module, String> + Send + Sync>;
 
 /// See [`Options::before_init`].
 pub type BeforeInit =
@@ -132,6 +141,7 @@ impl Options {
             source: Arc::new(source),
             memory: MemoryCell::default(),
             before_init: None,
+            compile_with: None,
         }
     }
 
@@ -198,6 +208,8 @@ pub(crate) struct Shared {
     warnings: Mutex<Vec<String>>,
     host_calls: AtomicU64,
     before_init: Mutex<Option<BeforeInit>>,
+    /// [`Options::compile_with`].
+    compile_with: Option<CompileWith>,
     /// `wasi.thread-spawn` starts threads (see `enable_threads`).
     threads: std::sync::atomic::AtomicBool,
     /// Makes each spawned thread's host imports (see `enable_threads_with`).
@@ -215,7 +227,8 @@ pub(crate) struct Shared {
 
 static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
 
-/// How many modules this process has compiled (each distinct module once per engine).
+/// How many modules this process has compiled, or had [`Options::compile_with`] make (each
+/// distinct module once per engine).
 pub fn compilations() -> u64 {
     COMPILATIONS.load(Ordering::Relaxed)
 }
@@ -255,14 +268,24 @@ pub(crate) fn is_compiled(engine: &Engine, bytes: &Arc<[u8]>) -> bool {
 /// something compiled already does not wait for another's compilation. Two threads
 /// compiling the same bytes at once both compile; the first to finish is kept and both get
 /// it, so a module has one compiled copy per engine.
-pub(crate) fn compile(engine: &Engine, bytes: &Arc<[u8]>, what: &str) -> Result<Module, Error> {
+/// `with` compiles in place of `Module::new` ([`Options::compile_with`]).
+pub(crate) fn compile(
+    engine: &Engine,
+    bytes: &Arc<[u8]>,
+    what: &str,
+    with: Option<&CompileWith>,
+) -> Result<Module, Error> {
     let same = |(e, _): &(Engine, Module)| e.id() == engine.id();
     if let Some((_, m)) = lock(compile_cache()).get(bytes, same) {
         return Ok(m.clone());
     }
-    let module = Module::new(engine, &bytes[..]).map_err(|e| Error::Engine {
+    let compiled = match with {
+        Some(with) => with(engine, bytes),
+        None => Module::new(engine, &bytes[..]).map_err(|e| e.to_string()),
+    };
+    let module = compiled.map_err(|message| Error::Engine {
         context: format!("compiling {what}"),
-        message: e.to_string(),
+        message,
     })?;
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
     let mut cache = lock(compile_cache());
@@ -363,6 +386,7 @@ impl Program {
             warnings: Mutex::new(Vec::new()),
             host_calls: AtomicU64::new(0),
             before_init: Mutex::new(options.before_init),
+            compile_with: options.compile_with,
             threads: std::sync::atomic::AtomicBool::new(false),
             thread_host: Mutex::new(None),
             thread_exit: Mutex::new(None),
@@ -680,7 +704,12 @@ impl Program {
             core.abort(plan);
             drop(core);
             for m in &uncompiled {
-                compile(&engine, &m.bytes, &m.path)?;
+                compile(
+                    &engine,
+                    &m.bytes,
+                    &m.path,
+                    self.shared.compile_with.as_ref(),
+                )?;
             }
             tries += 1;
         }
@@ -821,7 +850,13 @@ impl Applier for Driver<'_, '_> {
 
     fn compile(&mut self, m: &NewModule) -> Result<(), Error> {
         tracing::debug!(target: "dylink::libs", "{} => {} ({} bytes)", m.name, m.path, m.bytes.len());
-        let module = compile(&self.program.shared.engine, &m.bytes, &m.path)?;
+        let shared = &self.program.shared;
+        let module = compile(
+            &shared.engine,
+            &m.bytes,
+            &m.path,
+            shared.compile_with.as_ref(),
+        )?;
         lock(&self.program.shared.compiled).insert(m.id, module);
         Ok(())
     }

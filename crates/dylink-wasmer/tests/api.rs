@@ -246,3 +246,54 @@ fn a_library_the_engine_cannot_compile_fails_its_dlopen_and_changes_nothing() {
         .dlopen(&mut store, Some("libanswer.so"), rtld::NOW)
         .unwrap();
 }
+
+#[test]
+fn compile_with_makes_every_module_the_process_has_not_compiled() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let main = main_module(
+        r#""libanswer.so""#,
+        r#"(import "env" "answer" (func $a (result i32))) (func (export "run") (result i32) call $a)"#,
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let with: dylink_wasmer::CompileWith = Arc::new(move |engine, bytes| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        wasmer::Module::new(engine, bytes).map_err(|e| e.to_string())
+    });
+    let engine = wasmer::Engine::default();
+    for expected in [2, 2] {
+        let mut store = Store::new(engine.clone());
+        let mut options = Options::new(program_source());
+        options.compile_with = Some(with.clone());
+        let program = Program::load(
+            &mut store,
+            &Imports::new(),
+            options,
+            "/app/main.wasm",
+            &main,
+        )
+        .unwrap();
+        let run = program.main_func(&mut store, "run").unwrap();
+        assert_eq!(run.call(&mut store, &[]).unwrap()[0], Value::I32(42));
+        // The main module and its library; a second program on the engine reuses both.
+        assert_eq!(calls.load(Ordering::SeqCst), expected);
+    }
+    // Its error is the compilation's, naming the module.
+    let mut store = Store::default();
+    let mut options = Options::new(program_source());
+    options.compile_with = Some(Arc::new(|_, _| Err("the disk cache is unreadable".into())));
+    let err = Program::load(
+        &mut store,
+        &Imports::new(),
+        options,
+        "/app/main.wasm",
+        &main,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("compiling /app/main.wasm") && err.contains("the disk cache is unreadable"),
+        "{err}"
+    );
+}
