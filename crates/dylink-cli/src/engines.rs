@@ -207,6 +207,8 @@ fn wasmer_cache(choice: &CompileCache) -> Result<Option<WasmerCache>> {
             return Ok(None);
         }
     };
+    // wasmer-wasix's cache never removes anything; wasmtime's keeps itself near 512 MiB.
+    trim_cache(&dir, WASMER_CACHE_LIMIT, WASMER_CACHE_LIMIT / 4 * 3);
     // The cache does its file work as tasks on a runtime that runs them by itself.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -233,6 +235,49 @@ fn wasmer_cache(choice: &CompileCache) -> Result<Option<WasmerCache>> {
         Ok(module)
     });
     Ok(Some(WasmerCache { with, counts, dir }))
+}
+
+/// Bytes of compiled code kept in the wasmer cache directory before the oldest is removed.
+#[cfg(feature = "wasmer")]
+const WASMER_CACHE_LIMIT: u64 = 1 << 30;
+
+/// When the files under `dir` hold more than `limit` bytes, remove those written longest
+/// ago until they hold at most `to`. A file that cannot be read or removed is skipped:
+/// trimming is housekeeping, never a reason to fail a run. wasmer-wasix writes each entry
+/// to a temporary file and renames it into place, so a run reading an entry while another
+/// removes it sees the whole file or none (and compiles it again).
+#[cfg_attr(not(feature = "wasmer"), allow(dead_code))]
+fn trim_cache(dir: &std::path::Path, limit: u64, to: u64) {
+    fn files(dir: &std::path::Path, out: &mut Vec<(std::time::SystemTime, u64, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                files(&entry.path(), out);
+            } else if meta.is_file() {
+                let when = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((when, meta.len(), entry.path()));
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(dir, &mut all);
+    let mut total: u64 = all.iter().map(|(_, len, _)| len).sum();
+    if total <= limit {
+        return;
+    }
+    all.sort();
+    for (_, len, path) in all {
+        if total <= to {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+            tracing::debug!(target: "dylink::cache", "removed {} ({len} bytes) to keep the cache under {limit} bytes", path.display());
+        }
+    }
 }
 
 /// wasmer's compile step through the on-disk cache, and what it did, for `--debug cache`.
@@ -376,4 +421,37 @@ pub fn run_wasmer(_: Job) -> Result<i32> {
     anyhow::bail!(
         "this dylink was built without wasmer; build it with `cargo build -p dylink-cli --features wasmer`"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_over_its_limit_loses_its_oldest_files_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("engine-v1");
+        std::fs::create_dir(&sub).unwrap();
+        let start = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+        for i in 0..10u64 {
+            let path = sub.join(format!("{i}.bin"));
+            std::fs::write(&path, vec![0u8; 100]).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(start + std::time::Duration::from_secs(i))
+                .unwrap();
+        }
+        // Under the limit: nothing goes.
+        trim_cache(dir.path(), 1000, 500);
+        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 10);
+        // Over it: the oldest go until 500 bytes are left.
+        trim_cache(dir.path(), 999, 500);
+        let mut left: Vec<String> = std::fs::read_dir(&sub)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["5.bin", "6.bin", "7.bin", "8.bin", "9.bin"]);
+        // A directory that is not there is no error.
+        trim_cache(&dir.path().join("absent"), 0, 0);
+    }
 }
