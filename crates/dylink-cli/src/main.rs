@@ -26,8 +26,9 @@ use dylink_fs::DirSource;
 )]
 struct Cli {
     /// Trace what the linker does, like LD_DEBUG: `libs` (where each library came from),
-    /// `bindings` (what each import bound to), `ops` (each step applied). Also read from
-    /// the DYLINK_DEBUG environment variable.
+    /// `bindings` (what each import bound to), `ops` (each step applied), `cache` (compiled
+    /// code read from and stored in the disk cache). Also read from the DYLINK_DEBUG
+    /// environment variable.
     #[arg(long, global = true, value_delimiter = ',', env = "DYLINK_DEBUG")]
     debug: Vec<DebugTopic>,
     #[command(subcommand)]
@@ -39,7 +40,6 @@ enum DebugTopic {
     Libs,
     Bindings,
     Ops,
-    /// Compiled code read from and written to the disk cache.
     Cache,
     All,
 }
