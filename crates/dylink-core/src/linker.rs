@@ -792,8 +792,10 @@ impl Linker {
                         names.remove(key);
                     }
                 }
+                // One uniqueness check (an atomic compare-exchange), not one per export.
+                let symbols = Arc::make_mut(&mut self.symbols);
                 for e in m.info.exports.iter().filter(|e| e.is_symbol()) {
-                    Arc::make_mut(&mut self.symbols).retain(&e.name, |d| d.module != id);
+                    symbols.retain(&e.name, |d| d.module != id);
                 }
                 if !self.canonical.is_empty() {
                     let canonical = Arc::make_mut(&mut self.canonical);
