@@ -41,6 +41,13 @@ impl Name {
         })
     }
 
+    /// The shared buffer and the name's range in it (a table holding many names of one
+    /// buffer can hold the buffer once: see [`crate::symbols`]).
+    #[inline]
+    pub(crate) fn parts(&self) -> (&Arc<String>, u32, u32) {
+        (&self.buf, self.start, self.end)
+    }
+
     /// The name as a string slice.
     #[inline]
     pub fn as_str(&self) -> &str {

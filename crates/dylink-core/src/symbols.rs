@@ -5,6 +5,12 @@
 //! cache while the entries are written one after another; with the name and definitions
 //! stored in the table itself (48 bytes a bucket, 6 MB), entering each symbol was a cache
 //! miss at a random place, a third of reading 1,000 modules' symbols.
+//!
+//! An entry's name is a range of one of the shared name buffers ([`Name`]'s), and the
+//! table holds each buffer once, with a count of the entries using it. Holding a [`Name`]
+//! per entry took a reference count per symbol entered and another per symbol removed,
+//! each an atomic read-modify-write: two thirds of entering a symbol, a twentieth of a
+//! `dlopen` and `dlclose` of a 50-symbol library.
 
 use core::fmt;
 use core::hash::BuildHasher;
@@ -21,6 +27,8 @@ pub(crate) struct SymbolTable<V> {
     /// Positions in `entries`, hashed by the entry's name with [`hasher`].
     index: HashTable<u32>,
     entries: Vec<Entry<V>>,
+    /// The buffers the entries' names are ranges of.
+    texts: Texts,
 }
 
 /// The one hasher of every symbol table in the process (its seed is random per process):
@@ -34,8 +42,89 @@ fn hasher() -> &'static DefaultHashBuilder {
 #[derive(Clone)]
 struct Entry<V> {
     hash: u64,
-    name: Name,
+    /// The name: `texts.slots[text]`'s bytes `start..end`.
+    text: u32,
+    start: u32,
+    end: u32,
     defs: SmallVec<[V; 1]>,
+}
+
+/// Name buffers, each held once with the number of entries whose names it holds.
+#[derive(Clone, Default)]
+struct Texts {
+    slots: Vec<Text>,
+    /// Slots whose buffer was let go, for the next buffer.
+    free: Vec<u32>,
+    /// Slots by the buffer's address (stable while the slot holds it).
+    by_address: HashMap<usize, u32>,
+    /// The last buffer looked up, and its slot: a module's names are entered together.
+    last: Option<(usize, u32)>,
+}
+
+#[derive(Clone)]
+struct Text {
+    buf: Option<Arc<String>>,
+    names: u32,
+}
+
+impl Texts {
+    /// The slot holding `buf`, taken for one more name (`buf` is cloned once per slot).
+    fn take(&mut self, buf: &Arc<String>) -> u32 {
+        let address = Arc::as_ptr(buf) as usize;
+        let slot = match self.last {
+            Some((a, slot)) if a == address => slot,
+            _ => match self.by_address.get(&address) {
+                Some(&slot) => slot,
+                None => {
+                    let text = Text {
+                        buf: Some(buf.clone()),
+                        names: 0,
+                    };
+                    let slot = match self.free.pop() {
+                        Some(slot) => {
+                            self.slots[slot as usize] = text;
+                            slot
+                        }
+                        None => {
+                            self.slots.push(text);
+                            (self.slots.len() - 1) as u32
+                        }
+                    };
+                    self.by_address.insert(address, slot);
+                    slot
+                }
+            },
+        };
+        self.last = Some((address, slot));
+        self.slots[slot as usize].names += 1;
+        slot
+    }
+
+    /// One name fewer from `slot`; the buffer is let go with its last name.
+    fn put(&mut self, slot: u32) {
+        let text = &mut self.slots[slot as usize];
+        text.names -= 1;
+        if text.names > 0 {
+            return;
+        }
+        if let Some(buf) = text.buf.take() {
+            let address = Arc::as_ptr(&buf) as usize;
+            self.by_address.remove(&address);
+            if self.last.is_some_and(|(a, _)| a == address) {
+                self.last = None;
+            }
+        }
+        self.free.push(slot);
+    }
+
+    /// Bytes `start..end` of `slot`'s buffer.
+    #[inline]
+    fn str(&self, slot: u32, start: u32, end: u32) -> &str {
+        (self.slots.get(slot as usize))
+            .and_then(|t| t.buf.as_deref())
+            .and_then(|b| b.get(start as usize..end as usize))
+            .unwrap_or("")
+    }
 }
 
 impl<V> Default for SymbolTable<V> {
@@ -43,6 +132,7 @@ impl<V> Default for SymbolTable<V> {
         Self {
             index: HashTable::new(),
             entries: Vec::new(),
+            texts: Texts::default(),
         }
     }
 }
@@ -57,12 +147,16 @@ impl<V: Copy> SymbolTable<V> {
         self.entries.is_empty()
     }
 
+    fn name(&self, e: &Entry<V>) -> &str {
+        self.texts.str(e.text, e.start, e.end)
+    }
+
     fn position(&self, hash: u64, name: &str) -> Option<usize> {
-        let entries = &self.entries;
+        let (entries, texts) = (&self.entries, &self.texts);
         self.index
             .find(hash, |&i| {
                 let e = &entries[i as usize];
-                e.hash == hash && *e.name == *name
+                e.hash == hash && texts.str(e.text, e.start, e.end) == name
             })
             .map(|&i| i as usize)
     }
@@ -104,12 +198,12 @@ impl<V: Copy> SymbolTable<V> {
         }
         // One probe finds the name or the place for it (`reserve` above left room, so the
         // index does not rehash here).
-        let entries = &self.entries;
+        let (entries, texts) = (&self.entries, &self.texts);
         let at = self.index.entry(
             hash,
             |&i| {
                 let e = &entries[i as usize];
-                e.hash == hash && *e.name == **name
+                e.hash == hash && texts.str(e.text, e.start, e.end) == &**name
             },
             |&j| entries[j as usize].hash,
         );
@@ -120,9 +214,13 @@ impl<V: Copy> SymbolTable<V> {
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(self.entries.len() as u32);
+                let (buf, start, end) = name.parts();
+                let text = self.texts.take(buf);
                 self.entries.push(Entry {
                     hash,
-                    name: name.clone(),
+                    text,
+                    start,
+                    end,
                     defs: SmallVec::from_buf([def]),
                 });
             }
@@ -136,10 +234,26 @@ impl<V: Copy> SymbolTable<V> {
             return;
         }
         self.reserve(other.len());
-        for e in other.entries {
-            match self.position(e.hash, &e.name) {
+        // `other`'s text slots as this table's (taken at their first entry kept).
+        let mut slots = vec![None; other.texts.slots.len()];
+        for mut e in other.entries {
+            match self.position(e.hash, other.texts.str(e.text, e.start, e.end)) {
                 Some(i) => self.entries[i].defs.extend(e.defs),
                 None => {
+                    let Some(buf) = other.texts.slots[e.text as usize].buf.as_ref() else {
+                        continue;
+                    };
+                    e.text = match slots[e.text as usize] {
+                        Some(mine) => {
+                            self.texts.slots[mine as usize].names += 1;
+                            mine
+                        }
+                        None => {
+                            let mine = self.texts.take(buf);
+                            slots[e.text as usize] = Some(mine);
+                            mine
+                        }
+                    };
                     let i = self.entries.len() as u32;
                     self.entries.push(e);
                     let entries = &self.entries;
@@ -172,13 +286,14 @@ impl<V: Copy> SymbolTable<V> {
                 *slot = i as u32;
             }
         }
-        self.entries.swap_remove(i);
+        let gone = self.entries.swap_remove(i);
+        self.texts.put(gone.text);
     }
 
     /// Every name with its definitions, in the order the names were first entered (until a
     /// removal moves the last one into its place).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Name, &[V])> {
-        self.entries.iter().map(|e| (&e.name, e.defs.as_slice()))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[V])> {
+        self.entries.iter().map(|e| (self.name(e), e.defs.as_slice()))
     }
 }
 
@@ -191,7 +306,7 @@ impl<V: Copy + PartialEq> PartialEq for SymbolTable<V> {
 impl<V: Copy + fmt::Debug> fmt::Debug for SymbolTable<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.iter().map(|(n, d)| (&**n, d)))
+            .entries(self.iter())
             .finish()
     }
 }
@@ -282,5 +397,51 @@ mod tests {
         let mut empty = SymbolTable::default();
         empty.append(c.clone());
         assert_eq!(empty, c);
+    }
+
+    #[test]
+    fn a_name_buffer_is_held_once_and_let_go_with_its_last_name() {
+        let buf = Arc::new(String::from("alphabetagamma"));
+        let names: Vec<Name> = [0..5, 5..9, 9..14]
+            .into_iter()
+            .map(|r| Name::slice(&buf, r).unwrap())
+            .collect();
+        let held = Arc::strong_count(&buf);
+        let mut t = SymbolTable::default();
+        for (i, n) in names.iter().enumerate() {
+            t.push(n, i as u32);
+        }
+        t.push(&names[0], 9);
+        assert_eq!(Arc::strong_count(&buf), held + 1, "one hold for three names");
+        assert_eq!(t.get("beta"), Some(&[1][..]));
+        assert_eq!(t.get("alpha"), Some(&[0, 9][..]));
+        // Another table's entries of the same buffer, appended: still one hold.
+        let other_buf = Arc::new(String::from("deltaalpha"));
+        let mut u = SymbolTable::default();
+        u.push(&Name::slice(&buf, 9..14).unwrap(), 20u32);
+        u.push(&Name::slice(&other_buf, 0..5).unwrap(), 21);
+        u.push(&Name::slice(&other_buf, 5..10).unwrap(), 22);
+        t.append(u);
+        assert_eq!(Arc::strong_count(&buf), held + 1);
+        assert_eq!(Arc::strong_count(&other_buf), 2, "delta's buffer, held by t");
+        assert_eq!(t.get("gamma"), Some(&[2, 20][..]));
+        assert_eq!(t.get("alpha"), Some(&[0, 9, 22][..]));
+        assert_eq!(t.get("delta"), Some(&[21][..]));
+        // Removing every name of a buffer lets it go; the slot serves the next buffer.
+        t.retain("delta", |_| false);
+        assert_eq!(Arc::strong_count(&other_buf), 1);
+        for n in ["alpha", "beta", "gamma"] {
+            t.retain(n, |_| false);
+        }
+        assert!(t.is_empty());
+        assert_eq!(Arc::strong_count(&buf), held);
+        let again = Arc::new(String::from("epsilon"));
+        t.push(&Name::slice(&again, 0..7).unwrap(), 7);
+        assert_eq!(t.get("epsilon"), Some(&[7][..]));
+        assert_eq!(t.texts.slots.len(), 2, "freed slots are reused");
+        // A clone holds each buffer once more and answers the same.
+        let c = t.clone();
+        assert_eq!(Arc::strong_count(&again), 3);
+        assert_eq!(c, t);
     }
 }
