@@ -293,7 +293,9 @@ impl<V: Copy> SymbolTable<V> {
     /// Every name with its definitions, in the order the names were first entered (until a
     /// removal moves the last one into its place).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[V])> {
-        self.entries.iter().map(|e| (self.name(e), e.defs.as_slice()))
+        self.entries
+            .iter()
+            .map(|e| (self.name(e), e.defs.as_slice()))
     }
 }
 
@@ -305,9 +307,7 @@ impl<V: Copy + PartialEq> PartialEq for SymbolTable<V> {
 
 impl<V: Copy + fmt::Debug> fmt::Debug for SymbolTable<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.iter())
-            .finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -412,7 +412,11 @@ mod tests {
             t.push(n, i as u32);
         }
         t.push(&names[0], 9);
-        assert_eq!(Arc::strong_count(&buf), held + 1, "one hold for three names");
+        assert_eq!(
+            Arc::strong_count(&buf),
+            held + 1,
+            "one hold for three names"
+        );
         assert_eq!(t.get("beta"), Some(&[1][..]));
         assert_eq!(t.get("alpha"), Some(&[0, 9][..]));
         // Another table's entries of the same buffer, appended: still one hold.
@@ -423,7 +427,11 @@ mod tests {
         u.push(&Name::slice(&other_buf, 5..10).unwrap(), 22);
         t.append(u);
         assert_eq!(Arc::strong_count(&buf), held + 1);
-        assert_eq!(Arc::strong_count(&other_buf), 2, "delta's buffer, held by t");
+        assert_eq!(
+            Arc::strong_count(&other_buf),
+            2,
+            "delta's buffer, held by t"
+        );
         assert_eq!(t.get("gamma"), Some(&[2, 20][..]));
         assert_eq!(t.get("alpha"), Some(&[0, 9, 22][..]));
         assert_eq!(t.get("delta"), Some(&[21][..]));
