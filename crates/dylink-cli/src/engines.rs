@@ -36,35 +36,49 @@ pub enum CompileCache {
     Default(PathBuf),
 }
 
+impl CompileCache {
+    /// What `make` makes of the chosen directory (made absolute); `None` when there is
+    /// none, or when the default one cannot be used. A named one that cannot be used is an
+    /// error naming it and the way out.
+    #[cfg_attr(not(any(feature = "wasmtime", feature = "wasmer")), allow(dead_code))]
+    fn open<T, E: std::fmt::Display>(
+        &self,
+        make: impl FnOnce(PathBuf) -> std::result::Result<T, E>,
+    ) -> Result<Option<T>> {
+        let (dir, named) = match self {
+            CompileCache::Off => return Ok(None),
+            CompileCache::Named(dir) => (dir, true),
+            CompileCache::Default(dir) => (dir, false),
+        };
+        let made = match std::path::absolute(dir) {
+            Ok(absolute) => make(absolute).map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        };
+        match made {
+            Ok(cache) => Ok(Some(cache)),
+            Err(e) if named => Err(anyhow::anyhow!(
+                "cannot keep compiled code in {}: {e} (name a writable directory with --cache-dir, or pass --no-cache)",
+                dir.display()
+            )),
+            Err(e) => {
+                tracing::debug!(target: "dylink::cache", "running without a compile cache: {}: {e}", dir.display());
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// wasmtime's on-disk cache of compiled code in the chosen directory. Keys are the module's
 /// bytes and the engine's settings and version, so a changed library or a new dylink
 /// compiles again; an entry that does not read back (truncated, say) is compiled again and
 /// rewritten. Code is loaded from there as the user's own files are: it is trusted.
 #[cfg(feature = "wasmtime")]
 fn wasmtime_cache(choice: &CompileCache) -> Result<Option<wasmtime::Cache>> {
-    let (dir, named) = match choice {
-        CompileCache::Off => return Ok(None),
-        CompileCache::Named(dir) => (dir, true),
-        CompileCache::Default(dir) => (dir, false),
-    };
-    let made = std::path::absolute(dir)
-        .map_err(wasmtime::Error::from)
-        .and_then(|dir| {
-            let mut config = wasmtime::CacheConfig::new();
-            config.with_directory(dir);
-            wasmtime::Cache::new(config)
-        });
-    match made {
-        Ok(cache) => Ok(Some(cache)),
-        Err(e) if named => Err(anyhow::anyhow!(
-            "cannot keep compiled code in {}: {e:#} (name a writable directory with --cache-dir, or pass --no-cache)",
-            dir.display()
-        )),
-        Err(e) => {
-            tracing::debug!(target: "dylink::cache", "running without a compile cache: {}: {e:#}", dir.display());
-            Ok(None)
-        }
-    }
+    choice.open(|dir| {
+        let mut config = wasmtime::CacheConfig::new();
+        config.with_directory(dir);
+        wasmtime::Cache::new(config)
+    })
 }
 
 /// The function that runs the program: a command's `_start`, or a reactor's `__main_void`
@@ -187,25 +201,12 @@ pub fn run_wasmtime(_: Job) -> Result<i32> {
 fn wasmer_cache(choice: &CompileCache) -> Result<Option<WasmerCache>> {
     use wasmer_wasix::runtime::module_cache::{FileSystemCache, ModuleCache};
     use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
-    let (dir, named) = match choice {
-        CompileCache::Off => return Ok(None),
-        CompileCache::Named(dir) => (dir, true),
-        CompileCache::Default(dir) => (dir, false),
-    };
-    let made = std::path::absolute(dir).and_then(|d| {
-        let d = d.join("wasmer");
-        std::fs::create_dir_all(&d).map(|()| d)
-    });
-    let dir = match made {
-        Ok(d) => d,
-        Err(e) if named => anyhow::bail!(
-            "cannot keep compiled code in {}: {e} (name a writable directory with --cache-dir, or pass --no-cache)",
-            dir.display()
-        ),
-        Err(e) => {
-            tracing::debug!(target: "dylink::cache", "running without a compile cache: {}: {e}", dir.display());
-            return Ok(None);
-        }
+    let Some(dir) = choice.open(|dir| {
+        let dir = dir.join("wasmer");
+        std::fs::create_dir_all(&dir).map(|()| dir)
+    })?
+    else {
+        return Ok(None);
     };
     // wasmer-wasix's cache never removes anything; wasmtime's keeps itself near 512 MiB.
     trim_cache(&dir, WASMER_CACHE_LIMIT, WASMER_CACHE_LIMIT / 4 * 3);
