@@ -618,7 +618,16 @@ mod tests {
         // What it holds is what reading gives.
         let (_, fresh) = crate::safepoints::prepare(a).unwrap();
         let parts = |i: &ModuleInfo| {
-            alloc::format!("{:?}", (&i.dylink, &i.imports, &i.exports, &i.code_range))
+            alloc::format!(
+                "{:?}",
+                (
+                    &i.dylink,
+                    &i.imports,
+                    &i.namespaces,
+                    &i.exports,
+                    &i.code_range
+                )
+            )
         };
         assert_eq!(parts(&ia), parts(&fresh));
         let (_, ic) = cache.prepare(side("g")).unwrap();

@@ -3796,10 +3796,11 @@ impl<'a> Txn<'a> {
                 // function such as `test.log_int`) is that host function's slot.
                 // A `GOT.func` carries no namespace: when the importer (or, failing that, any
                 // module of the program) calls it from a host namespace, that is the one.
-                let own_host =
-                    own.filter(|i| i.role == ImportRole::Host && host.defines(&i.module, &i.name));
+                let own_host = own.filter(|i| {
+                    i.role == ImportRole::Host && host.defines(info.import_module(i), &i.name)
+                });
                 let ns = match own_host {
-                    Some(i) => Some(i.module.clone()),
+                    Some(i) => Some(info.import_module_name(i)),
                     None if own.is_some() => None,
                     None => self.host_namespace_of(sym, m, host),
                 };
@@ -3982,8 +3983,11 @@ impl<'a> Txn<'a> {
                 caller: m,
             },
             ImportRole::Host => {
-                if host.defines(&imp.module, &imp.name) {
-                    Binding::Host(HostName::boxed(imp.module.clone(), imp.name.clone()))
+                if host.defines(info.import_module(imp), &imp.name) {
+                    Binding::Host(HostName::boxed(
+                        info.import_module_name(imp),
+                        imp.name.clone(),
+                    ))
                 } else {
                     let kind = match imp.ty {
                         ImportType::Func(_) => SymbolKind::Func,
@@ -3992,7 +3996,7 @@ impl<'a> Txn<'a> {
                     };
                     self.missing(
                         m,
-                        &format!("{}.{}", imp.module, imp.name),
+                        &format!("{}.{}", info.import_module(imp), imp.name),
                         kind,
                         false,
                         false,
@@ -4039,9 +4043,9 @@ impl<'a> Txn<'a> {
                     i.role == ImportRole::Host
                         && matches!(i.ty, ImportType::Func(_))
                         && &*i.name == sym
-                        && host.defines(&i.module, &i.name)
+                        && host.defines(info.import_module(i), &i.name)
                 })
-                .map(|i| i.module.clone())
+                .map(|i| info.import_module_name(i))
         };
         if let Some(ns) = from(&self.module(m).info) {
             return Some(ns);

@@ -306,8 +306,11 @@ pub enum ImportRole {
 /// One import of a module.
 #[derive(Clone, Debug)]
 pub struct Import {
-    /// Module namespace.
-    pub module: Name,
+    /// Module namespace: its position among the module's distinct namespaces, read with
+    /// [`ModuleInfo::import_module`]. A module's hundreds of imports share two or three
+    /// namespaces; a 4-byte position instead of a [`Name`] each kept an import at 40 bytes
+    /// (from 56) and took no reference count per import.
+    namespace: u32,
     /// Field name.
     pub name: Name,
     /// What it asks for.
@@ -454,6 +457,8 @@ pub struct ModuleInfo {
     pub types: Vec<FuncType>,
     /// Imports in order.
     pub imports: Vec<Import>,
+    /// The distinct namespaces of the imports, in order of first use.
+    pub(crate) namespaces: Vec<Name>,
     /// Exports in order.
     pub exports: Vec<Export>,
     /// Indices into `exports`, hashed by name: [`ModuleInfo::export`]. Holding indices rather
@@ -591,6 +596,20 @@ impl ModuleInfo {
         self.export_index.position(&self.exports, name)
     }
 
+    /// An import's module namespace (`env`, `GOT.mem`, `wasi_snapshot_preview1`, …).
+    /// `import` is one of [`ModuleInfo::imports`]; for an import of another module the
+    /// result is meaningless (empty when out of range).
+    pub fn import_module(&self, import: &Import) -> &str {
+        self.namespaces
+            .get(import.namespace as usize)
+            .map_or("", |n| n.as_str())
+    }
+
+    /// [`ModuleInfo::import_module`] as a shared [`Name`].
+    pub fn import_module_name(&self, import: &Import) -> Name {
+        (self.namespaces.get(import.namespace as usize)).map_or_else(Name::default, Name::clone)
+    }
+
     /// The type of a function export or import, by type index.
     pub fn func_type(&self, ty: u32) -> &FuncType {
         &self.types[ty as usize]
@@ -655,6 +674,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
         dylink: None,
         types: Vec::new(),
         imports: Vec::new(),
+        namespaces: Vec::new(),
         exports: Vec::new(),
         export_index: ExportIndex::default(),
         defined_memory: None,
@@ -677,6 +697,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     let mut import_flags: HashMap<(&str, &str), u32> = HashMap::new();
     let mut export_flags: HashMap<&str, u32> = HashMap::new();
     let mut table_base_global: Option<u32> = None;
+    let mut namespaces = Namespaces::default();
     let mut saw_section = false;
     let mut saw_header = false;
 
@@ -781,46 +802,51 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
                 func_types.reserve(reader.count() as usize);
                 // Most of a library's imports are functions or `GOT.*` globals.
                 globals.reserve(reader.count() as usize);
-                for_each_import(bytes, reader, |offset, module, name, ty| {
-                    let ty = match ty {
-                        TypeRef::Func(t) | TypeRef::FuncExact(t) => {
-                            check_func_type(&info, t, offset)?;
-                            func_types.push(t);
-                            info.imported_funcs += 1;
-                            ImportType::Func(t)
-                        }
-                        TypeRef::Global(g) => {
-                            let ty = ValType::from_wasm(g.content_type);
-                            globals.push((ty, g.mutable, None));
-                            if &*module == "env" && &*name == "__table_base" {
-                                table_base_global = Some(globals.len() as u32 - 1);
+                for_each_import(
+                    bytes,
+                    reader,
+                    &mut namespaces,
+                    |offset, namespace, module, name, ty| {
+                        let ty = match ty {
+                            TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                                check_func_type(&info, t, offset)?;
+                                func_types.push(t);
+                                info.imported_funcs += 1;
+                                ImportType::Func(t)
                             }
-                            ImportType::Global {
-                                ty,
-                                mutable: g.mutable,
+                            TypeRef::Global(g) => {
+                                let ty = ValType::from_wasm(g.content_type);
+                                globals.push((ty, g.mutable, None));
+                                if module == "env" && &*name == "__table_base" {
+                                    table_base_global = Some(globals.len() as u32 - 1);
+                                }
+                                ImportType::Global {
+                                    ty,
+                                    mutable: g.mutable,
+                                }
                             }
-                        }
-                        TypeRef::Memory(m) => {
-                            let m = memory_type(m);
-                            info.memory64 |= m.memory64;
-                            info.shared_memory |= m.shared;
-                            ImportType::Memory(Box::new(m))
-                        }
-                        TypeRef::Table(t) => ImportType::Table(Box::new(table_type(t))),
-                        TypeRef::Tag(t) => {
-                            check_func_type(&info, t.func_type_idx, offset)?;
-                            ImportType::Tag(t.func_type_idx)
-                        }
-                    };
-                    info.imports.push(Import {
-                        module,
-                        name,
-                        role: ImportRole::Host,
-                        ty,
-                        weak: false,
-                    });
-                    Ok(())
-                })?;
+                            TypeRef::Memory(m) => {
+                                let m = memory_type(m);
+                                info.memory64 |= m.memory64;
+                                info.shared_memory |= m.shared;
+                                ImportType::Memory(Box::new(m))
+                            }
+                            TypeRef::Table(t) => ImportType::Table(Box::new(table_type(t))),
+                            TypeRef::Tag(t) => {
+                                check_func_type(&info, t.func_type_idx, offset)?;
+                                ImportType::Tag(t.func_type_idx)
+                            }
+                        };
+                        info.imports.push(Import {
+                            namespace,
+                            name,
+                            role: ImportRole::Host,
+                            ty,
+                            weak: false,
+                        });
+                        Ok(())
+                    },
+                )?;
             }
             Payload::FunctionSection(reader) => {
                 saw_section = true;
@@ -935,6 +961,7 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     if !saw_header {
         return Err(bad(0, "empty input"));
     }
+    info.namespaces = namespaces.list;
 
     // Flags from dylink.0 apply to the exports and imports they name.
     for e in &mut info.exports {
@@ -954,10 +981,11 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
     let mut roles = Vec::with_capacity(info.imports.len());
     let mut dso_import = false;
     for imp in &info.imports {
-        dso_import |= &*imp.name == "__dso_handle" && &*imp.module == "GOT.mem";
+        let module = info.import_module(imp);
+        dso_import |= &*imp.name == "__dso_handle" && module == "GOT.mem";
         let role = classify(imp, &info)?;
-        let weak = is_weak(&imp.module, &imp.name)
-            || (matches!(&*imp.module, "GOT.mem" | "GOT.func") && is_weak("env", &imp.name));
+        let weak = is_weak(module, &imp.name)
+            || (matches!(module, "GOT.mem" | "GOT.func") && is_weak("env", &imp.name));
         roles.push((role, weak));
     }
     for (imp, (role, weak)) in info.imports.iter_mut().zip(roles) {
@@ -973,7 +1001,8 @@ fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
 /// Wasm's limit on a name's length, as wasmparser applies it.
 const MAX_NAME: usize = 100_000;
 
-/// Calls `f` with each import of the section: its offset, namespace, field and type. The
+/// Calls `f` with each import of the section: its offset, namespace (its position in
+/// `namespaces`, and its text), field and type. The
 /// fast path copies every name into one buffer, checks it is UTF-8 once and shares it among
 /// the names; anything it does not expect (the compact encodings, an over-long name,
 /// malformed bytes) sends the whole section through wasmparser's reader, whose errors are the
@@ -981,32 +1010,71 @@ const MAX_NAME: usize = 100_000;
 fn for_each_import(
     bytes: &[u8],
     reader: wasmparser::ImportSectionReader<'_>,
-    mut f: impl FnMut(usize, Name, Name, TypeRef) -> Result<(), Error>,
+    namespaces: &mut Namespaces,
+    mut f: impl FnMut(usize, u32, &str, Name, TypeRef) -> Result<(), Error>,
 ) -> Result<(), Error> {
     if let Some((raw, text)) = imports_fast(bytes, &reader) {
         let text = text
             .finish()
             .ok_or_else(|| bad(reader.range().start, MALFORMED_UTF8))?;
-        // Imports come grouped by namespace and share its span: one name per run of them.
-        let mut last: Option<((u32, u32), Name)> = None;
+        // Imports come grouped by namespace and share its span: one look-up per run of them.
+        let mut last: Option<((u32, u32), u32, Name)> = None;
         for (offset, module, name, ty) in raw {
-            let module = match &last {
-                Some((span, m)) if *span == module => m.clone(),
+            let (namespace, m) = match &last {
+                Some((span, n, m)) if *span == module => (*n, m),
                 _ => {
                     let m = text.cut(module, offset)?;
-                    last = Some((module, m.clone()));
-                    m
+                    let n = namespaces.position(&m, || m.clone());
+                    let (_, n, m) = last.insert((module, n, m));
+                    (*n, &*m)
                 }
             };
-            f(offset, module, text.cut(name, offset)?, ty)?;
+            f(offset, namespace, m, text.cut(name, offset)?, ty)?;
         }
         return Ok(());
     }
     for imp in reader.into_imports_with_offsets() {
         let (offset, imp) = imp.map_err(from_wasm)?;
-        f(offset, imp.module.into(), imp.name.into(), imp.ty)?;
+        let namespace = namespaces.position(imp.module, || imp.module.into());
+        f(offset, namespace, imp.module, imp.name.into(), imp.ty)?;
     }
     Ok(())
+}
+
+/// A module's distinct import namespaces, each held once; searched in order while there
+/// are few, by hash past that (a hostile module may name a new one per import).
+#[derive(Default)]
+struct Namespaces {
+    list: Vec<Name>,
+    index: HashMap<Name, u32>,
+}
+
+impl Namespaces {
+    const SCANNED: usize = 16;
+
+    /// The position of `namespace`, added (as `make` builds it) if new. An import section
+    /// has fewer than 2^32 entries, so positions fit.
+    fn position(&mut self, namespace: &str, make: impl FnOnce() -> Name) -> u32 {
+        let found = if self.list.len() <= Self::SCANNED {
+            self.list.iter().position(|n| **n == *namespace)
+        } else {
+            self.index.get(namespace).map(|&i| i as usize)
+        };
+        if let Some(i) = found {
+            return i as u32;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(make());
+        if self.list.len() > Self::SCANNED {
+            if self.index.is_empty() {
+                self.index
+                    .extend(self.list.iter().cloned().zip(0..self.list.len() as u32));
+            } else {
+                self.index.insert(self.list[i as usize].clone(), i);
+            }
+        }
+        i
+    }
 }
 
 /// An import as the fast path reads it: offset, namespace and field spans, type.
@@ -1387,8 +1455,9 @@ fn relative_offset(expr: &wasmparser::ConstExpr<'_>, table_base: Option<u32>) ->
 
 fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
     let ptr = info.ptr_type();
+    let module = info.import_module(imp);
     let wrong = |want: &str| Error::BadImport {
-        module: imp.module.to_string(),
+        module: module.to_string(),
         name: imp.name.to_string(),
         message: format!("must be {want}, found {}", describe(&imp.ty, info)),
     };
@@ -1406,7 +1475,7 @@ fn classify(imp: &Import, info: &ModuleInfo) -> Result<ImportRole, Error> {
             ))),
         }
     };
-    Ok(match (&*imp.module, &*imp.name) {
+    Ok(match (module, &*imp.name) {
         ("GOT.mem", name) => {
             pointer_global(true)?;
             match LayoutGlobal::from_name(name) {

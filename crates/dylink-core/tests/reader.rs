@@ -41,7 +41,7 @@ fn our_imports(info: &ModuleInfo) -> Vec<(String, String, String)> {
                 ImportType::Table(t) => format!("table {}", t.min),
                 ImportType::Tag(t) => format!("tag {t}"),
             };
-            (i.module.to_string(), i.name.to_string(), what)
+            (info.import_module(i).to_string(), i.name.to_string(), what)
         })
         .collect()
 }
@@ -163,4 +163,34 @@ fn unexpected_encodings_fall_back() {
     bytes[at] = 0xFF;
     let err = ModuleInfo::parse(&bytes).unwrap_err().to_string();
     assert!(err.contains("malformed UTF-8"), "{err}");
+}
+
+/// Each import keeps its own namespace however many a module names and however they are
+/// interleaved (the reader holds each distinct one once), on the lean path and on
+/// wasmparser's.
+#[test]
+fn many_namespaces_in_any_order_read_as_written() {
+    for empty_name in [false, true] {
+        let mut w = String::from("(module");
+        for i in 0..120 {
+            // 40 namespaces, revisited out of order.
+            let ns = (i * 7) % 40;
+            let name = if empty_name && i == 0 {
+                String::new()
+            } else {
+                format!("f{i}")
+            };
+            w.push_str(&format!(r#" (import "ns{ns}" "{name}" (func))"#));
+        }
+        w.push(')');
+        let bytes = wat::parse_str(&w).unwrap();
+        let info = ModuleInfo::parse(&bytes).unwrap();
+        assert_eq!(
+            our_imports(&info),
+            imports(&bytes),
+            "empty name: {empty_name}"
+        );
+        assert_eq!(info.import_module(&info.imports[1]), "ns7");
+        assert_eq!(&*info.import_module_name(&info.imports[119]), "ns33");
+    }
 }

@@ -215,7 +215,11 @@ impl Sim {
                 };
                 for (imp, b) in info.imports.iter().zip(imports.iter()).skip(1) {
                     check_binding(g, imp, b).map_err(|e| {
-                        format!("trampoline import {}.{}: {e}", imp.module, imp.name)
+                        format!(
+                            "trampoline import {}.{}: {e}",
+                            info.import_module(imp),
+                            imp.name
+                        )
                     })?;
                 }
                 g.generated.insert(*gen_id, (info, vec![None; n]));
@@ -237,8 +241,9 @@ impl Sim {
                     ));
                 }
                 for (imp, b) in info.imports.iter().zip(imports.iter()) {
-                    check_binding(g, imp, b)
-                        .map_err(|e| format!("import {}.{}: {e}", imp.module, imp.name))?;
+                    check_binding(g, imp, b).map_err(|e| {
+                        format!("import {}.{}: {e}", info.import_module(imp), imp.name)
+                    })?;
                 }
                 g.instances.insert(*module, info);
             }
@@ -395,7 +400,7 @@ pub fn got_value(
     let idx = info
         .imports
         .iter()
-        .position(|i| &*i.module == module && &*i.name == name)?;
+        .position(|i| info.import_module(i) == module && &*i.name == name)?;
     let binding = plan_ops.iter().find_map(|op| match op {
         Op::Instantiate { module, imports } if *module == m => Some(imports[idx].clone()),
         _ => None,
