@@ -2751,6 +2751,9 @@ impl<'a> Txn<'a> {
                 module: main,
                 export: "__indirect_function_table".into(),
             });
+            if info.exports_allocator() {
+                self.adopt.push(Op::StartAllocator { module: main });
+            }
             // Side modules take memory above the main's initial memory.
             for &m in order.iter().filter(|m| **m != main) {
                 self.place_module_memory(m)?;

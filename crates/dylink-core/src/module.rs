@@ -596,6 +596,17 @@ impl ModuleInfo {
         self.export_index.position(&self.exports, name)
     }
 
+    /// Whether the module exports `malloc: (ptr) -> ptr` and `free: (ptr) -> ()`, as a
+    /// non-PIE main carrying libc does for its libraries ([`crate::Op::StartAllocator`]).
+    pub fn exports_allocator(&self) -> bool {
+        let ptr = self.ptr_type();
+        let is = |name: &str, want: FuncType| {
+            matches!(self.export(name), Some(Export { kind: ExportKind::Func { ty, .. }, .. })
+                if self.types.get(*ty as usize) == Some(&want))
+        };
+        is("malloc", FuncType::new(&[ptr], &[ptr])) && is("free", FuncType::new(&[ptr], &[]))
+    }
+
     /// An import's module namespace (`env`, `GOT.mem`, `wasi_snapshot_preview1`, …).
     /// `import` is one of [`ModuleInfo::imports`]; for an import of another module the
     /// result is meaningless (empty when out of range).

@@ -328,6 +328,17 @@ pub enum Op {
         /// The closing module's `__dso_handle` address.
         dso: Addr,
     },
+    /// Emitted right after a non-PIE main's memory and table are adopted, before the
+    /// linker grows memory for libraries, when the main exports `malloc: (ptr) -> ptr` and
+    /// `free: (ptr) -> ()`. The adapter MUST call `malloc(0)` and pass what it returns to
+    /// `free`. Such a main's allocator owns the heap from its `__heap_base`, and wasi-libc's
+    /// (before `__heap_end`, as Debian ships it) takes everything up to the memory's size
+    /// at its first call: started before the libraries' regions exist at the end of memory,
+    /// it grows past them instead of handing them out.
+    StartAllocator {
+        /// The main module.
+        module: ModuleId,
+    },
     /// The adapter MUST forget the instance of `module` (and stop calling into it).
     Unload {
         /// The module.
@@ -340,7 +351,7 @@ impl Op {
     pub fn is_guest_call(&self) -> bool {
         matches!(
             self,
-            Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. }
+            Op::Call { .. } | Op::InitTls { .. } | Op::Finalize { .. } | Op::StartAllocator { .. }
         )
     }
 
@@ -354,6 +365,7 @@ impl Op {
                 | Op::ZeroMemory { .. }
                 | Op::Call { .. }
                 | Op::Finalize { .. }
+                | Op::StartAllocator { .. }
         )
     }
 
@@ -591,6 +603,9 @@ impl fmt::Display for Op {
             } => write!(f, "{gen_id}.table[{index}] = {value}"),
             Op::ClearSlots { start, len } => write!(f, "clear {start}+{len}"),
             Op::Call { module, func } => write!(f, "call {module}.{}", func.export_name()),
+            Op::StartAllocator { module } => {
+                write!(f, "start-allocator {module} (free(malloc(0)))")
+            }
             Op::InitTls { module, block } => write!(f, "call {module}.__wasm_init_tls({block})"),
             Op::Finalize { libc, module, dso } => {
                 write!(f, "call {libc}.__cxa_finalize({dso}) for {module}")

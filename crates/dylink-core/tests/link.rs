@@ -1159,6 +1159,76 @@ fn non_pie_main_adopts_its_memory_and_side_modules_grow_above_it() {
     );
 }
 
+/// A non-PIE main carrying libc owns the heap from its `__heap_base`; wasi-libc's allocator
+/// takes all memory up to the memory's size at its first call. Started right after the
+/// main's memory is adopted, before memory grows for the libraries, it grows past them.
+/// Only a main exporting both `malloc` and `free` of the pointer type is asked to.
+#[test]
+fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
+    let main_with = |exports: &str| {
+        wat(&format!(
+            r#"(module
+          (import "env" "greet" (func $greet (result i32)))
+          (memory (export "memory") 2)
+          (table (export "__indirect_function_table") 1 funcref)
+          (global $sp (export "__stack_pointer") (mut i32) (i32.const 65536))
+          {exports}
+          (func (export "_start") call $greet drop))"#
+        ))
+    };
+    let lib = side(
+        16,
+        0,
+        &[],
+        r#"(func (export "greet") (result i32) i32.const 7)"#,
+    );
+    let src = source(&[("/lib/libgreet.so", lib)]);
+    let allocator = r#"(func (export "malloc") (param i32) (result i32) i32.const 1024)
+          (func (export "free") (param i32))"#;
+    let cases = [
+        (allocator, true),
+        // No free, a malloc of the wrong type: not an allocator it can start.
+        (
+            r#"(func (export "malloc") (param i32) (result i32) i32.const 0)"#,
+            false,
+        ),
+        (
+            r#"(func (export "malloc") (param i64) (result i64) i64.const 0)
+          (func (export "free") (param i64))"#,
+            false,
+        ),
+    ];
+    for (exports, starts) in cases {
+        let mut l = Linker::new(Config {
+            preload: vec!["libgreet.so".into()],
+            ..Config::default()
+        });
+        let mut sim = Sim::default();
+        let plan = startup(&mut l, &mut sim, main_with(exports), &src, &NoHost);
+        let kinds: Vec<String> = (plan.ops.iter())
+            .map(|o| o.to_string().split(' ').next().unwrap().to_string())
+            .collect();
+        let adopt = kinds.iter().position(|k| k == "adopt-table").unwrap();
+        let started = kinds.iter().position(|k| k == "start-allocator");
+        if starts {
+            assert_eq!(started, Some(adopt + 1), "{plan}");
+            assert_eq!(kinds[adopt + 2], "grow-memory", "{plan}");
+            assert!(
+                sim.groups[&MAIN_GROUP]
+                    .calls
+                    .contains(&"m0.free(m0.malloc(0))".into())
+            );
+        } else {
+            assert_eq!(started, None, "{plan}");
+        }
+        if let Some(at) = started {
+            // A guest call on the shared memory: a thread's new group does not replay it.
+            assert!(plan.ops[at].is_guest_call() && plan.ops[at].is_memory_op());
+        }
+        commit(&mut l, plan);
+    }
+}
+
 #[test]
 fn instance_groups_replay_the_log_with_their_own_tls() {
     let tls_lib = wat(r#"(module

@@ -612,6 +612,25 @@ pub(crate) fn apply(
                 f.call(store, &[])
                     .map_err(|e| trap(format!("{what} {}", ctx.path(*module)), e))?;
             }
+            Op::StartAllocator { module } => {
+                let exports = lock(&program.group).instance(*module)?.exports.clone();
+                let func = |name: &str| {
+                    exports.get_function(name).cloned().map_err(|_| {
+                        fail(
+                            "starting the allocator",
+                            format_args!("{module} has no {name}"),
+                        )
+                    })
+                };
+                let (malloc, free) = (func("malloc")?, func("free")?);
+                let what = || format!("starting the allocator of {}", ctx.path(*module));
+                let zero = match malloc.ty(store).params().first() {
+                    Some(Type::I64) => Value::I64(0),
+                    _ => Value::I32(0),
+                };
+                let block = malloc.call(store, &[zero]).map_err(|e| trap(what(), e))?;
+                free.call(store, &block).map_err(|e| trap(what(), e))?;
+            }
             Op::InitTls { module, block } => {
                 let f = lock(&program.group)
                     .instance(*module)?

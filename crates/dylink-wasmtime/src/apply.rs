@@ -602,6 +602,29 @@ pub(crate) fn apply<T: Send + 'static>(
                         )
                     }))?;
             }
+            Op::StartAllocator { module } => {
+                let inst = lock(&program.group).instance(*module)?;
+                let what = || format!("starting the allocator of {}", ctx.path(*module));
+                let mut func = |name: &str| {
+                    inst.get_func(&mut store, name).ok_or_else(|| {
+                        fail(
+                            "starting the allocator",
+                            format_args!("{module} has no {name}"),
+                        )
+                    })
+                };
+                let (malloc, free) = (func("malloc")?, func("free")?);
+                let zero = match malloc.ty(&store).param(0) {
+                    Some(wasmtime::ValType::I64) => Val::I64(0),
+                    _ => Val::I32(0),
+                };
+                let mut block = [zero];
+                malloc
+                    .call(&mut store, &[zero], &mut block)
+                    .map_err(engine_err_with(what))?;
+                free.call(&mut store, &block, &mut [])
+                    .map_err(engine_err_with(what))?;
+            }
             Op::Unload { module } => {
                 lock(&program.group).instances.remove(*module);
             }

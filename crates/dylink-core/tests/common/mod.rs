@@ -290,6 +290,16 @@ impl Sim {
                     .ok_or("finalize via missing instance")?;
                 g.calls.push(format!("{libc}.__cxa_finalize({dso})"));
             }
+            Op::StartAllocator { module } => {
+                let info = g
+                    .instances
+                    .get(module)
+                    .ok_or("start-allocator of missing instance")?;
+                if !info.exports_allocator() {
+                    return Err("start-allocator of a module without malloc and free".into());
+                }
+                g.calls.push(format!("{module}.free({module}.malloc(0))"));
+            }
             Op::Unload { module } => {
                 g.instances
                     .remove(module)
