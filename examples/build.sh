@@ -3,7 +3,10 @@
 # (apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32).
 #
 # A non-PIE main carries libc and exports what its side modules use of it (named below),
-# its function table and its stack pointer; side modules (-fPIC -shared) import those.
+# its function table and its stack pointer; side modules (-fPIC -shared) import those. Each
+# also exports malloc and free, so that dylink starts libc's allocator before it places the
+# libraries at the end of memory: this wasi-libc's allocator takes, at its first call, all
+# memory up to the memory's size as its heap, libraries included.
 # It is built as a reactor exporting __main_void: in a command (_start), wasm-ld wraps every
 # other export so that it runs the constructors again, which libraries calling into the
 # main's libc must not do. `dylink run` calls _initialize, then __main_void, then exit with
@@ -25,13 +28,32 @@ main() { # OUT SRC [LIBC SYMBOLS THE SIDE MODULES NEED]
     shift 2
     local keep=""
     for s in "$@"; do keep="$keep,--export=$s"; done
-    $CC --target=wasm32-wasi -O2 -fPIC -mexec-model=reactor "$src" -o "$out" "$MAIN_LINK$keep" 2>&1 | grep -v "not yet stable" || true
+    # shellcheck disable=SC2086
+    $CC --target=wasm32-wasi -O2 -fPIC -mexec-model=reactor ${MAIN_CFLAGS:-} "$src" -o "$out" "$MAIN_LINK$keep" 2>&1 | grep -v "not yet stable" || true
 }
-main hello/main.wasm hello/main.c snprintf
+main hello/main.wasm hello/main.c snprintf malloc free
 side hello/libgreet.so hello/greet.c
-main plugins/host.wasm plugins/host.c malloc strcpy
+main plugins/host.wasm plugins/host.c malloc free strcpy
 side plugins/plugins/libdouble.so plugins/double.c
 side plugins/plugins/libsquare.so plugins/square.c
+
+# A real library: zstd, from the sources of the zstd-sys crate Cargo.lock pins (fetched by
+# cargo), compression and decompression, no threads, no assembly.
+zstd_version=$(sed -n '/^name = "zstd-sys"$/{n;s/^version = "\(.*\)"$/\1/p;}' ../Cargo.lock)
+cargo fetch -q --manifest-path ../Cargo.toml
+ZSTD=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"zstd-sys-$zstd_version"/zstd/lib | head -1)
+ZSTD_FLAGS="-DZSTD_DISABLE_ASM -DNDEBUG -DZSTD_LEGACY_SUPPORT=0 -I$ZSTD -I$ZSTD/common"
+zstd_objs=""
+for src in "$ZSTD"/common/*.c "$ZSTD"/compress/*.c "$ZSTD"/decompress/*.c; do
+    obj=zstd/$(basename "${src%.c}").o
+    $CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default $ZSTD_FLAGS -c "$src" -o "$obj"
+    zstd_objs="$zstd_objs $obj"
+done
+# shellcheck disable=SC2086
+$LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o zstd/libzstd.so $zstd_objs 2>&1 | grep -v "not yet stable" || true
+rm -f $zstd_objs
+# The main exports what libzstd.so takes from libc (malloc and free among it).
+MAIN_CFLAGS="-I$ZSTD" main zstd/main.wasm zstd/main.c malloc free calloc memcpy memmove memset
 
 # A threaded program (wasi-threads) without a libc: Debian's wasi-libc has no threads.
 NOLIBC="--target=wasm32 -O2 -nostdlib -ffreestanding -fPIC -fvisibility=default -matomics -mbulk-memory"

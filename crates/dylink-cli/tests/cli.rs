@@ -114,6 +114,85 @@ fn a_threaded_program_runs_its_threads_with_wasi_of_their_own() {
     }
 }
 
+/// A real library: zstd 1.5.7 as a side module of a program carrying wasi-libc. What it
+/// compresses, the reference implementation (natively) decompresses, and the other way
+/// round, at a level that uses its optimal parser: megabytes through the program's heap,
+/// which must not grow over the library's data (the main's allocator is started before the
+/// library is placed, `Op::StartAllocator`; without it this traps).
+#[test]
+fn the_zstd_library_compresses_and_decompresses_as_the_reference_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two megabytes that compress, but not to nothing: text-like runs and noise.
+    let mut data = Vec::with_capacity(2 << 20);
+    let mut x: u32 = 0x9e37_79b9;
+    while data.len() < 2 << 20 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if x.is_multiple_of(4) {
+            data.extend_from_slice(b"the quick brown fox jumps over the lazy dog; ");
+        } else {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let d = dir.path();
+    std::fs::write(d.join("in.bin"), &data).unwrap();
+    std::fs::write(
+        d.join("native.zst"),
+        zstd::stream::encode_all(&data[..], 3).unwrap(),
+    )
+    .unwrap();
+    let mount = format!("{}::/work", d.display());
+    for engine in engines() {
+        let run = |args: &[&str]| {
+            let mut all = vec![
+                "run",
+                "--engine",
+                engine,
+                "--preload",
+                "libzstd.so",
+                "-L",
+                "examples/zstd",
+                "--dir",
+                &mount,
+                "examples/zstd/main.wasm",
+            ];
+            all.extend(args);
+            let out = dylink(&all);
+            assert!(
+                out.status.success(),
+                "{engine} {args:?}: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            text(&out.stdout)
+        };
+        let said = run(&["compress", "19", "/work/in.bin", "/work/out.zst"]);
+        let packed = std::fs::read(d.join("out.zst")).unwrap();
+        assert_eq!(
+            said,
+            format!(
+                "compressed {} bytes to {} at level 19\n",
+                data.len(),
+                packed.len()
+            )
+        );
+        assert!(packed.len() < data.len() * 4 / 5, "{engine}: {said}");
+        assert!(
+            zstd::stream::decode_all(&packed[..]).unwrap() == data,
+            "{engine}: the reference reads back what the library wrote"
+        );
+        let said = run(&["decompress", "/work/native.zst", "/work/back.bin"]);
+        assert!(said.starts_with("decompressed "), "{engine}: {said}");
+        assert!(
+            std::fs::read(d.join("back.bin")).unwrap() == data,
+            "{engine}: the library reads back what the reference wrote"
+        );
+        std::fs::remove_file(d.join("back.bin")).unwrap();
+        std::fs::remove_file(d.join("out.zst")).unwrap();
+    }
+}
+
 #[test]
 fn plugin_host_dlopens_every_library_in_a_directory() {
     for engine in engines() {
