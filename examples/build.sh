@@ -54,6 +54,7 @@ $LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o zstd/libzs
 rm -f $zstd_objs
 # The main exports what libzstd.so takes from libc (malloc and free among it).
 MAIN_CFLAGS="-I$ZSTD" main zstd/main.wasm zstd/main.c malloc free calloc memcpy memmove memset
+main zstd/cycle.wasm zstd/cycle.c malloc free calloc memcpy memmove memset
 
 # A threaded program (wasi-threads) without a libc: Debian's wasi-libc has no threads.
 NOLIBC="--target=wasm32 -O2 -nostdlib -ffreestanding -fPIC -fvisibility=default -matomics -mbulk-memory"

@@ -193,6 +193,37 @@ fn the_zstd_library_compresses_and_decompresses_as_the_reference_does() {
     }
 }
 
+/// The same library loaded at run time: `dlopen`, `dlsym` of its functions, a megabyte
+/// through them, `dlclose`, three times over; each load gets the library as built (the
+/// region the last one left is zeroed before reuse), so every round compresses alike.
+#[test]
+fn the_zstd_library_loads_and_unloads_at_run_time() {
+    for engine in engines() {
+        let out = dylink(&[
+            "run",
+            "--engine",
+            engine,
+            "-L",
+            "examples/zstd",
+            "examples/zstd/cycle.wasm",
+            "3",
+        ]);
+        assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{engine}: {stdout}");
+        for (i, line) in lines.iter().enumerate() {
+            let same = lines[0].replacen("round 1:", &format!("round {}:", i + 1), 1);
+            assert_eq!(*line, same, "{engine}: {stdout}");
+        }
+        assert!(
+            lines[0].starts_with("round 1: zstd 1.5.7, 1048576 bytes to ")
+                && lines[0].ends_with(", read back"),
+            "{engine}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn plugin_host_dlopens_every_library_in_a_directory() {
     for engine in engines() {
