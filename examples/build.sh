@@ -56,6 +56,28 @@ rm -f $zstd_objs
 MAIN_CFLAGS="-I$ZSTD" main zstd/main.wasm zstd/main.c malloc free calloc memcpy memmove memset
 main zstd/cycle.wasm zstd/cycle.c malloc free calloc memcpy memmove memset
 
+# SQLite: the amalgamation and wasm32-wasi VFS of the libsqlite3-sys crate, fetched from
+# crates.io once (kept under target/) and checked against its hash.
+SQLITE_CRATE=libsqlite3-sys-0.30.1
+SQLITE_SHA256=2e99fb7a497b1e3339bc746195567ed8d3e24945ecd636e3619d20b9de9e9149
+sqlite_dir=../target/example-sources
+if [ ! -f "$sqlite_dir/$SQLITE_CRATE/sqlite3/sqlite3.c" ]; then
+    mkdir -p "$sqlite_dir"
+    curl -sSfL -o "$sqlite_dir/$SQLITE_CRATE.crate" "https://static.crates.io/crates/libsqlite3-sys/$SQLITE_CRATE.crate"
+    echo "$SQLITE_SHA256  $sqlite_dir/$SQLITE_CRATE.crate" | sha256sum -c --quiet
+    tar xzf "$sqlite_dir/$SQLITE_CRATE.crate" -C "$sqlite_dir" "$SQLITE_CRATE/sqlite3"
+fi
+SQLITE=$sqlite_dir/$SQLITE_CRATE/sqlite3
+SQLITE_FLAGS="-DSQLITE_THREADSAFE=0 -DSQLITE_OS_OTHER=1 -DSQLITE_OMIT_LOAD_EXTENSION -DLONGDOUBLE_TYPE=double -DSQLITE_TEMP_STORE=3 -DNDEBUG -I$SQLITE"
+$CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default $SQLITE_FLAGS -c "$SQLITE/sqlite3.c" -o sqlite/sqlite3.o
+$CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default $SQLITE_FLAGS -c "$SQLITE/wasm32-wasi-vfs.c" -o sqlite/vfs.o
+$LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o sqlite/libsqlite3.so sqlite/sqlite3.o sqlite/vfs.o 2>&1 | grep -v "not yet stable" || true
+rm -f sqlite/sqlite3.o sqlite/vfs.o
+# What libsqlite3.so takes from libc and compiler-rt (its long doubles), errno among it.
+MAIN_CFLAGS="-I$SQLITE" main sqlite/sqlite.wasm sqlite/main.c malloc free realloc memchr memcmp memcpy memmove \
+    memset strcmp strcspn strlen strncmp strrchr strspn localtime time sleep usleep errno access open close \
+    read write lseek fstat fsync unlink __extenddftf2 __getf2 __gttf2 __lttf2 __multf3 __trunctfdf2
+
 # A threaded program (wasi-threads) without a libc: Debian's wasi-libc has no threads.
 NOLIBC="--target=wasm32 -O2 -nostdlib -ffreestanding -fPIC -fvisibility=default -matomics -mbulk-memory"
 SHARED="--shared-memory --max-memory=67108864"

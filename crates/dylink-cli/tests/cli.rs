@@ -224,6 +224,73 @@ fn the_zstd_library_loads_and_unloads_at_run_time() {
     }
 }
 
+/// SQLite 3.46 as a side module: SQL through the library, with a function and a collation
+/// of the program's own that the library calls back through function pointers, then a
+/// database file written by one run and read back by the next.
+#[test]
+fn the_sqlite_library_runs_sql_with_the_programs_callbacks_and_keeps_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = format!("{}::/data", dir.path().display());
+    for engine in engines() {
+        let run = |args: &[&str]| {
+            let mut all = vec![
+                "run",
+                "--engine",
+                engine,
+                "--preload",
+                "libsqlite3.so",
+                "-L",
+                "examples/sqlite",
+                "--dir",
+                &mount,
+                "examples/sqlite/sqlite.wasm",
+            ];
+            all.extend(args);
+            let out = dylink(&all);
+            assert!(
+                out.status.success(),
+                "{engine} {args:?}: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            text(&out.stdout)
+        };
+        let out = run(&[
+            ":memory:",
+            "create table t(a integer, b text)",
+            "insert into t values (1, 'one'), (2, 'Two'), (3, 'three')",
+            "select a, twice(a), b from t order by b collate program_nocase",
+            "select sum(twice(a)), group_concat(b, '+'), json_object('n', count(*)) from t",
+        ]);
+        assert_eq!(
+            out,
+            "a|twice(a)|b\n1|2|one\n3|6|three\n2|4|Two\n\
+             sum(twice(a))|group_concat(b, '+')|json_object('n', count(*))\n\
+             12|one+Two+three|{\"n\":3}\nsqlite 3.46.0\n",
+            "{engine}"
+        );
+        let db = dir.path().join("test.db");
+        let _ = std::fs::remove_file(&db);
+        run(&[
+            "/data/test.db",
+            "create table t(a integer primary key, b text)",
+            "with recursive c(x) as (select 1 union all select x + 1 from c where x < 20000) \
+             insert into t select x, 'row ' || x from c",
+        ]);
+        let file = std::fs::read(&db).unwrap();
+        assert!(file.starts_with(b"SQLite format 3\0"), "{engine}");
+        assert!(file.len() > 300_000, "{engine}: {} bytes", file.len());
+        let out = run(&[
+            "/data/test.db",
+            "select count(*), sum(twice(a)), max(b) from t",
+        ]);
+        assert_eq!(
+            out, "count(*)|sum(twice(a))|max(b)\n20000|400020000|row 9999\nsqlite 3.46.0\n",
+            "{engine}"
+        );
+    }
+}
+
 #[test]
 fn plugin_host_dlopens_every_library_in_a_directory() {
     for engine in engines() {
