@@ -596,13 +596,15 @@ impl ModuleInfo {
         self.export_index.position(&self.exports, name)
     }
 
-    /// Whether the module exports `malloc: (ptr) -> ptr` and `free: (ptr) -> ()`, as a
-    /// non-PIE main carrying libc does for its libraries ([`crate::Op::StartAllocator`]).
+    /// Whether the module defines and exports `malloc: (ptr) -> ptr` and `free: (ptr) -> ()`,
+    /// as a non-PIE main carrying libc does for its libraries ([`crate::Op::StartAllocator`]).
+    /// An allocator it imports and exports again is not its own: calling it before the
+    /// libraries exist would reach a trampoline with nothing behind it.
     pub fn exports_allocator(&self) -> bool {
         let ptr = self.ptr_type();
         let is = |name: &str, want: FuncType| {
-            matches!(self.export(name), Some(Export { kind: ExportKind::Func { ty, .. }, .. })
-                if self.types.get(*ty as usize) == Some(&want))
+            matches!(self.export(name), Some(Export { kind: ExportKind::Func { index, ty }, .. })
+                if *index >= self.imported_funcs && self.types.get(*ty as usize) == Some(&want))
         };
         is("malloc", FuncType::new(&[ptr], &[ptr])) && is("free", FuncType::new(&[ptr], &[]))
     }

@@ -1169,10 +1169,10 @@ fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
         wat(&format!(
             r#"(module
           (import "env" "greet" (func $greet (result i32)))
+          {exports}
           (memory (export "memory") 2)
           (table (export "__indirect_function_table") 1 funcref)
           (global $sp (export "__stack_pointer") (mut i32) (i32.const 65536))
-          {exports}
           (func (export "_start") call $greet drop))"#
         ))
     };
@@ -1195,6 +1195,13 @@ fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
         (
             r#"(func (export "malloc") (param i64) (result i64) i64.const 0)
           (func (export "free") (param i64))"#,
+            false,
+        ),
+        // An allocator the main imports (from a library) and exports again.
+        (
+            r#"(import "env" "malloc" (func $m (param i32) (result i32)))
+          (export "malloc" (func $m))
+          (func (export "free") (param i32))"#,
             false,
         ),
     ];
