@@ -74,9 +74,16 @@ $CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default $SQLITE_FLAGS -c "$SQLIT
 $LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o sqlite/libsqlite3.so sqlite/sqlite3.o sqlite/vfs.o 2>&1 | grep -v "not yet stable" || true
 rm -f sqlite/sqlite3.o sqlite/vfs.o
 # What libsqlite3.so takes from libc and compiler-rt (its long doubles), errno among it.
-MAIN_CFLAGS="-I$SQLITE" main sqlite/sqlite.wasm sqlite/main.c malloc free realloc memchr memcmp memcpy memmove \
-    memset strcmp strcspn strlen strncmp strrchr strspn localtime time sleep usleep errno access open close \
-    read write lseek fstat fsync unlink __extenddftf2 __getf2 __gttf2 __lttf2 __multf3 __trunctfdf2
+# (calloc for libzstd.so, which libzsql.so below brings in at run time.)
+MAIN_CFLAGS="-I$SQLITE" main sqlite/sqlite.wasm sqlite/main.c malloc free realloc calloc memchr memcmp memcpy \
+    memmove memset strcmp strcspn strlen strncmp strrchr strspn localtime time sleep usleep errno access open \
+    close read write lseek fstat fsync unlink __extenddftf2 __getf2 __gttf2 __lttf2 __multf3 __trunctfdf2
+# libzsql.so: SQL functions over zstd, needing libsqlite3.so and libzstd.so (named on the
+# link line, so recorded as NEEDED).
+$CC --target=wasm32-wasi -O2 -fPIC -fvisibility=default -I"$SQLITE" -I"$ZSTD" -c sqlite/zsql.c -o sqlite/zsql.o
+$LD --experimental-pic -shared --unresolved-symbols=import-dynamic -o sqlite/libzsql.so sqlite/zsql.o \
+    sqlite/libsqlite3.so zstd/libzstd.so 2>&1 | grep -v "not yet stable" || true
+rm -f sqlite/zsql.o
 
 # A threaded program (wasi-threads) without a libc: Debian's wasi-libc has no threads.
 NOLIBC="--target=wasm32 -O2 -nostdlib -ffreestanding -fPIC -fvisibility=default -matomics -mbulk-memory"

@@ -5,6 +5,9 @@
  *
  *   sqlite.wasm DATABASE SQL...     runs each SQL text in turn, printing every row
  *
+ * An argument `.load LIBRARY FUNCTION` instead dlopens LIBRARY and calls its
+ * `int FUNCTION(sqlite3 *)` with the database, as SQLite's shell loads an extension.
+ *
  * The program registers a SQL function of its own, twice(x), and a collation, so the
  * library calls back into the program through function pointers. */
 #include <stdio.h>
@@ -12,6 +15,31 @@
 #include <strings.h>
 
 #include "sqlite3.h"
+
+/* <dlfcn.h>, as wasi-libc declares it; dylink provides these functions. */
+#define RTLD_NOW 2
+#define RTLD_LOCAL 8
+void *dlopen(const char *file, int mode);
+void *dlsym(void *handle, const char *name);
+char *dlerror(void);
+
+/* `.load LIBRARY FUNCTION`: 0 when loaded and initialised. */
+static int load(sqlite3 *db, const char *command) {
+    char library[256], function[256];
+    if (sscanf(command, ".load %255s %255s", library, function) != 2) {
+        fprintf(stderr, "usage: .load LIBRARY FUNCTION\n");
+        return 1;
+    }
+    void *h = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    int (*init)(sqlite3 *) = h ? (int (*)(sqlite3 *))dlsym(h, function) : NULL;
+    if (!init) {
+        fprintf(stderr, "%s\n", dlerror());
+        return 1;
+    }
+    int rc = init(db);
+    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", function, sqlite3_errstr(rc));
+    return rc != SQLITE_OK;
+}
 
 static int print_row(void *first, int n, char **values, char **names) {
     if (*(int *)first) {
@@ -53,6 +81,13 @@ int main(int argc, char **argv) {
                             NULL, NULL);
     sqlite3_create_collation(db, "program_nocase", SQLITE_UTF8, NULL, nocase);
     for (int i = 2; i < argc; i++) {
+        if (strncmp(argv[i], ".load ", 6) == 0) {
+            if (load(db, argv[i])) {
+                sqlite3_close(db);
+                return 1;
+            }
+            continue;
+        }
         int first = 1;
         char *error = NULL;
         if (sqlite3_exec(db, argv[i], print_row, &first, &error) != SQLITE_OK) {

@@ -291,6 +291,54 @@ fn the_sqlite_library_runs_sql_with_the_programs_callbacks_and_keeps_a_file() {
     }
 }
 
+/// An extension loaded at run time that needs two libraries: `.load libzsql.so zsql_init`
+/// dlopens a library whose NEEDED are the `libsqlite3.so` the program already has and a
+/// `libzstd.so` that comes with it; SQLite then calls its SQL functions, which call zstd,
+/// and an error they raise comes back through SQLite.
+#[test]
+fn the_sqlite_program_loads_an_extension_that_needs_zstd_at_run_time() {
+    for engine in engines() {
+        let out = dylink(&[
+            "run",
+            "--engine",
+            engine,
+            "--debug",
+            "libs",
+            "--preload",
+            "libsqlite3.so",
+            "-L",
+            "examples/sqlite",
+            "-L",
+            "examples/zstd",
+            "examples/sqlite/sqlite.wasm",
+            ":memory:",
+            ".load libzsql.so zsql_init",
+            "create table b(x)",
+            "insert into b values (zstd_compress(zeroblob(100000) || x'0102', 19))",
+            "select length(x) < 1000, length(zstd_decompress(x)), hex(substr(zstd_decompress(x), 100000)) from b",
+            "select zstd_decompress(x'00')",
+        ]);
+        assert_eq!(
+            text(&out.stdout),
+            "length(x) < 1000|length(zstd_decompress(x))|hex(substr(zstd_decompress(x), 100000))\n\
+             1|100002|000102\n",
+            "{engine}: {}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.ends_with("zstd_decompress: not one zstd frame with its size\n"),
+            "{engine}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{engine}");
+        // Each library loaded once: libzsql.so and libzstd.so at the dlopen.
+        for lib in ["libsqlite3.so", "libzsql.so", "libzstd.so"] {
+            let found = stderr.matches(&format!("{lib} => ")).count();
+            assert_eq!(found, 1, "{engine}: {lib} {stderr}");
+        }
+    }
+}
+
 #[test]
 fn plugin_host_dlopens_every_library_in_a_directory() {
     for engine in engines() {
