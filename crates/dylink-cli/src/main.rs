@@ -353,10 +353,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         linker.commit(plan)?;
                         println!("footprint:");
                         for m in linker.modules() {
-                            println!(
-                                "\t{}: {} bytes of data at {:#x}, {} table slots at {}",
-                                m.path, m.memory_size, m.memory_base, m.table_size, m.table_base
-                            );
+                            // A non-PIE main keeps its own memory and table, at fixed
+                            // addresses; libraries come above them.
+                            match (&m.info.defined_memory, &m.info.defined_table) {
+                                (Some(mem), Some(table)) if m.is_main => println!(
+                                    "\t{}: its own memory ({} pages at start) and table ({} slots)",
+                                    m.path, mem.min_pages, table.min
+                                ),
+                                _ => println!(
+                                    "\t{}: {} bytes of data at {:#x}, {} table slots at {}",
+                                    m.path,
+                                    m.memory_size,
+                                    m.memory_base,
+                                    m.table_size,
+                                    m.table_base
+                                ),
+                            }
                         }
                     }
                     Ok(plan) => linker.abort(plan),
