@@ -161,6 +161,33 @@ fn a_trapping_constructor_fails_the_load_with_the_trap_message() {
     );
 }
 
+/// A non-PIE main's allocator is started before its libraries are placed; one that traps
+/// fails the start with the trap, naming the main.
+#[test]
+fn a_trapping_allocator_fails_the_start_with_the_trap_message() {
+    let linker = Imports::new();
+    let mut store = Store::default();
+    let main = wat::parse_str(
+        r#"(module
+             (import "env" "answer" (func (result i32)))
+             (memory (export "memory") 2)
+             (table (export "__indirect_function_table") 1 funcref)
+             (global (export "__stack_pointer") (mut i32) (i32.const 65536))
+             (func (export "malloc") (param i32) (result i32) unreachable)
+             (func (export "free") (param i32))
+             (func (export "_start")))"#,
+    )
+    .unwrap();
+    let mut options = Options::new(program_source());
+    options.config.preload = vec!["libanswer.so".into()];
+    let err = Program::load(&mut store, &linker, options, "/app/main.wasm", &main).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("starting the allocator of /app/main.wasm") && msg.contains("unreachable"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn a_program_started_again_reuses_its_startup_plan_until_a_library_changes() {
     let linker = Imports::new();
