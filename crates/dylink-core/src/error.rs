@@ -185,6 +185,14 @@ pub enum Diagnostic {
         /// The module.
         module: String,
     },
+    /// A non-PIE main defines `malloc` but does not export it with `free`, so the linker
+    /// cannot start its allocator before placing libraries ([`crate::Op::StartAllocator`]):
+    /// an allocator that takes all memory up to the memory's size at its first call, as
+    /// wasi-libc's does, would hand out the libraries' data.
+    AllocatorNotExported {
+        /// The main module.
+        module: String,
+    },
 }
 
 impl Diagnostic {
@@ -193,9 +201,10 @@ impl Diagnostic {
         match self {
             Self::Missing { deferred, .. } => !deferred,
             Self::TypeMismatch { .. } | Self::KindMismatch { .. } => true,
-            Self::WeakMissing { .. } | Self::Duplicate { .. } | Self::TlsNotPerThread { .. } => {
-                false
-            }
+            Self::WeakMissing { .. }
+            | Self::Duplicate { .. }
+            | Self::TlsNotPerThread { .. }
+            | Self::AllocatorNotExported { .. } => false,
         }
     }
 }
@@ -271,6 +280,13 @@ impl fmt::Display for Diagnostic {
                  `__tls_base`, `__tls_size` and `__tls_align`: only the first thread gets it \
                  (link it with --export=__tls_base --export-if-defined=__wasm_init_tls \
                  --export-if-defined=__tls_size --export-if-defined=__tls_align)"
+            ),
+            Self::AllocatorNotExported { module } => write!(
+                f,
+                "{module} defines `malloc` but does not export it and `free`, so its \
+                 allocator cannot be started before libraries take memory; wasi-libc's \
+                 would hand out their data at its first call (link it with \
+                 --export=malloc --export=free)"
             ),
         }
     }

@@ -2753,6 +2753,9 @@ impl<'a> Txn<'a> {
             });
             if info.exports_allocator() {
                 self.adopt.push(Op::StartAllocator { module: main });
+            } else if info.func_names.values().any(|n| &**n == "malloc") {
+                let module = self.module(main).path.clone();
+                self.diags.push(Diagnostic::AllocatorNotExported { module });
             }
             // Side modules take memory above the main's initial memory.
             for &m in order.iter().filter(|m| **m != main) {

@@ -1185,17 +1185,26 @@ fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
     let src = source(&[("/lib/libgreet.so", lib)]);
     let allocator = r#"(func (export "malloc") (param i32) (result i32) i32.const 1024)
           (func (export "free") (param i32))"#;
+    // (the main's allocator, whether it is started, whether the user is told it cannot be)
     let cases = [
-        (allocator, true),
-        // No free, a malloc of the wrong type: not an allocator it can start.
+        (allocator, true, false),
+        // No free, a malloc of the wrong type: not an allocator it can start; the user is
+        // told when the main defines a `malloc` (its name section says so).
         (
-            r#"(func (export "malloc") (param i32) (result i32) i32.const 0)"#,
+            r#"(func $malloc (export "malloc") (param i32) (result i32) i32.const 0)"#,
             false,
+            true,
         ),
         (
             r#"(func (export "malloc") (param i64) (result i64) i64.const 0)
           (func (export "free") (param i64))"#,
             false,
+            false,
+        ),
+        (
+            r#"(func $malloc (param i32) (result i32) i32.const 0) (func $free (param i32))"#,
+            false,
+            true,
         ),
         // An allocator the main imports (from a library) and exports again.
         (
@@ -1203,9 +1212,10 @@ fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
           (export "malloc" (func $m))
           (func (export "free") (param i32))"#,
             false,
+            false,
         ),
     ];
-    for (exports, starts) in cases {
+    for (exports, starts, warns) in cases {
         let mut l = Linker::new(Config {
             preload: vec!["libgreet.so".into()],
             ..Config::default()
@@ -1228,6 +1238,10 @@ fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
         } else {
             assert_eq!(started, None, "{plan}");
         }
+        let warned = (plan.diagnostics.iter()).any(
+            |d| matches!(d, Diagnostic::AllocatorNotExported { module } if module == "/app/main.wasm"),
+        );
+        assert_eq!(warned, warns, "{exports}: {:?}", plan.diagnostics);
         if let Some(at) = started {
             // A guest call on the shared memory: a thread's new group does not replay it.
             assert!(plan.ops[at].is_guest_call() && plan.ops[at].is_memory_op());
