@@ -55,6 +55,20 @@ const HELLO: [&str; 5] = [
     "examples/hello/main.wasm",
 ];
 
+/// `dylink run --engine ENGINE ARGS…`, which must succeed; its standard output.
+fn run_ok(engine: &str, args: &[&str]) -> String {
+    let mut all = vec!["run", "--engine", engine];
+    all.extend(args);
+    let out = dylink(&all);
+    assert!(
+        out.status.success(),
+        "{engine} {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 fn engines() -> Vec<&'static str> {
     if cfg!(feature = "wasmer") {
         vec!["wasmtime", "wasmer"]
@@ -144,29 +158,16 @@ fn the_zstd_library_compresses_and_decompresses_as_the_reference_does() {
     .unwrap();
     let mount = format!("{}::/work", d.display());
     for engine in engines() {
-        let run = |args: &[&str]| {
-            let mut all = vec![
-                "run",
-                "--engine",
-                engine,
-                "--preload",
-                "libzstd.so",
-                "-L",
-                "examples/zstd",
-                "--dir",
-                &mount,
-                "examples/zstd/main.wasm",
-            ];
-            all.extend(args);
-            let out = dylink(&all);
-            assert!(
-                out.status.success(),
-                "{engine} {args:?}: {}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-            text(&out.stdout)
-        };
+        let prefix = [
+            "--preload",
+            "libzstd.so",
+            "-L",
+            "examples/zstd",
+            "--dir",
+            &mount,
+            "examples/zstd/main.wasm",
+        ];
+        let run = |args: &[&str]| run_ok(engine, &[&prefix[..], args].concat());
         let said = run(&["compress", "19", "/work/in.bin", "/work/out.zst"]);
         let packed = std::fs::read(d.join("out.zst")).unwrap();
         assert_eq!(
@@ -232,29 +233,16 @@ fn the_sqlite_library_runs_sql_with_the_programs_callbacks_and_keeps_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let mount = format!("{}::/data", dir.path().display());
     for engine in engines() {
-        let run = |args: &[&str]| {
-            let mut all = vec![
-                "run",
-                "--engine",
-                engine,
-                "--preload",
-                "libsqlite3.so",
-                "-L",
-                "examples/sqlite",
-                "--dir",
-                &mount,
-                "examples/sqlite/sqlite.wasm",
-            ];
-            all.extend(args);
-            let out = dylink(&all);
-            assert!(
-                out.status.success(),
-                "{engine} {args:?}: {}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-            text(&out.stdout)
-        };
+        let prefix = [
+            "--preload",
+            "libsqlite3.so",
+            "-L",
+            "examples/sqlite",
+            "--dir",
+            &mount,
+            "examples/sqlite/sqlite.wasm",
+        ];
+        let run = |args: &[&str]| run_ok(engine, &[&prefix[..], args].concat());
         let out = run(&[
             ":memory:",
             "create table t(a integer, b text)",
