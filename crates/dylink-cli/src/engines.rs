@@ -68,6 +68,16 @@ impl CompileCache {
     }
 }
 
+/// The linker's findings about how a module was built that break the program while it runs
+/// (`Diagnostic::is_build_warning`), on standard error: a user did not ask, but the program
+/// may fail later for them. Symbols left for lazy binding and weak ones left undefined are
+/// not printed, as a C program's dynamic linker does not print them.
+fn tell_build_warnings(diagnostics: Vec<dylink_core::Diagnostic>) {
+    for d in diagnostics.iter().filter(|d| d.is_build_warning()) {
+        eprintln!("dylink: warning: {d}");
+    }
+}
+
 /// wasmtime's on-disk cache of compiled code in the chosen directory. Keys are the module's
 /// bytes and the engine's settings and version, so a changed library or a new dylink
 /// compiles again; an entry that does not read back (truncated, say) is compiled again and
@@ -133,6 +143,7 @@ pub fn run_wasmtime(job: Job) -> Result<i32> {
     let mut options = Options::new(job.source);
     options.config = job.config;
     let program = Program::load(&mut store, &linker, options, &job.path, &job.bytes)?;
+    tell_build_warnings(program.diagnostics());
     if let Some(cache) = &cache {
         tracing::debug!(
             target: "dylink::cache",
@@ -345,6 +356,7 @@ pub fn run_wasmer(job: Job) -> Result<i32> {
             .map_err(|e| format!("WASI on wasmer needs the main module to export its memory: {e}"))
     }));
     let program = Program::load(&mut store, &imports, options, &job.path, &job.bytes)?;
+    tell_build_warnings(program.diagnostics());
     if let Some(c) = &cache {
         tracing::debug!(
             target: "dylink::cache",

@@ -437,6 +437,41 @@ fn plan_prints_the_layout_and_ops() {
     );
 }
 
+/// A non-PIE main that defines `malloc` without exporting it (and `free`) runs, and the
+/// user is told once, on standard error, why its allocator may hand out the libraries'
+/// memory and how to link it; the examples, which export both, get no warning.
+#[test]
+fn a_main_whose_allocator_cannot_be_started_runs_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.wasm");
+    let wasm = wat::parse_str(
+        r#"(module
+             (memory (export "memory") 2)
+             (table (export "__indirect_function_table") 1 funcref)
+             (global (export "__stack_pointer") (mut i32) (i32.const 65536))
+             (func $malloc (param i32) (result i32) i32.const 0)
+             (func (export "_start")))"#,
+    )
+    .unwrap();
+    std::fs::write(&main, wasm).unwrap();
+    for engine in engines() {
+        let out = dylink(&["run", "--engine", engine, main.to_str().unwrap()]);
+        assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{engine}: {err}");
+        assert!(
+            err.starts_with("dylink: warning: ")
+                && err.contains("defines `malloc` but does not export it")
+                && err.contains("--export=malloc --export=free"),
+            "{engine}: {err}"
+        );
+        let mut args = vec!["run", "--engine", engine];
+        args.extend(HELLO);
+        let out = dylink(&args);
+        assert_eq!(text(&out.stderr), "", "{engine}");
+    }
+}
+
 #[test]
 fn bad_input_gets_one_clear_line_and_a_failing_exit() {
     let cases: [(&[&str], &str); 5] = [

@@ -196,6 +196,17 @@ pub enum Diagnostic {
 }
 
 impl Diagnostic {
+    /// Whether this finding says a module was built in a way that breaks the program while
+    /// it runs (thread-local data only the first thread gets; an allocator that may hand out
+    /// libraries' memory): worth telling a user who did not ask, as a symbol left for lazy
+    /// binding or a weak one left undefined is not.
+    pub fn is_build_warning(&self) -> bool {
+        matches!(
+            self,
+            Self::TlsNotPerThread { .. } | Self::AllocatorNotExported { .. }
+        )
+    }
+
     /// Whether this finding stops the link.
     pub fn is_error(&self) -> bool {
         match self {

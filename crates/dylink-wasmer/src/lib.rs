@@ -205,7 +205,7 @@ pub(crate) struct Shared {
     /// The shared memory, when the program has one, for other groups' stores.
     shared_memory: Mutex<Option<wasmer::SharedMemory>>,
     memory_cell: MemoryCell,
-    warnings: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<dylink_core::Diagnostic>>,
     host_calls: AtomicU64,
     before_init: Mutex<Option<BeforeInit>>,
     /// [`Options::compile_with`].
@@ -636,6 +636,14 @@ impl Program {
 
     /// The linker's warnings so far (duplicate definitions, weak symbols left undefined, …).
     pub fn warnings(&self) -> Vec<String> {
+        (lock(&self.shared.warnings).iter())
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    /// The same findings as values, to pick some by kind (the `dylink` command prints the
+    /// ones about how a module was built: [`dylink_core::Diagnostic::is_build_warning`]).
+    pub fn diagnostics(&self) -> Vec<dylink_core::Diagnostic> {
         lock(&self.shared.warnings).clone()
     }
 
@@ -901,7 +909,7 @@ impl Applier for Driver<'_, '_> {
     }
 
     fn warnings(&mut self, diagnostics: &[dylink_core::Diagnostic]) {
-        lock(&self.program.shared.warnings).extend(diagnostics.iter().map(|d| d.to_string()));
+        lock(&self.program.shared.warnings).extend_from_slice(diagnostics);
     }
 }
 

@@ -175,7 +175,7 @@ pub(crate) struct Shared<T: 'static> {
     shared_memory: Mutex<Option<wasmtime::SharedMemory>>,
     memory_cell: MemoryCell,
     /// The linker's warnings from every committed plan.
-    warnings: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<dylink_core::Diagnostic>>,
     /// Makes the store data of a thread `wasi.thread-spawn` starts (see `enable_threads`).
     thread_data: Mutex<Option<ThreadData<T>>>,
     /// Told how each spawned thread ended (see `on_thread_exit`).
@@ -613,6 +613,14 @@ impl<T: Send + 'static> Program<T> {
     /// The linker's warnings so far: duplicate definitions (the first in scope order won),
     /// weak symbols left undefined, functions bound lazily because nothing defines them yet.
     pub fn warnings(&self) -> Vec<String> {
+        (lock(&self.shared.warnings).iter())
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    /// The same findings as values, to pick some by kind (the `dylink` command prints the
+    /// ones about how a module was built: [`dylink_core::Diagnostic::is_build_warning`]).
+    pub fn diagnostics(&self) -> Vec<dylink_core::Diagnostic> {
         lock(&self.shared.warnings).clone()
     }
 
@@ -863,7 +871,7 @@ impl<T: Send + 'static, S: AsContextMut<Data = T>> Applier for Driver<'_, T, S> 
     }
 
     fn warnings(&mut self, diagnostics: &[dylink_core::Diagnostic]) {
-        lock(&self.program.shared.warnings).extend(diagnostics.iter().map(|d| d.to_string()));
+        lock(&self.program.shared.warnings).extend_from_slice(diagnostics);
     }
 }
 
