@@ -2753,7 +2753,9 @@ impl<'a> Txn<'a> {
             });
             if info.exports_allocator() {
                 self.adopt.push(Op::StartAllocator { module: main });
-            } else if info.func_names.values().any(|n| &**n == "malloc") {
+            } else if (info.func_names.iter())
+                .any(|(&f, n)| f >= info.imported_funcs && &**n == "malloc")
+            {
                 let module = self.module(main).path.clone();
                 self.diags.push(Diagnostic::AllocatorNotExported { module });
             }

@@ -1206,11 +1206,16 @@ fn a_non_pie_main_allocator_starts_before_libraries_take_memory() {
             false,
             true,
         ),
-        // An allocator the main imports (from a library) and exports again.
+        // An allocator the main imports (from a library) and exports again, or only imports.
         (
             r#"(import "env" "malloc" (func $m (param i32) (result i32)))
           (export "malloc" (func $m))
           (func (export "free") (param i32))"#,
+            false,
+            false,
+        ),
+        (
+            r#"(import "env" "malloc" (func $malloc (param i32) (result i32)))"#,
             false,
             false,
         ),
