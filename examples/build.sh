@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the examples with clang-19 and Debian's wasi-libc
-# (apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32).
+# (apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 curl; the zstd and
+# SQLite sources come from crates.io, through cargo and curl).
 #
 # A non-PIE main carries libc and exports what its side modules use of it (named below),
 # its function table and its stack pointer; side modules (-fPIC -shared) import those. Each
