@@ -145,6 +145,7 @@ fn call_rows(
     let mut per_load = [(); 3].map(|_| Vec::with_capacity(placements));
     let (mut to_direct, mut to_pointer) = (Vec::new(), Vec::new());
     let mut fastest_to_direct = Vec::with_capacity(placements);
+    let lowest = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
     for _ in 0..placements {
         let mut runs = [Call::Direct, Call::Lazy, Call::Pointer].map(&mut load);
         for run in runs.iter_mut() {
@@ -161,8 +162,7 @@ fn call_rows(
         for (a, t) in all.iter_mut().zip(&times) {
             a.extend_from_slice(t);
         }
-        let [fd, fl] = [&times[0], &times[1]].map(|t| t.iter().copied().fold(f64::MAX, f64::min));
-        fastest_to_direct.push(fl / fd);
+        fastest_to_direct.push(lowest(&times[1]) / lowest(&times[0]));
         let [d, l, p] = times.map(median);
         to_direct.push(l / d);
         to_pointer.push(l / p);
@@ -171,7 +171,6 @@ fn call_rows(
         }
         kept.push(runs);
     }
-    let lowest = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
     let highest = |v: &[f64]| v.iter().copied().fold(0f64, f64::max);
     let [best_d, best_l, best_p] = all.each_ref().map(|v| lowest(v));
     let (lo, hi) = (lowest(&to_direct), highest(&to_direct));
